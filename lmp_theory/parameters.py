@@ -1,0 +1,61 @@
+r"""The paper's parameterisation of loss max-pooling by a pool size, ``p`` and a ratio.
+
+Rota Bulò, Neuhold, Kontschieder, *Loss Max-Pooling for Semantic Image Segmentation*,
+CVPR 2017 (arXiv 1704.02966), section 3.1. For a pool of ``n`` losses and a ratio
+:math:`\rho \in [0, 1]`:
+
+.. math::
+
+    \gamma = n^{1/p - 1}, \qquad m = \rho n, \qquad \tau = \gamma\, m^{-1/p}
+
+so that the uniform weighting :math:`1/n` has :math:`p`-norm exactly :math:`\gamma` (the plain
+mean is admissible) and exactly ``m`` weights at the cap exhaust the norm budget. ``m`` is kept
+real (no rounding), so the loss is continuous in :math:`\rho`; :math:`\rho = 0` means no cap
+(:math:`\tau = \infty`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .problem import check_counts, check_p, check_ratio
+
+__all__ = ["paper_parameters"]
+
+
+def paper_parameters(n, p, ratio):
+    r"""The paper's :math:`(\gamma, \tau)` for pools of ``n`` losses.
+
+    Parameters
+    ----------
+    n : int or array_like of int
+        Pool size(s), each ``>= 1``. An array gives per-pool parameters of the same shape.
+    p : float
+        Norm exponent in ``[1, inf]``.
+    ratio : float
+        :math:`\rho \in [0, 1]`, the least share of the pool that the weighting spreads over.
+
+    Returns
+    -------
+    gamma, tau : float or ndarray
+        :math:`\gamma = n^{1/p-1}` and :math:`\tau = \gamma (\rho n)^{-1/p}` (``inf`` for
+        :math:`\rho = 0`). Special cases: ``p = 1`` gives :math:`\gamma = 1,\ \tau = 1/m`;
+        ``p = inf`` gives :math:`\gamma = \tau = 1/n` for every ratio, 0 included.
+        Python floats for scalar ``n``, float64 arrays otherwise.
+    """
+    p = check_p(p)
+    ratio = check_ratio(ratio)
+    counts = check_counts(n)
+    m = ratio * counts
+    if math.isinf(p):
+        gamma = 1.0 / counts
+        tau = gamma.copy()
+    else:
+        gamma = counts ** (1.0 / p - 1.0)
+        with np.errstate(divide="ignore"):
+            tau = np.where(m > 0, gamma * m ** (-1.0 / p), np.inf)
+    if np.ndim(n) == 0:
+        return float(gamma), float(tau)
+    return gamma, tau

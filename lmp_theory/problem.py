@@ -1,0 +1,200 @@
+r"""The loss max-pooling problem: its parameters, their validation and derived quantities.
+
+Given losses :math:`l \in \mathbb{R}^n`, :math:`p \in [1, \infty]`, :math:`\gamma > 0` and
+:math:`\tau \in (0, \infty]`, loss max-pooling (Rota Bulò, Neuhold, Kontschieder, CVPR 2017,
+arXiv 1704.02966, eq. 3) is
+
+.. math::
+
+    L(l) = \max \{ \langle w, l \rangle : w \ge 0,\ \|w\|_p \le \gamma,\ w_i \le \tau \}.
+
+This module is the single place that knows what a valid ``p``, ``gamma``, ``tau``, ``ratio``,
+pool size and loss array are; every backend and the reference call it, so that every public
+entry point rejects bad input with the same message (``../shared/SPEC.md`` section 6).
+
+Two derived quantities recur everywhere:
+
+* the conjugate exponent :math:`q = p / (p - 1)` (:func:`conjugate`), and
+* the *cap count* :math:`m = (\gamma / \tau)^p` (:func:`cap_count`): the (real) number of
+  weights that can sit at the cap :math:`\tau` before the :math:`p`-norm budget is spent.
+  With the paper's parameters it is exactly ``ratio * n``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+__all__ = [
+    "check_p",
+    "check_gamma",
+    "check_tau",
+    "check_ratio",
+    "check_counts",
+    "check_losses",
+    "check_mask",
+    "check_pool_parameter",
+    "conjugate",
+    "cap_count",
+    "log_ratio",
+]
+
+
+def _real_scalar(value, name: str) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf":
+            return float(value)
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    return float(value)
+
+
+def check_p(p) -> float:
+    """Validate the norm exponent: a real number in ``[1, inf]`` (``inf`` allowed, NaN not)."""
+    value = _real_scalar(p, "p")
+    if math.isnan(value) or value < 1.0:
+        raise ValueError(f"p must be a real number in [1, inf], got {p!r}")
+    return value
+
+
+def check_ratio(ratio) -> float:
+    """Validate the paper's ratio ``rho``: a real number in ``[0, 1]``."""
+    value = _real_scalar(ratio, "ratio")
+    if not 0.0 <= value <= 1.0:  # also rejects NaN
+        raise ValueError(f"ratio must be a real number in [0, 1], got {ratio!r}")
+    return value
+
+
+def _real_array(value, name: str) -> np.ndarray:
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be real, got bool")
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # e.g. ragged sequences
+        raise TypeError(f"{name} must be a real number or array of real numbers") from exc
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be a real number or array of real numbers, got dtype {arr.dtype}")
+    return arr.astype(np.float64, copy=False)
+
+
+def check_gamma(gamma) -> np.ndarray:
+    """Validate the norm budget: finite and ``> 0`` (scalar or array). Returns float64."""
+    arr = _real_array(gamma, "gamma")
+    if not np.all(np.isfinite(arr) & (arr > 0)):
+        raise ValueError(f"gamma must be finite and > 0 (the range (0, inf)), got {_show(arr)}")
+    return arr
+
+
+def check_tau(tau) -> np.ndarray:
+    """Validate the per-weight cap: ``> 0``; ``inf`` means no cap (scalar or array)."""
+    arr = _real_array(tau, "tau")
+    if not np.all(arr > 0):  # also rejects NaN
+        raise ValueError(f"tau must be > 0 (the range (0, inf], inf = no cap), got {_show(arr)}")
+    return arr
+
+
+def check_counts(n) -> np.ndarray:
+    """Validate pool sizes: integers ``>= 1`` (scalar or array). Returns float64."""
+    arr = _real_array(n, "n")
+    if not np.all(np.isfinite(arr) & (arr >= 1)):
+        raise ValueError(f"n must be an integer count >= 1, got {_show(arr)}")
+    if not np.all(arr == np.floor(arr)):
+        raise ValueError(f"n must be an integer count >= 1, got non-integer {_show(arr)}")
+    return arr
+
+
+def _show(arr: np.ndarray) -> str:
+    if arr.ndim == 0:
+        return repr(arr.item())
+    bad = arr.ravel()
+    return f"array with values such as {bad[:4].tolist()}"
+
+
+def check_losses(losses, mask=None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Validate a loss array (``(..., n)``, real, finite where in the pool) and its mask.
+
+    Returns the losses as an ndarray of their own floating dtype (integers become float64)
+    and the mask as a bool ndarray or ``None``. Entries outside the mask are not inspected.
+    """
+    if isinstance(losses, (bool, np.bool_)):
+        raise TypeError("losses must be a real array, got bool")
+    try:
+        arr = np.asarray(losses)
+    except Exception as exc:
+        raise TypeError("losses must be a real array (shape (..., n))") from exc
+    if arr.dtype.kind in "iu":
+        arr = arr.astype(np.float64)
+    elif arr.dtype.kind != "f":
+        raise TypeError(f"losses must be a real array, got dtype {arr.dtype}")
+    if arr.ndim < 1:
+        raise ValueError("losses must have at least one dimension (shape (..., n)), got a scalar")
+    mask = check_mask(mask, arr.shape)
+    in_pool = arr if mask is None else arr[mask]
+    if not np.all(np.isfinite(in_pool)):
+        raise ValueError("losses must be finite (NaN and +-inf are not allowed in the pool)")
+    return arr, mask
+
+
+def check_mask(mask, shape: tuple) -> np.ndarray | None:
+    """Validate a pool mask: a bool array of exactly ``shape`` (True = in the pool)."""
+    if mask is None:
+        return None
+    arr = np.asarray(mask)
+    if arr.dtype != np.bool_:
+        raise TypeError(f"mask must be a bool array, got dtype {arr.dtype}")
+    if arr.shape != tuple(shape):
+        raise ValueError(f"mask must have the shape of losses {tuple(shape)}, got {arr.shape}")
+    return arr
+
+
+def check_pool_parameter(value: np.ndarray, name: str, batch_shape: tuple) -> np.ndarray:
+    """Broadcast a validated ``gamma`` or ``tau`` to the batch shape ``losses.shape[:-1]``."""
+    try:
+        return np.broadcast_to(value, batch_shape)
+    except ValueError:
+        raise ValueError(
+            f"{name} must be a scalar or broadcastable to losses.shape[:-1] = {batch_shape}, "
+            f"got shape {value.shape}"
+        ) from None
+
+
+def conjugate(p: float) -> float:
+    """Conjugate exponent ``q = p / (p - 1)``: ``inf`` for ``p = 1`` and ``1`` for ``p = inf``."""
+    if p == 1.0:
+        return math.inf
+    if math.isinf(p):
+        return 1.0
+    return p / (p - 1.0)
+
+
+def cap_count(p: float, gamma, tau):
+    r"""The cap count :math:`m = (\gamma/\tau)^p`, evaluated without avoidable rounding.
+
+    ``m`` is how many weights can sit at the cap before the norm budget is exhausted:
+    if at most ``m`` losses are positive, every positive loss gets ``tau``. With the paper's
+    parameters ``m = ratio * n``. For large ``p`` the ratio ``gamma/tau`` is close to 1 and
+    ``(gamma/tau)**p`` would amplify its rounding error ``p``-fold, so the logarithm is taken
+    as ``log1p((gamma - tau) / tau)`` there (the difference is exact when the two are within
+    a factor of 2). ``tau = inf`` gives ``m = 0`` (no cap). ``p = inf`` is not handled here.
+    """
+    gamma = np.asarray(gamma, dtype=np.float64)
+    tau = np.asarray(tau, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        ratio = gamma / tau
+        near = (ratio > 0.5) & (ratio < 2.0)
+        log_ratio = np.where(near, np.log1p((gamma - tau) / np.where(near, tau, 1.0)), np.log(ratio))
+        m = np.exp(p * log_ratio)
+    return np.where(np.isinf(tau), 0.0, m)
+
+
+def log_ratio(a, b):
+    """``log(a / b)`` for positive arrays, exact to rounding even where ``a / b`` under- or overflows.
+
+    The quotient is used where it is a normal float (one rounding, then the log); elsewhere
+    (ratios beyond 1e+-308, where the log is large anyway) the difference of logs is used.
+    """
+    with np.errstate(divide="ignore", over="ignore", under="ignore", invalid="ignore"):
+        ratio = np.asarray(a, dtype=np.float64) / b
+        normal = (ratio >= np.finfo(np.float64).tiny) & (ratio <= np.finfo(np.float64).max)
+        return np.where(normal, np.log(np.where(normal, ratio, 1.0)), np.log(a) - np.log(b))

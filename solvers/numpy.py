@@ -1,0 +1,196 @@
+r"""Closed-form loss max-pooling in NumPy (sort-based, :math:`O(n \log n)` per pool).
+
+Solves, independently for every pool ``losses[..., :]``,
+
+.. math::
+
+    L(l) = \max \{ \langle w, l \rangle : w \ge 0,\ \|w\|_p \le \gamma,\ w_i \le \tau \}
+
+and returns the canonical (least Euclidean norm) maximizer (``../shared/SPEC.md`` sections 1
+and 3). With :math:`q = p/(p-1)` and the cap count :math:`m = (\gamma/\tau)^p`, the maximizer is
+
+.. math::
+
+    w_i = \tau \min\left(1, (l_i / t^*)^{q-1}\right) \ \text{for}\ l_i > 0, \qquad
+    \sum_i \min\left(1, (l_i^+ / t^*)^q\right) = m,
+
+that is, the ``k`` largest losses sit at the cap and the rest follow Hölder's weighting
+:math:`c\, l_i^{q-1}` with what is left of the norm budget. ``p = 1`` is the top-``m`` mean
+(the CVaR, fractional ``m`` exact, ties at the cut sharing equally) and ``p = inf`` gives
+:math:`\min(\gamma, \tau)` to every positive loss.
+
+Numerics: losses are scaled by the pool maximum, the number ``k`` of capped entries is found
+from suffix log-sum-exps of :math:`q \log l`, and the threshold is then recomputed with a
+pairwise sum scaled by the largest uncapped loss, so that :math:`l^q` never overflows or
+underflows into a wrong answer, for ``p`` as close to 1 as ``1 + 1e-3`` (``q ~ 1000``) and as
+large as ``1e6``. Computation is in float64 whatever the input dtype; weights come back in the
+input's floating dtype.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from lmp_theory.problem import (
+    cap_count,
+    check_gamma,
+    check_losses,
+    check_p,
+    check_pool_parameter,
+    check_tau,
+    conjugate,
+    log_ratio,
+)
+
+__all__ = ["lmp_weights", "lmp_value", "lmp_solve", "LMPResult"]
+
+
+class LMPResult(NamedTuple):
+    """Weights (shape of ``losses``), values and thresholds (shape ``losses.shape[:-1]``)."""
+
+    weights: np.ndarray
+    value: np.ndarray
+    threshold: np.ndarray
+
+
+def lmp_weights(losses, p, gamma, tau, *, mask=None) -> np.ndarray:
+    r"""Canonical maximizer :math:`w^*` of :math:`\langle w, l \rangle` over the LMP set.
+
+    Parameters
+    ----------
+    losses : array_like, shape (..., n)
+        Every leading index is an independent pool over the last axis. Must be finite in the pool.
+    p : float
+        Norm exponent: ``1``, any float ``> 1``, or ``inf``.
+    gamma : float or array_like
+        Norm budget ``> 0`` (finite), scalar or broadcastable to ``losses.shape[:-1]``.
+    tau : float or array_like
+        Per-weight cap ``> 0``; ``inf`` means no cap. Scalar or broadcastable like ``gamma``.
+    mask : bool ndarray of shape ``losses.shape``, optional
+        True = in the pool. Entries outside get weight 0 and are not inspected.
+
+    Returns
+    -------
+    ndarray
+        Weights with the shape and floating dtype of ``losses`` (float64 for integer input).
+    """
+    return lmp_solve(losses, p, gamma, tau, mask=mask).weights
+
+
+def lmp_value(losses, p, gamma, tau, *, mask=None):
+    r"""The pooled loss :math:`L(l) = \langle w^*, l \rangle`, one value per pool.
+
+    Same arguments as :func:`lmp_weights`; returns an array of shape ``losses.shape[:-1]``
+    (a scalar for 1-D losses). An empty pool has value 0.
+    """
+    return lmp_solve(losses, p, gamma, tau, mask=mask).value
+
+
+def lmp_solve(losses, p, gamma, tau, *, mask=None) -> LMPResult:
+    r"""Weights, values and thresholds :math:`t^*` of every pool.
+
+    :math:`t^*` is the least minimiser of the dual function
+    :math:`g(t) = \tau \sum_i (l_i - t)^+ + \gamma \|\min(l^+, t)\|_q` (SPEC section 4): the loss
+    level at which weights reach the cap (0 when every positive loss is capped, the largest
+    loss when none is). Same arguments as :func:`lmp_weights`.
+    """
+    p = check_p(p)
+    gamma = check_gamma(gamma)
+    tau = check_tau(tau)
+    arr, mask = check_losses(losses, mask)
+    batch_shape, n = arr.shape[:-1], arr.shape[-1]
+    gamma = check_pool_parameter(gamma, "gamma", batch_shape).reshape(-1)
+    tau = check_pool_parameter(tau, "tau", batch_shape).reshape(-1)
+    out_dtype = arr.dtype
+
+    flat = arr.reshape(-1, n).astype(np.float64)
+    positive = flat > 0
+    if mask is not None:
+        positive &= mask.reshape(-1, n)
+    lp = np.where(positive, flat, 0.0)
+    if n == 0 or lp.shape[0] == 0:
+        weights = np.zeros_like(lp)
+        value = np.zeros(lp.shape[0])
+        threshold = np.zeros(lp.shape[0])
+    else:
+        weights, threshold = _solve_pools(lp, p, gamma, tau)
+        scale = lp.max(axis=1)
+        safe = np.where(scale > 0, scale, 1.0)
+        value = safe * np.sum(weights * (lp / safe[:, None]), axis=1)
+    weights = weights.reshape(arr.shape).astype(out_dtype, copy=False)
+    value = value.reshape(batch_shape).astype(out_dtype, copy=False)[()]
+    threshold = threshold.reshape(batch_shape)[()]
+    return LMPResult(weights, value, threshold)
+
+
+def _solve_pools(lp: np.ndarray, p: float, gamma: np.ndarray, tau: np.ndarray):
+    """Weights and thresholds for a (pools, n) float64 array of non-negative losses."""
+    if p == 1.0:
+        return _solve_p1(lp, gamma, tau)
+    if math.isinf(p):
+        cap = np.minimum(gamma, tau)[:, None]
+        return np.where(lp > 0, cap, 0.0), np.where(gamma > tau, 0.0, lp.max(axis=1))
+    return _solve_holder(lp, p, gamma, tau)
+
+
+def _descending(lp: np.ndarray) -> np.ndarray:
+    return -np.sort(-lp, axis=1)
+
+
+def _solve_p1(lp, gamma, tau):
+    """p = 1: tau on the losses above the floor(m)-th largest, the remainder shared at the cut."""
+    pools, n = lp.shape
+    y = _descending(lp)
+    positives = np.count_nonzero(y > 0, axis=1)
+    m = np.where(np.isinf(tau), 0.0, gamma / tau)
+    cut = np.floor(np.minimum(m, n)).astype(np.int64)
+    partial = cut < positives  # otherwise every positive loss gets tau
+    rows = np.arange(pools)
+    threshold = np.where(partial, y[rows, np.minimum(cut, n - 1)], 0.0)
+    t = threshold[:, None]
+    above = np.count_nonzero(lp > t, axis=1)
+    at = np.count_nonzero((lp == t) & (lp > 0), axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        spent = np.where(above > 0, tau * above, 0.0)
+        share = np.minimum(tau, (gamma - spent) / np.maximum(at, 1))
+    weights = np.where(lp > t, tau[:, None], np.where((lp == t) & (lp > 0), share[:, None], 0.0))
+    return weights, threshold
+
+
+def _solve_holder(lp, p, gamma, tau):
+    """1 < p < inf: find the number k of capped losses, then the threshold, then the weights."""
+    pools, n = lp.shape
+    q = conjugate(p)
+    y = _descending(lp)
+    top = y[:, 0]
+    positives = np.count_nonzero(y > 0, axis=1)
+    m = cap_count(p, gamma, tau)
+    rows = np.arange(pools)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+        # h_j = j + sum_{i >= j} (y_i / y_j)^q is the dual's h(t) at t = y_j; y_j is capped iff h_j <= m.
+        z = q * log_ratio(y, np.where(top > 0, top, 1.0)[:, None])
+        tail = np.logaddexp.accumulate(z[:, ::-1], axis=1)[:, ::-1]
+        h = np.arange(n) + np.exp(np.where(y > 0, tail - z, np.inf))
+        # Strict "<": then k < m, so the budget left for the uncapped losses is never rounded to 0.
+        k = np.count_nonzero((y > 0) & (h < m[:, None]), axis=1)
+        partial = k < positives
+        ref = y[rows, np.minimum(k, n - 1)]  # largest uncapped loss (where partial)
+        ref = np.where(partial, ref, 1.0)
+        beyond = np.arange(n)[None, :] >= k[:, None]
+        ratio_q = np.where(beyond & (y > 0), (y / ref[:, None]) ** q, 0.0)
+        tail_sum = ratio_q.sum(axis=1)  # >= 1 where partial: sum_{i>k} (y_i / y_{k+1})^q
+        frac = np.where(k > 0, k / np.where(m > 0, m, 1.0), 0.0)
+        budget = gamma * np.exp(np.log1p(-np.minimum(frac, 1.0)) / p)  # (gamma^p - k tau^p)^(1/p)
+        log_coef = np.log(budget) - np.log(tail_sum) / p
+        log_w = log_coef[:, None] + (q - 1.0) * log_ratio(lp, ref[:, None])
+        capped = (lp > ref[:, None]) | (log_w >= np.log(tau)[:, None])
+        weights = np.where(capped, tau[:, None], np.exp(log_w))
+        weights = np.where(lp > 0, weights, 0.0)
+        weights = np.where(partial[:, None], weights, np.where(lp > 0, tau[:, None], 0.0))
+        # t* solves k + (R_k / t^q) = m: t* = y_{k+1} (tail_sum / (m - k))^(1/q), at most max(l).
+        t = ref * np.exp((np.log(tail_sum) - np.log(m - k)) / q)
+        threshold = np.where(partial, np.minimum(np.where(np.isnan(t), np.inf, t), top), 0.0)
+    return weights, threshold
