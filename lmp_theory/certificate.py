@@ -81,13 +81,13 @@ def dual_function(losses, t: float, p: float, gamma: float, tau: float) -> float
     Every ``t >= 0`` gives an upper bound on :math:`L(l)`. With ``tau = inf``, ``g(t) = inf``
     unless ``t`` is at least the largest loss.
     """
-    l = np.asarray(losses, dtype=np.float64)
-    lp = np.maximum(l, 0.0)
+    lp = np.maximum(np.asarray(losses, dtype=np.float64), 0.0)
     excess = lp[lp > t] - t
-    if excess.size == 0:
-        cap_term = 0.0
+    if excess.size:  # summed as excess / max(excess) so that n losses near 1e308 do not overflow
+        top = float(excess.max())
+        cap_term = tau * top * float(np.sum(excess / top))
     else:
-        cap_term = tau * float(np.sum(excess))
+        cap_term = 0.0
     return cap_term + gamma * _scaled_norm(np.minimum(lp, t), conjugate(p))
 
 
@@ -97,8 +97,13 @@ def dual_minimum(losses, p: float, gamma: float, tau: float) -> tuple[float, flo
     y = -np.sort(-l[l > 0])
     if y.size == 0:
         return 0.0, 0.0
-    t = _least_minimiser(y, p, gamma, tau)
-    return dual_function(y, t, p, gamma, tau), t
+    # Work on l * 2^-e with max(l) * 2^-e in [0.5, 1): exact (no rounding) unless the losses
+    # span more than float64's range, and subnormal losses become normal so t keeps full precision.
+    e = int(np.frexp(y[0])[1])
+    scaled = np.ldexp(y, -e)
+    scaled = scaled[scaled > 0]  # losses more than 1e308 below the largest: no measurable effect
+    t = _least_minimiser(scaled, p, gamma, tau)
+    return float(np.ldexp(dual_function(scaled, t, p, gamma, tau), e)), float(np.ldexp(t, e))
 
 
 def _least_minimiser(y: np.ndarray, p: float, gamma: float, tau: float) -> float:

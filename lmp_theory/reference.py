@@ -107,22 +107,23 @@ def solve(losses, p, gamma, tau, *, verify: bool = True, solver_options: dict | 
     options = {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10, "max_iter": 500}
     options.update(solver_options or {})
     notes = []
-    # Attempts: as stated; then with losses below 1e-20 of the largest set to 0 (they move the
-    # value by less than 1e-20 relative); then below 1e-8, with the zero-loss entries (weight 0
-    # at an optimum) left out of the conic problem. The conic answer only suggests the active
-    # set: refinement and verification use the true losses.
-    attempts = [(options, 0.0, False), (options, 1e-20, False), (options, 1e-8, True), ({}, 1e-8, True)]
-    for attempt, (opts, floor, drop) in enumerate(attempts):
+    # Attempts: as stated (exact power cones); then with losses below 1e-20 of the largest set
+    # to 0 (they move the value by less than 1e-20 relative); then below 1e-8, with zero-loss
+    # entries (weight 0 at an optimum) left out; then cvxpy's SOC approximation of the p-norm,
+    # which Clarabel solves where the power-cone form fails (seen at p = 1.05, n = 500). The
+    # conic answer only suggests the active set: refinement and verification use the true losses.
+    attempts = [(options, 0.0, False, False), (options, 1e-20, False, False),
+                (options, 1e-8, True, False), ({}, 0.0, False, True), ({}, 1e-8, True, True)]
+    for attempt, (opts, floor, drop, approx) in enumerate(attempts):
         conic_losses = np.where(np.abs(scaled) < floor, 0.0, scaled)
         kept = conic_losses > 0 if drop else np.ones(n, dtype=bool)
         v = np.zeros(n)
-        if np.any(kept):
-            v_kept, status = _conic_solve(cp, conic_losses[kept], p, gamma, tau, opts)
-            if v_kept is not None:
-                v[kept] = v_kept
-                break
-        else:
+        if not np.any(kept):
             status = "optimal"
+            break
+        v_kept, status = _conic_solve(cp, conic_losses[kept], p, gamma, tau, opts, approx)
+        if v_kept is not None:
+            v[kept] = v_kept
             break
         notes.append(f"attempt {attempt + 1}: Clarabel status {status}")
     else:
@@ -132,7 +133,7 @@ def solve(losses, p, gamma, tau, *, verify: bool = True, solver_options: dict | 
     if attempt:
         notes.append(
             f"solved at attempt {attempt + 1}: losses below {floor:g} x max zeroed"
-            + (" and left out of the conic solve" if drop else "")
+            + (", zero losses left out" if drop else "") + (", SOC-approximated p-norm" if approx else "")
         )
     raw = np.clip(v, 0.0, None) * gamma
     raw_value = float(scale * np.dot(raw, scaled)) if scale > 0 else 0.0
@@ -157,7 +158,7 @@ def solve(losses, p, gamma, tau, *, verify: bool = True, solver_options: dict | 
     return solution
 
 
-def _conic_solve(cp, scaled, p, gamma, tau, options):
+def _conic_solve(cp, scaled, p, gamma, tau, options, approx=False):
     """Solve the scaled problem (weights divided by gamma); ``(weights or None, status)``."""
     v = cp.Variable(scaled.size, nonneg=True)
     if p == 1.0:
@@ -165,7 +166,7 @@ def _conic_solve(cp, scaled, p, gamma, tau, options):
     elif math.isinf(p):
         constraints = [v <= 1.0]
     else:
-        constraints = [cp.pnorm(v, p, approx=False) <= 1.0]
+        constraints = [cp.pnorm(v, p, approx=approx) <= 1.0]
     if tau < gamma:
         constraints.append(v <= tau / gamma)
     problem = cp.Problem(cp.Maximize(scaled @ v), constraints)
@@ -284,29 +285,27 @@ def _holder_active_set(y, p, gamma, tau):
     q = conjugate(p)
     m = float(cap_count(p, gamma, tau))
 
-    def threshold(k):
-        ref = y[k]
-        tail = float(np.sum((y[k:] / ref) ** q))
-        if m <= k:
-            return ref, tail, math.inf
-        return ref, tail, ref * math.exp((math.log(tail) - math.log(m - k)) / q)
+    def tail_sum(k):
+        return float(np.sum((y[k:] / y[k]) ** q))  # sum_{i >= k} (y_i / y_k)^q, at least 1
 
     def oracle(k):
+        # With k capped, the threshold is t = y_k (tail / (m - k))^(1/q). It is compared with
+        # y_k and y_(k-1) in log space, never formed: for subnormal losses t would be rounded.
         if k == n_pos:
             return 0 if n_pos <= m else -1
         if m <= k:
             return 0 if k == 0 else -1  # m = 0: no cap, nothing may be capped
-        ref, _, t = threshold(k)
-        if t < ref * (1 - 1e-15):
+        log_excess = math.log(tail_sum(k)) - math.log(m - k)  # q log(t / y_k)
+        if log_excess < -1e-15:
             return +1  # the largest uncapped loss would get more than tau
-        if k > 0 and t > y[k - 1] * (1 + 1e-15):
+        if k > 0 and log_excess > q * float(log_ratio(y[k - 1], y[k])) + 1e-15:
             return -1  # the smallest capped loss is below the threshold
         return 0
 
     def build(k, l):
         if k == n_pos:
             return np.where(l > 0, tau, 0.0)
-        ref, tail, t = threshold(k)
+        ref, tail = y[k], tail_sum(k)
         budget = gamma * math.exp(math.log1p(-k / m) / p) if k else gamma
         with np.errstate(divide="ignore", under="ignore", over="ignore"):
             log_w = math.log(budget) - math.log(tail) / p + (q - 1.0) * log_ratio(np.where(l > 0, l, 1.0), ref)
@@ -328,10 +327,11 @@ def _holder_active_set(y, p, gamma, tau):
             # complementary slackness of the norm constraint (lambda > 0)
             residual = max(residual, abs(_pnorm(w, p) / gamma - 1.0))
             # mu_i >= 0 for capped losses: l_i >= t, the level where the interior formula hits tau
-            t = l[r] * math.exp(math.log(tau / w[r]) / (q - 1.0)) if math.isfinite(tau) else math.inf
             at_cap = (l > 0) & (w >= tau)
             if np.any(at_cap):
-                residual = max(residual, float(np.max((t - l[at_cap]) / t)))
+                log_t = math.log(l[r]) + (p - 1.0) * math.log(tau / w[r])  # (q-1)(p-1) = 1
+                shortfall = -np.expm1(np.minimum(np.log(l[at_cap]) - log_t, 0.0))
+                residual = max(residual, float(np.max(shortfall)))
         nu_violation = np.any((l <= 0) & (w != 0))
         return max(residual, float(nu_violation))
 

@@ -1,0 +1,133 @@
+"""A named, deterministic corpus of hard LMP problems.
+
+Every case is built from a fixed seed, so the same name always means the same numbers. The
+families cover what public LMP code gets wrong: exact zeros and ties, many tiny losses (below
+float32's 1.2e-7), all-zero and all-negative pools, a single loss, ranges from 1e-30 to 1e30
+(and, in float64 only, 1e-300 to 1e300 and subnormals), one huge outlier, ``tau`` above
+``gamma``, and ``p`` from 1 to 1e6 and infinity. Losses of cases marked ``float32`` are exactly
+representable in float32, so one float64 reference serves both precisions.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .parameters import paper_parameters
+
+__all__ = ["Case", "P_VALUES", "RATIOS", "cases", "case_by_name"]
+
+P_VALUES = (1.0, 1.001, 1.05, 1.3, 1.7, 2.0, 3.0, 10.0, 1e6, math.inf)
+RATIOS = (0.0, 0.01, 0.1, 1 / 3, 1.0)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One LMP problem: ``losses`` (1-D float64), ``p``, ``gamma``, ``tau``.
+
+    ``family`` groups cases by what they stress; ``ratio`` is the paper's ratio when
+    ``(gamma, tau)`` came from :func:`~lmp_theory.paper_parameters` (None otherwise);
+    ``float32`` says whether the losses are exactly representable in float32.
+    """
+
+    name: str
+    family: str
+    losses: np.ndarray = field(repr=False)
+    p: float
+    gamma: float
+    tau: float
+    ratio: float | None = None
+    float32: bool = True
+
+    @property
+    def n(self) -> int:
+        return int(self.losses.size)
+
+
+def _f32(x: np.ndarray) -> np.ndarray:
+    return np.asarray(x, dtype=np.float32).astype(np.float64)
+
+
+def _families(rng: np.random.Generator, large: bool):
+    """(family, label, losses, float32-representable) for every loss vector of the corpus."""
+    out = []
+    for n, scale in [(1, 1.0), (2, 1.0), (7, 1e-3), (50, 1.0), (300, 1e3)]:
+        out.append(("random", f"normal-n{n}-s{scale:g}", _f32(scale * rng.standard_normal(n)), True))
+    out.append(("random", "exponential-n200", _f32(rng.exponential(1.0, 200)), True))
+    out.append(("random", "lognormal-n500", _f32(rng.lognormal(0.0, 3.0, 500)), True))
+    out.append(("ties", "ties-0to3-n60", rng.integers(0, 4, 60).astype(np.float64), True))
+    out.append(("ties", "ties-all-equal-n40", np.full(40, 2.5), True))
+    zeros = _f32(rng.exponential(1.0, 80))
+    zeros[rng.random(80) < 0.4] = 0.0
+    out.append(("zeros", "exact-zeros-n80", zeros, True))
+    for share in (0.25, 0.5, 0.75):
+        n = 120
+        x = _f32(rng.uniform(0.1, 3.0, n))
+        tiny = rng.permutation(n)[: int(share * n)]
+        x[tiny] = _f32(rng.uniform(1e-12, 1.19e-7, tiny.size))
+        out.append(("tiny", f"tiny-{int(share * 100)}pct-n{n}", x, True))
+    out.append(("degenerate", "all-zero-n10", np.zeros(10), True))
+    out.append(("degenerate", "all-negative-n10", -_f32(rng.uniform(0.1, 2.0, 10)), True))
+    out.append(("degenerate", "mixed-sign-n30", _f32(rng.standard_normal(30)), True))
+    out.append(("degenerate", "single-n1", np.array([1.75]), True))
+    out.append(("extreme", "range-1e-30-1e30-n100", _f32(10.0 ** rng.uniform(-30, 30, 100)), True))
+    out.append(("extreme", "range-1e-300-1e300-n100", 10.0 ** rng.uniform(-300, 300, 100), False))
+    sub = np.concatenate([rng.uniform(1, 100, 20) * 5e-324, [1e-310, 3e-309]])
+    out.append(("extreme", "subnormal-n22", sub, False))
+    out.append(("extreme", "huge-1e300-n50", rng.uniform(0.5, 1.0, 50) * 1e300, False))
+    outlier = _f32(rng.uniform(0.0, 1.0, 100))
+    outlier[17] = 1e12
+    out.append(("outlier", "outlier-1e12-n100", outlier, True))
+    if large:
+        for n in (2**16, 2**20):
+            x = _f32(rng.exponential(1.0, n))
+            tiny = rng.random(n) < 0.3
+            x[tiny] = _f32(rng.uniform(0.0, 1e-7, int(np.count_nonzero(tiny))))
+            out.append(("large", f"exponential-n{n}", x, True))
+    return out
+
+
+def cases(*, full: bool = False, large: bool = False, seed: int = 20170404) -> list[Case]:
+    """The corpus.
+
+    Parameters
+    ----------
+    full : bool
+        Every loss vector with every ``p`` in :data:`P_VALUES` and every ratio in :data:`RATIOS`
+        (about 1,300 cases). Otherwise (the default, used by ``lmp verify``) each loss vector
+        gets every ``p`` once, with the ratio cycling through :data:`RATIOS`, plus the
+        ``tau > gamma`` and explicit-parameter cases (about 300).
+    large : bool
+        Add pools of 2^16 and 2^20 losses (checked by certificate, not by cvxpy).
+    seed : int
+        The corpus is deterministic for a given seed.
+    """
+    rng = np.random.default_rng(seed)
+    out: list[Case] = []
+    for index, (family, label, losses, f32) in enumerate(_families(rng, large)):
+        if full:
+            grid = list(itertools.product(P_VALUES, RATIOS))
+        else:
+            grid = [(p, RATIOS[(index + j) % len(RATIOS)]) for j, p in enumerate(P_VALUES)]
+        for p, ratio in grid:
+            gamma, tau = paper_parameters(losses.size, p, ratio)
+            name = f"{label}/p={p:g}/ratio={ratio:.3g}"
+            out.append(Case(name, family, losses, p, gamma, tau, ratio, f32))
+    explicit = _f32(rng.exponential(1.0, 64))
+    for p in P_VALUES:
+        for gamma, tau in [(1.0, 2.0), (0.5, 0.05), (3.0, math.inf), (2.0, 1e-3)]:
+            name = f"explicit-n64/p={p:g}/gamma={gamma:g}/tau={tau:g}"
+            family = "tau-above-gamma" if tau > gamma else "explicit"
+            out.append(Case(name, family, explicit, p, gamma, tau, None, True))
+    return out
+
+
+def case_by_name(name: str, **kwargs) -> Case:
+    """Look up one case of :func:`cases` (same keyword arguments) by its name."""
+    for case in cases(**kwargs):
+        if case.name == name:
+            return case
+    raise KeyError(f"no corpus case named {name!r}")
