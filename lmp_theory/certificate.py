@@ -50,7 +50,9 @@ class Certificate:
         Relative infeasibility of ``w``: the largest of ``max(0, -min w) / min(gamma, tau)``,
         ``(||w||_p - gamma)+ / gamma`` and ``(max w - tau)+ / tau``.
     threshold : float
-        :math:`t^*`, the least minimiser of ``g`` (the loss level at which weights reach the cap).
+        :math:`t^*`, the root of :math:`h(t) = m`: a minimiser of ``g`` and the loss level at
+        which the optimal weights reach the cap (0 if every positive loss is capped, ``inf``
+        if there is no cap).
     """
 
     value: float
@@ -92,7 +94,12 @@ def dual_function(losses, t: float, p: float, gamma: float, tau: float) -> float
 
 
 def dual_minimum(losses, p: float, gamma: float, tau: float) -> tuple[float, float]:
-    """``(min_t g(t), t*)`` for 1-D losses, with ``t*`` the least minimiser (see module docs)."""
+    """``(min_t g(t), t*)`` for 1-D losses; ``t*`` is the root of ``h(t) = m`` (see module docs).
+
+    ``t*`` minimises ``g``; weights reach the cap at it: :math:`w_i = \\tau \\min(1, (l_i/t^*)^{q-1})`.
+    It is 0 when every positive loss is capped and ``inf`` when there is no cap; when nothing is
+    capped it exceeds the largest loss (``g`` is flat there).
+    """
     l = np.asarray(losses, dtype=np.float64)
     y = -np.sort(-l[l > 0])
     if y.size == 0:
@@ -102,17 +109,20 @@ def dual_minimum(losses, p: float, gamma: float, tau: float) -> tuple[float, flo
     e = int(np.frexp(y[0])[1])
     scaled = np.ldexp(y, -e)
     scaled = scaled[scaled > 0]  # losses more than 1e308 below the largest: no measurable effect
-    t = _least_minimiser(scaled, p, gamma, tau)
+    t = _threshold(scaled, p, gamma, tau)
     return float(np.ldexp(dual_function(scaled, t, p, gamma, tau), e)), float(np.ldexp(t, e))
 
 
-def _least_minimiser(y: np.ndarray, p: float, gamma: float, tau: float) -> float:
-    """Least minimiser of ``g`` for positive losses ``y`` sorted in decreasing order."""
+def _threshold(y: np.ndarray, p: float, gamma: float, tau: float) -> float:
+    """The root ``t*`` of ``h(t) = m`` for positive losses ``y`` sorted in decreasing order.
+
+    ``0`` when every positive loss is capped (``m >= n``), ``inf`` when none can be (no cap).
+    """
     n = y.size
     if math.isinf(p):
-        return 0.0 if gamma > tau else float(y[0])
+        return 0.0 if gamma >= tau else math.inf
     if math.isinf(tau):
-        return float(y[0])
+        return math.inf
     if p == 1.0:
         m = gamma / tau
         return 0.0 if n <= m else float(y[int(math.floor(m))])
@@ -136,12 +146,17 @@ def _least_minimiser(y: np.ndarray, p: float, gamma: float, tau: float) -> float
     k = lo
     if k == n:
         return 0.0
-    ref = y[k]
+    ref = float(y[k])
+    upper = float(y[k - 1]) if k > 0 else math.inf  # with nothing capped, t* may exceed max(l)
+    if m <= k:
+        return upper
     tail = float(np.sum((y[k:] / ref) ** q))
-    with np.errstate(divide="ignore"):
-        t = ref * math.exp((math.log(tail) - math.log(m - k)) / q) if m > k else math.inf
-    upper = float(y[k - 1]) if k > 0 else float(y[0])
-    return min(max(t, float(ref)), upper)
+    log_t_over_ref = (math.log(tail) - math.log(m - k)) / q  # t = ref (tail / (m - k))^(1/q)
+    if log_t_over_ref <= 0.0:
+        return ref
+    if log_t_over_ref >= math.log(upper / ref):
+        return upper
+    return ref * math.exp(log_t_over_ref)
 
 
 def certify(losses, weights, p, gamma, tau) -> Certificate:
@@ -168,7 +183,7 @@ def certify(losses, weights, p, gamma, tau) -> Certificate:
     l, _ = check_losses(losses)
     if l.ndim != 1:
         raise ValueError(f"losses must be 1-D (one pool), got shape {l.shape}")
-    w, _ = check_losses(weights)
+    w, _ = check_losses(weights, name="weights")
     if w.shape != l.shape:
         raise ValueError(f"weights must have the shape of losses {l.shape}, got {w.shape}")
     l = l.astype(np.float64)

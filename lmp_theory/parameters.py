@@ -54,7 +54,7 @@ def paper_parameters(n, p, ratio):
         tau = gamma.copy()
     else:
         gamma = counts ** (1.0 / p - 1.0)
-        with np.errstate(divide="ignore"):
+        with np.errstate(divide="ignore", over="ignore"):  # m below ~1e-308: tau overflows to inf
             tau = np.where(m > 0, gamma * m ** (-1.0 / p), np.inf)
     if np.ndim(n) == 0:
         return float(gamma), float(tau)

@@ -111,28 +111,28 @@ def _show(arr: np.ndarray) -> str:
     return f"array with values such as {bad[:4].tolist()}"
 
 
-def check_losses(losses, mask=None) -> tuple[np.ndarray, np.ndarray | None]:
+def check_losses(losses, mask=None, name: str = "losses") -> tuple[np.ndarray, np.ndarray | None]:
     """Validate a loss array (``(..., n)``, real, finite where in the pool) and its mask.
 
     Returns the losses as an ndarray of their own floating dtype (integers become float64)
     and the mask as a bool ndarray or ``None``. Entries outside the mask are not inspected.
     """
     if isinstance(losses, (bool, np.bool_)):
-        raise TypeError("losses must be a real array, got bool")
+        raise TypeError(f"{name} must be a real array, got bool")
     try:
         arr = np.asarray(losses)
     except Exception as exc:
-        raise TypeError("losses must be a real array (shape (..., n))") from exc
+        raise TypeError(f"{name} must be a real array (shape (..., n))") from exc
     if arr.dtype.kind in "iu":
         arr = arr.astype(np.float64)
     elif arr.dtype.kind != "f":
-        raise TypeError(f"losses must be a real array, got dtype {arr.dtype}")
+        raise TypeError(f"{name} must be a real array, got dtype {arr.dtype}")
     if arr.ndim < 1:
-        raise ValueError("losses must have at least one dimension (shape (..., n)), got a scalar")
+        raise ValueError(f"{name} must have at least one dimension (shape (..., n)), got a scalar")
     mask = check_mask(mask, arr.shape)
     in_pool = arr if mask is None else arr[mask]
     if not np.all(np.isfinite(in_pool)):
-        raise ValueError("losses must be finite (NaN and +-inf are not allowed in the pool)")
+        raise ValueError(f"{name} must be finite (NaN and +-inf are not allowed in the pool)")
     return arr, mask
 
 

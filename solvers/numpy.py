@@ -92,10 +92,11 @@ def lmp_value(losses, p, gamma, tau, *, mask=None):
 def lmp_solve(losses, p, gamma, tau, *, mask=None) -> LMPResult:
     r"""Weights, values and thresholds :math:`t^*` of every pool.
 
-    :math:`t^*` is the least minimiser of the dual function
-    :math:`g(t) = \tau \sum_i (l_i - t)^+ + \gamma \|\min(l^+, t)\|_q` (SPEC section 4): the loss
-    level at which weights reach the cap (0 when every positive loss is capped, the largest
-    loss when none is). Same arguments as :func:`lmp_weights`.
+    :math:`t^*` is the root of :math:`\sum_i \min(1, (l_i^+/t)^q) = m`, the loss level at which
+    weights reach the cap (:math:`w_i = \tau \min(1, (l_i/t^*)^{q-1})`); it minimises the dual
+    function :math:`g(t) = \tau \sum_i (l_i - t)^+ + \gamma \|\min(l^+, t)\|_q` (SPEC section 4).
+    It is 0 when every positive loss is capped and ``inf`` when there is no cap.
+    Same arguments as :func:`lmp_weights`.
     """
     p = check_p(p)
     gamma = check_gamma(gamma)
@@ -106,10 +107,11 @@ def lmp_solve(losses, p, gamma, tau, *, mask=None) -> LMPResult:
     tau = check_pool_parameter(tau, "tau", batch_shape).reshape(-1)
     out_dtype = arr.dtype
 
-    flat = arr.reshape(-1, n).astype(np.float64)
+    pools = math.prod(batch_shape)
+    flat = arr.reshape(pools, n).astype(np.float64)
     positive = flat > 0
     if mask is not None:
-        positive &= mask.reshape(-1, n)
+        positive &= mask.reshape(pools, n)
     lp = np.where(positive, flat, 0.0)
     if n == 0 or lp.shape[0] == 0:
         weights = np.zeros_like(lp)
@@ -132,7 +134,7 @@ def _solve_pools(lp: np.ndarray, p: float, gamma: np.ndarray, tau: np.ndarray):
         return _solve_p1(lp, gamma, tau)
     if math.isinf(p):
         cap = np.minimum(gamma, tau)[:, None]
-        return np.where(lp > 0, cap, 0.0), np.where(gamma > tau, 0.0, lp.max(axis=1))
+        return np.where(lp > 0, cap, 0.0), np.where(gamma >= tau, 0.0, np.inf)
     return _solve_holder(lp, p, gamma, tau)
 
 
@@ -192,5 +194,5 @@ def _solve_holder(lp, p, gamma, tau):
         weights = np.where(partial[:, None], weights, np.where(lp > 0, tau[:, None], 0.0))
         # t* solves k + (R_k / t^q) = m: t* = y_{k+1} (tail_sum / (m - k))^(1/q), at most max(l).
         t = ref * np.exp((np.log(tail_sum) - np.log(m - k)) / q)
-        threshold = np.where(partial, np.minimum(np.where(np.isnan(t), np.inf, t), top), 0.0)
+        threshold = np.where(partial, t, 0.0)
     return weights, threshold

@@ -1,0 +1,14 @@
+import numpy as np
+import pytest
+from hypothesis import settings
+
+settings.register_profile("ci", max_examples=60, deadline=None)
+settings.load_profile("ci")
+
+P_GRID = [1.0, 1.001, 1.3, 1.7, 2.0, 3.0, 10.0, 1e6, np.inf]
+RATIO_GRID = [0.0, 0.1, 0.3, 1.0]
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
