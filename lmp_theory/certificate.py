@@ -110,7 +110,8 @@ def dual_minimum(losses, p: float, gamma: float, tau: float) -> tuple[float, flo
     scaled = np.ldexp(y, -e)
     scaled = scaled[scaled > 0]  # losses more than 1e308 below the largest: no measurable effect
     t = _threshold(scaled, p, gamma, tau)
-    return float(np.ldexp(dual_function(scaled, t, p, gamma, tau), e)), float(np.ldexp(t, e))
+    with np.errstate(over="ignore"):  # a threshold beyond 1e308 (nothing capped) is inf
+        return float(np.ldexp(dual_function(scaled, t, p, gamma, tau), e)), float(np.ldexp(t, e))
 
 
 def _threshold(y: np.ndarray, p: float, gamma: float, tau: float) -> float:

@@ -22,7 +22,7 @@ import numpy as np
 
 from .problem import check_counts, check_p, check_ratio
 
-__all__ = ["paper_parameters"]
+__all__ = ["paper_parameters", "gamma_tau"]
 
 
 def paper_parameters(n, p, ratio):
@@ -48,14 +48,23 @@ def paper_parameters(n, p, ratio):
     p = check_p(p)
     ratio = check_ratio(ratio)
     counts = check_counts(n)
-    m = ratio * counts
-    if math.isinf(p):
-        gamma = 1.0 / counts
-        tau = gamma.copy()
-    else:
-        gamma = counts ** (1.0 / p - 1.0)
-        with np.errstate(divide="ignore", over="ignore"):  # m below ~1e-308: tau overflows to inf
-            tau = np.where(m > 0, gamma * m ** (-1.0 / p), np.inf)
+    with np.errstate(divide="ignore", over="ignore"):  # m below ~1e-308: tau overflows to inf
+        gamma, tau = gamma_tau(counts, p, ratio)
     if np.ndim(n) == 0:
         return float(gamma), float(tau)
     return gamma, tau
+
+
+def gamma_tau(counts, p: float, ratio: float):
+    """The formula of :func:`paper_parameters` on validated inputs, for NumPy arrays and Torch tensors.
+
+    ``counts`` (``>= 1``) may be a float64 ndarray or tensor; ``p`` and ``ratio`` are Python
+    floats, so the only branches are on them, never on the data (no host synchronisation).
+    """
+    if math.isinf(p):
+        gamma = 1.0 / counts
+        return gamma, gamma * 1.0
+    gamma = counts ** (1.0 / p - 1.0)
+    if ratio == 0.0:
+        return gamma, gamma * math.inf
+    return gamma, gamma * (ratio * counts) ** (-1.0 / p)

@@ -1,0 +1,113 @@
+r"""Sort-based closed form of loss max-pooling in Torch: the private core of :mod:`solvers.torch`.
+
+The same mathematics as :mod:`solvers.numpy` (``../shared/SPEC.md`` section 3), written with
+tensor operations only: every pool of a ``(pools, n)`` tensor is solved at once, on the
+tensor's device, with no host synchronisation and no Python branching on tensor values
+(``p`` is a Python float, so branching on it is free). Per-pool scalars (``gamma``, ``tau``,
+the cap count ``m``, the remaining budget) are float64 whatever the input: ``gamma - k tau``
+cancels badly in float32 once ``k`` reaches the thousands.
+
+Inputs are non-negative losses ``lp`` (the masked, clamped losses), ``gamma`` and ``tau`` of
+shape ``(pools,)`` in float64. Outputs: weights in ``lp``'s dtype and thresholds in float64.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from lmp_theory.problem import conjugate
+
+
+def log_ratio(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``log(a / b)`` for positive tensors, exact to rounding even where ``a / b`` under/overflows."""
+    ratio = a / b
+    info = torch.finfo(ratio.dtype)
+    normal = (ratio >= info.tiny) & (ratio <= info.max)
+    return torch.where(normal, torch.log(torch.where(normal, ratio, torch.ones_like(ratio))), torch.log(a) - torch.log(b))
+
+
+def cap_count(p: float, gamma: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+    """:math:`m = (\\gamma/\\tau)^p` in float64, via ``log1p`` where the ratio is near 1 (see
+    :func:`lmp_theory.problem.cap_count`); 0 for ``tau = inf``."""
+    ratio = gamma / tau
+    near = (ratio > 0.5) & (ratio < 2.0)
+    safe_tau = torch.where(near, tau, torch.ones_like(tau))
+    log_ratio_ = torch.where(near, torch.log1p((gamma - tau) / safe_tau), torch.log(ratio))
+    return torch.where(torch.isinf(tau), torch.zeros_like(tau), torch.exp(p * log_ratio_))
+
+
+def solve_sorted(lp: torch.Tensor, p: float, gamma: torch.Tensor, tau: torch.Tensor):
+    """Weights and thresholds of every pool (rows of ``lp``), by sorting."""
+    if p == 1.0:
+        return _p1(lp, gamma, tau)
+    if math.isinf(p):
+        cap = torch.minimum(gamma, tau).to(lp.dtype)[:, None]
+        weights = torch.where(lp > 0, cap, torch.zeros_like(lp))
+        threshold = torch.where(gamma >= tau, torch.zeros_like(gamma), torch.full_like(gamma, math.inf))
+        return weights, threshold
+    return _holder(lp, p, gamma, tau)
+
+
+def _p1(lp, gamma, tau):
+    """p = 1: tau above the floor(m)-th largest loss; the ties at the cut share the remainder."""
+    pools, n = lp.shape
+    y = torch.sort(lp, dim=1, descending=True).values
+    positives = (y > 0).sum(dim=1)
+    m = torch.where(torch.isinf(tau), torch.zeros_like(tau), gamma / tau)
+    cut = torch.floor(torch.clamp(m, max=float(n))).to(torch.int64)
+    partial = cut < positives
+    at_cut = torch.gather(y, 1, torch.clamp(cut, max=n - 1)[:, None])[:, 0]
+    t = torch.where(partial, at_cut, torch.zeros_like(at_cut))[:, None]
+    above = (lp > t).sum(dim=1)
+    tied = ((lp == t) & (lp > 0)).sum(dim=1)
+    spent = torch.where(above > 0, tau * above, torch.zeros_like(tau))
+    share = torch.minimum(tau, (gamma - spent) / torch.clamp(tied, min=1))
+    dtype = lp.dtype
+    weights = torch.where(lp > t, tau.to(dtype)[:, None], torch.zeros_like(lp))
+    weights = torch.where((lp == t) & (lp > 0), share.to(dtype)[:, None], weights)
+    return weights, t[:, 0].to(torch.float64)
+
+
+def _holder(lp, p, gamma, tau):
+    """1 < p < inf: count the capped losses k, then the threshold, then the weights."""
+    pools, n = lp.shape
+    q = conjugate(p)
+    dtype = lp.dtype
+    y = torch.sort(lp, dim=1, descending=True).values
+    positive = y > 0
+    top = y[:, :1]
+    positives = positive.sum(dim=1)
+    m = cap_count(p, gamma, tau)
+
+    # h_j = j + sum_{i >= j} (y_i / y_j)^q is the dual's h(t) at t = y_j; y_j is capped iff h_j < m
+    # (strict, so that k < m and the budget left for the uncapped losses is never rounded to 0).
+    z = q * log_ratio(y, torch.where(top > 0, top, torch.ones_like(top)))
+    tail = torch.logcumsumexp(z.flip(1), dim=1).flip(1)
+    index = torch.arange(n, device=lp.device, dtype=dtype)
+    h = index + torch.exp(torch.where(positive, tail - z, torch.full_like(z, math.inf)))
+    k = (positive & (h < m.to(dtype)[:, None])).sum(dim=1)
+    partial = k < positives
+
+    ref = torch.gather(y, 1, torch.clamp(k, max=n - 1)[:, None])
+    ref = torch.where(partial[:, None], ref, torch.ones_like(ref))  # largest uncapped loss
+    beyond = index[None, :] >= k[:, None].to(dtype)
+    ratio_q = torch.where(beyond & positive, (y / ref) ** q, torch.zeros_like(y))
+    tail_sum = ratio_q.sum(dim=1, dtype=torch.float64)  # sum_{i >= k} (y_i / y_k)^q, >= 1 if partial
+
+    kf = k.to(torch.float64)
+    frac = torch.where(k > 0, kf / torch.where(m > 0, m, torch.ones_like(m)), torch.zeros_like(m))
+    budget = gamma * torch.exp(torch.log1p(-torch.clamp(frac, max=1.0)) / p)  # (gamma^p - k tau^p)^(1/p)
+    log_coef = torch.log(budget) - torch.log(tail_sum) / p
+    log_w = log_coef.to(dtype)[:, None] + (q - 1.0) * log_ratio(lp, ref)
+    tau_w = tau.to(dtype)[:, None]
+    capped = (lp > ref) | (log_w >= torch.log(tau_w))
+    weights = torch.where(capped, tau_w.expand_as(lp), torch.exp(log_w))
+    weights = torch.where(partial[:, None], weights, tau_w.expand_as(lp))
+    weights = torch.where(lp > 0, weights, torch.zeros_like(lp))
+
+    # t* solves k + R_k / t^q = m: t* = y_k (tail_sum / (m - k))^(1/q); inf with no cap
+    t = ref[:, 0].to(torch.float64) * torch.exp((torch.log(tail_sum) - torch.log(m - kf)) / q)
+    threshold = torch.where(partial, t, torch.zeros_like(t))
+    return weights, threshold

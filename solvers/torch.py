@@ -1,0 +1,305 @@
+r"""Loss max-pooling in PyTorch: batched, on the tensor's device, differentiable.
+
+Solves, independently for every pool ``losses[..., :]``,
+
+.. math::
+
+    L(l) = \max \{ \langle w, l \rangle : w \ge 0,\ \|w\|_p \le \gamma,\ w_i \le \tau \}
+
+(Rota Bulò, Neuhold, Kontschieder, CVPR 2017, eq. 3; ``../shared/SPEC.md``), returning the
+canonical (least-norm) maximizer. The layers follow the usual pattern: a private core that finds
+the threshold and the capped set (:mod:`solvers._torch_sort`), a ``torch.autograd.Function``
+whose backward is analytic (Danskin: :math:`\nabla_l L = w^*`), functional wrappers
+(:func:`lmp_weights`, :func:`lmp_value`, :func:`lmp_pool`) and an ``nn.Module``
+(:class:`LossMaxPooling`) that replaces ``nn.CrossEntropyLoss``.
+
+No host synchronisation in the default path: no ``.item()``, ``.cpu()``, ``.tolist()``,
+``nonzero()`` or Python branching on tensor values. The only exception is the input check of
+``check_finite=True`` (the default), which reads one boolean back to raise a clear error on
+NaN/inf losses or bad ``gamma``/``tau`` tensors; pass ``check_finite=False`` in a hot loop.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lmp_theory.parameters import gamma_tau
+from lmp_theory.problem import check_gamma, check_p, check_ratio, check_tau
+
+from ._torch_sort import solve_sorted
+
+__all__ = ["lmp_weights", "lmp_value", "lmp_pool", "LossMaxPooling"]
+
+# Below this p (q - 1 > 8) a float32 ratio's rounding error is amplified more than 8-fold by the
+# power (l / t)^(q-1); float32 inputs are then computed in float64 to keep SPEC's 1e-5.
+_FLOAT64_BELOW_P = 1.125
+
+
+def _prepare(losses, p, gamma, tau, mask, check_finite):
+    """Validate, broadcast and flatten; returns everything the core and autograd need."""
+    if not isinstance(losses, torch.Tensor):
+        raise TypeError(f"losses must be a torch.Tensor, got {type(losses).__name__}")
+    if losses.is_complex() or losses.dtype == torch.bool:
+        raise TypeError(f"losses must be a real tensor, got dtype {losses.dtype}")
+    if losses.dim() < 1:
+        raise ValueError("losses must have at least one dimension (shape (..., n)), got a scalar")
+    p = check_p(p)
+    out_dtype = losses.dtype if losses.is_floating_point() else torch.get_default_dtype()
+    work = torch.float64 if losses.dtype == torch.float64 else torch.float32
+    if p < _FLOAT64_BELOW_P:
+        work = torch.float64
+    batch_shape, n = losses.shape[:-1], losses.shape[-1]
+    device = losses.device
+    gamma = _pool_parameter(gamma, "gamma", batch_shape, device, check_finite)
+    tau = _pool_parameter(tau, "tau", batch_shape, device, check_finite)
+    if mask is not None:
+        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+            raise TypeError(f"mask must be a bool tensor, got {getattr(mask, 'dtype', type(mask).__name__)}")
+        if mask.shape != losses.shape:
+            raise ValueError(f"mask must have the shape of losses {tuple(losses.shape)}, got {tuple(mask.shape)}")
+    x = losses.detach().to(work)
+    if check_finite:
+        in_pool = torch.isfinite(x) if mask is None else (torch.isfinite(x) | ~mask)
+        if not bool(in_pool.all()):  # the one documented host synchronisation
+            raise ValueError("losses must be finite (NaN and +-inf are not allowed in the pool)")
+    keep = x > 0 if mask is None else (x > 0) & mask
+    lp = torch.where(keep, x, torch.zeros_like(x)).reshape(math.prod(batch_shape), n)
+    return p, lp, gamma.reshape(-1), tau.reshape(-1), batch_shape, out_dtype
+
+
+def _pool_parameter(value, name, batch_shape, device, check_finite):
+    """``gamma``/``tau`` as a float64 tensor of the batch shape (validated; tensors when checking)."""
+    check = check_gamma if name == "gamma" else check_tau
+    if isinstance(value, torch.Tensor):
+        if value.is_complex() or value.dtype == torch.bool:
+            raise TypeError(f"{name} must be a real number or tensor, got dtype {value.dtype}")
+        value = value.detach().to(device=device, dtype=torch.float64)
+        if check_finite:
+            ok = (value > 0) & (torch.isfinite(value) if name == "gamma" else ~torch.isnan(value))
+            if not bool(ok.all()):
+                check(float("nan"))  # raises the same message as for a bad scalar
+    else:
+        value = torch.as_tensor(check(value), dtype=torch.float64, device=device)
+    try:
+        return torch.broadcast_to(value, batch_shape)
+    except RuntimeError:
+        raise ValueError(
+            f"{name} must be a scalar or broadcastable to losses.shape[:-1] = {tuple(batch_shape)}, "
+            f"got shape {tuple(value.shape)}"
+        ) from None
+
+
+def _solve(lp, p, gamma, tau):
+    """Weights ``(pools, n)`` in the work dtype, values and thresholds ``(pools,)`` in float64."""
+    if lp.shape[0] == 0 or lp.shape[1] == 0:
+        zeros = torch.zeros(lp.shape[0], dtype=torch.float64, device=lp.device)
+        return torch.zeros_like(lp), zeros, zeros
+    weights, threshold = solve_sorted(lp, p, gamma, tau)
+    top = lp.max(dim=1, keepdim=True).values
+    scale = torch.where(top > 0, top, torch.ones_like(top))
+    value = scale[:, 0].to(torch.float64) * (weights * (lp / scale)).sum(dim=1, dtype=torch.float64)
+    return weights, value, threshold
+
+
+class _LMPValue(torch.autograd.Function):
+    """:math:`L(l)` with the analytic gradients of Danskin's theorem.
+
+    :math:`\\partial L / \\partial l = w^*` (the canonical maximizer), and from the dual formula
+    :math:`L = \\min_t \\tau \\sum_i (l_i - t)^+ + \\gamma \\|\\min(l^+, t)\\|_q`:
+    :math:`\\partial L/\\partial \\gamma = \\|\\min(l^+, t^*)\\|_q` and
+    :math:`\\partial L/\\partial \\tau = \\sum_i (l_i - t^*)^+`.
+    """
+
+    @staticmethod
+    def forward(ctx, losses, gamma, tau, p, mask, check_finite):
+        p, lp, g, t, batch_shape, out_dtype = _prepare(losses, p, gamma, tau, mask, check_finite)
+        weights, value, threshold = _solve(lp, p, g, t)
+        ctx.save_for_backward(weights, lp, threshold)
+        ctx.p, ctx.shape, ctx.batch_shape = p, losses.shape, batch_shape
+        ctx.gamma_shape = gamma.shape if isinstance(gamma, torch.Tensor) else None
+        ctx.tau_shape = tau.shape if isinstance(tau, torch.Tensor) else None
+        return value.reshape(batch_shape).to(out_dtype)
+
+    @staticmethod
+    def backward(ctx, grad_value):
+        weights, lp, threshold = ctx.saved_tensors
+        g = grad_value.reshape(-1, 1).to(weights.dtype)
+        grad_losses = (g * weights).reshape(ctx.shape).to(grad_value.dtype)
+        grad_gamma = grad_tau = None
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+            t = threshold.to(lp.dtype)[:, None]
+            dgamma = _qnorm(torch.minimum(lp, t), ctx.p)
+            excess = torch.clamp(lp - t, min=0).sum(dim=1, dtype=torch.float64)
+            dtau = torch.where(torch.isinf(threshold), torch.zeros_like(excess), excess)
+            gv = grad_value.reshape(-1).to(torch.float64)
+            grad_gamma = _reduce_to(gv * dgamma, ctx.batch_shape, ctx.gamma_shape, grad_value.dtype)
+            grad_tau = _reduce_to(gv * dtau, ctx.batch_shape, ctx.tau_shape, grad_value.dtype)
+        return grad_losses, grad_gamma, grad_tau, None, None, None
+
+
+def _qnorm(v: torch.Tensor, p: float) -> torch.Tensor:
+    """Row-wise ``||v||_q`` (``q = p/(p-1)``) of non-negative rows, scaled against overflow."""
+    if p == 1.0:
+        return v.max(dim=1).values.to(torch.float64)
+    if math.isinf(p):
+        return v.sum(dim=1, dtype=torch.float64)
+    q = p / (p - 1.0)
+    top = v.max(dim=1, keepdim=True).values
+    scale = torch.where(top > 0, top, torch.ones_like(top))
+    return scale[:, 0].to(torch.float64) * ((v / scale) ** q).sum(dim=1, dtype=torch.float64) ** (1.0 / q)
+
+
+def _reduce_to(grad, batch_shape, shape, dtype):
+    if shape is None:
+        return None
+    grad = grad.reshape(batch_shape)
+    extra = len(batch_shape) - len(shape)
+    grad = grad.sum(dim=tuple(range(extra))) if extra > 0 else grad
+    dims = tuple(i for i, s in enumerate(shape) if s == 1 and grad.shape[i] != 1)
+    return (grad.sum(dim=dims, keepdim=True) if dims else grad).reshape(shape).to(dtype)
+
+
+def lmp_weights(losses: torch.Tensor, p, gamma, tau, *, mask=None, check_finite: bool = True) -> torch.Tensor:
+    r"""Canonical maximizer :math:`w^*` of :math:`\langle w, l\rangle` over the LMP set, per pool.
+
+    Parameters
+    ----------
+    losses : Tensor, shape (..., n)
+        Every leading index is an independent pool over the last axis.
+    p : float
+        ``1``, any float ``> 1``, or ``inf``.
+    gamma, tau : float or Tensor
+        Norm budget (finite, ``> 0``) and cap (``> 0``, ``inf`` = none): scalars or tensors
+        broadcastable to ``losses.shape[:-1]``.
+    mask : bool Tensor of ``losses.shape``, optional
+        True = in the pool; entries outside get weight 0 and are not inspected.
+    check_finite : bool
+        Raise ``ValueError`` on NaN/inf losses in the pool and on bad ``gamma``/``tau``
+        tensors (reads one boolean back from the device). ``False``: no host synchronisation.
+
+    Returns
+    -------
+    Tensor
+        Weights with the shape, dtype and device of ``losses`` (no gradient). float16 and
+        bfloat16 are computed in float32, float32 in float64 for ``p < 1.125``.
+    """
+    p, lp, g, t, batch_shape, out_dtype = _prepare(losses, p, gamma, tau, mask, check_finite)
+    weights, _, _ = _solve(lp, p, g, t)
+    return weights.reshape(losses.shape).to(out_dtype)
+
+
+def lmp_value(losses: torch.Tensor, p, gamma, tau, *, mask=None, check_finite: bool = True) -> torch.Tensor:
+    r"""The pooled loss :math:`L(l)` per pool, shape ``losses.shape[:-1]``; differentiable.
+
+    The gradient with respect to ``losses`` is the canonical maximizer (Danskin), computed
+    analytically rather than through the sort; ``gamma`` and ``tau`` tensors get
+    :math:`\|\min(l^+, t^*)\|_q` and :math:`\sum_i (l_i - t^*)^+`. An empty pool has value 0 and
+    zero gradient. Arguments as in :func:`lmp_weights`.
+    """
+    return _LMPValue.apply(losses, gamma, tau, p, mask, check_finite)
+
+
+def lmp_pool(pixel_losses: torch.Tensor, p: float = 1.7, ratio: float = 0.3, *, mask=None,
+             pool: Literal["image", "batch"] = "image", reduction: Literal["mean", "sum", "none"] = "mean",
+             check_finite: bool = True) -> torch.Tensor:
+    """Loss max-pooling of any per-pixel loss with the paper's parameters.
+
+    Parameters
+    ----------
+    pixel_losses : Tensor, shape (N, ...) 
+        Per-pixel losses (cross-entropy, focal, BCE, Dice terms...), first axis = images.
+    p, ratio : float
+        The paper's ``p`` in ``[1, inf]`` and ``ratio`` in ``[0, 1]``; ``gamma`` and ``tau``
+        come from each pool's own count of valid pixels (:func:`lmp_theory.paper_parameters`).
+    mask : bool Tensor of ``pixel_losses.shape``, optional
+        True = valid pixel (e.g. ``target != ignore_index``).
+    pool : {"image", "batch"}
+        One pool per image, or one pool for the whole batch.
+    reduction : {"mean", "sum", "none"}
+        Over images (``pool="image"``): the mean over images with at least one valid pixel, the
+        sum, or the ``(N,)`` values. With ``pool="batch"`` the single value is returned.
+    """
+    p = check_p(p)
+    ratio = check_ratio(ratio)
+    if pool not in ("image", "batch"):
+        raise ValueError(f"pool must be 'image' or 'batch', got {pool!r}")
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    if not isinstance(pixel_losses, torch.Tensor) or pixel_losses.dim() < 1:
+        raise ValueError("pixel_losses must be a tensor of shape (N, ...)")
+    if mask is not None and (not isinstance(mask, torch.Tensor) or mask.shape != pixel_losses.shape):
+        raise ValueError(f"mask must be a bool tensor of shape {tuple(pixel_losses.shape)}")
+    flat = pixel_losses.reshape(1, -1) if pool == "batch" else pixel_losses.reshape(pixel_losses.shape[0], -1)
+    flat_mask = None if mask is None else mask.reshape(flat.shape)
+    n = flat.shape[1]
+    valid = torch.full((flat.shape[0],), float(n), dtype=torch.float64, device=flat.device) if flat_mask is None \
+        else flat_mask.sum(dim=1).to(torch.float64)
+    gamma, tau = gamma_tau(torch.clamp(valid, min=1.0), p, ratio)
+    values = lmp_value(flat, p, gamma, tau, mask=flat_mask, check_finite=check_finite)
+    if pool == "batch":
+        return values[0]
+    if reduction == "none":
+        return values
+    if reduction == "sum":
+        return values.sum()
+    nonempty = (valid > 0).sum().to(values.dtype)
+    return values.sum() / torch.clamp(nonempty, min=1)
+
+
+class LossMaxPooling(nn.Module):
+    """Loss max-pooling of the per-pixel cross-entropy: a drop-in for ``nn.CrossEntropyLoss``.
+
+    Takes ``(logits, target)``: logits ``(N, C, H, W)`` with target ``(N, H, W)``, or ``(N, C)``
+    with ``(N,)`` (then the batch is the pool). Pixels whose target is ``ignore_index`` are out
+    of the pool; each pool's ``gamma`` and ``tau`` come from its own count of valid pixels and
+    the paper's ``p`` and ``ratio`` (Rota Bulò et al., CVPR 2017, section 3.1). An image whose
+    pixels are all ignored contributes 0 and zero gradient. With ``p = inf`` and
+    ``pool="batch"`` this is exactly ``nn.CrossEntropyLoss(ignore_index=...)``.
+
+    Parameters
+    ----------
+    p : float
+        Norm exponent in ``[1, inf]``: 1 = top-``ratio`` mean (CVaR), inf = plain mean.
+    ratio : float
+        Least share of the pool the weighting spreads over, in ``[0, 1]`` (0 = no cap).
+    ignore_index : int
+        Target value of pixels that are out of the pool.
+    pool : {"image", "batch"}
+        One pool per image (default) or one for the whole batch.
+    reduction : {"mean", "sum", "none"}
+        Over images, as in :func:`lmp_pool`.
+    weight : Tensor, optional
+        Class weights passed to the per-pixel cross-entropy, as in ``nn.CrossEntropyLoss``.
+    check_finite : bool
+        See :func:`lmp_weights`.
+    """
+
+    def __init__(self, p: float = 1.7, ratio: float = 0.3, ignore_index: int = -100, pool: str = "image",
+                 reduction: str = "mean", weight: torch.Tensor | None = None, check_finite: bool = True):
+        super().__init__()
+        self.p = check_p(p)
+        self.ratio = check_ratio(ratio)
+        if pool not in ("image", "batch"):
+            raise ValueError(f"pool must be 'image' or 'batch', got {pool!r}")
+        if reduction not in ("mean", "sum", "none"):
+            raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+        self.ignore_index, self.pool, self.reduction, self.check_finite = ignore_index, pool, reduction, check_finite
+        self.register_buffer("weight", weight)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if logits.dim() < 2 or target.shape != logits.shape[:1] + logits.shape[2:]:
+            raise ValueError(f"target must have shape (N, *spatial) = {tuple(logits.shape[:1] + logits.shape[2:])} "
+                             f"for logits of shape {tuple(logits.shape)}, got {tuple(target.shape)}")
+        pixel = F.cross_entropy(logits, target, weight=self.weight, ignore_index=self.ignore_index, reduction="none")
+        mask = target != self.ignore_index
+        pool = "batch" if logits.dim() == 2 else self.pool
+        return lmp_pool(pixel, self.p, self.ratio, mask=mask, pool=pool, reduction=self.reduction,
+                        check_finite=self.check_finite)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, ratio={self.ratio}, ignore_index={self.ignore_index}, pool={self.pool!r}, reduction={self.reduction!r}"
