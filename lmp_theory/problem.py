@@ -36,6 +36,7 @@ __all__ = [
     "check_losses",
     "check_mask",
     "check_pool_parameter",
+    "check_scalar_parameter",
     "conjugate",
     "cap_count",
     "log_ratio",
@@ -92,6 +93,20 @@ def check_tau(tau) -> np.ndarray:
     if not np.all(arr > 0):  # also rejects NaN
         raise ValueError(f"tau must be > 0 (the range (0, inf], inf = no cap), got {_show(arr)}")
     return arr
+
+
+def check_scalar_parameter(value, name: str) -> float:
+    """Validate a scalar ``gamma`` (finite, > 0) or ``tau`` (> 0, inf allowed) with plain floats.
+
+    The same rule and message as :func:`check_gamma` / :func:`check_tau`, without NumPy, for
+    code that is traced (``torch.compile``).
+    """
+    x = _real_scalar(value, name)
+    if name == "gamma" and not (math.isfinite(x) and x > 0):
+        raise ValueError(f"gamma must be finite and > 0 (the range (0, inf)), got {value!r}")
+    if name == "tau" and not x > 0:
+        raise ValueError(f"tau must be > 0 (the range (0, inf], inf = no cap), got {value!r}")
+    return x
 
 
 def check_counts(n) -> np.ndarray:

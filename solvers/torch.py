@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmp_theory.parameters import gamma_tau
-from lmp_theory.problem import check_gamma, check_p, check_ratio, check_tau
+from lmp_theory.problem import check_p, check_ratio, check_scalar_parameter
 
 from ._torch_sort import solve_sorted
 
@@ -74,7 +74,6 @@ def _prepare(losses, p, gamma, tau, mask, check_finite):
 
 def _pool_parameter(value, name, batch_shape, device, check_finite):
     """``gamma``/``tau`` as a float64 tensor of the batch shape (validated; tensors when checking)."""
-    check = check_gamma if name == "gamma" else check_tau
     if isinstance(value, torch.Tensor):
         if value.is_complex() or value.dtype == torch.bool:
             raise TypeError(f"{name} must be a real number or tensor, got dtype {value.dtype}")
@@ -82,9 +81,9 @@ def _pool_parameter(value, name, batch_shape, device, check_finite):
         if check_finite:
             ok = (value > 0) & (torch.isfinite(value) if name == "gamma" else ~torch.isnan(value))
             if not bool(ok.all()):
-                check(float("nan"))  # raises the same message as for a bad scalar
+                check_scalar_parameter(float("nan"), name)  # the same message as for a bad scalar
     else:
-        value = torch.as_tensor(check(value), dtype=torch.float64, device=device)
+        value = torch.as_tensor(check_scalar_parameter(value, name), dtype=torch.float64, device=device)
     try:
         return torch.broadcast_to(value, batch_shape)
     except RuntimeError:

@@ -1,0 +1,224 @@
+"""The Torch backend: agreement with NumPy, analytic gradients, no host sync, the loss layer."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lmp_theory import paper_parameters
+from lmp_theory.corpus import cases
+from solvers import numpy as lmp_np
+from solvers.torch import LossMaxPooling, lmp_pool, lmp_value, lmp_weights
+
+CORPUS = cases()
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def _relerr(a, b):
+    scale = max(float(np.max(np.abs(b))), 1e-300) if np.size(b) else 1.0
+    return float(np.max(np.abs(a - b))) / scale if np.size(b) else 0.0
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_float64_matches_numpy_on_the_whole_verify_corpus(device):
+    worst = 0.0
+    for case in CORPUS:
+        expected_w = lmp_np.lmp_weights(case.losses, case.p, case.gamma, case.tau)
+        expected_v = lmp_np.lmp_value(case.losses, case.p, case.gamma, case.tau)
+        x = torch.tensor(case.losses, dtype=torch.float64, device=device)
+        w = lmp_weights(x, case.p, case.gamma, case.tau).cpu().numpy()
+        v = float(lmp_value(x, case.p, case.gamma, case.tau))
+        err = max(_relerr(w, expected_w), abs(v - expected_v) / max(abs(expected_v), 1e-300))
+        assert err <= 1e-12, case.name
+        worst = max(worst, err)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_float32_matches_numpy_float64(device):
+    for case in (c for c in CORPUS if c.float32):
+        expected_w = lmp_np.lmp_weights(case.losses, case.p, case.gamma, case.tau)
+        expected_v = lmp_np.lmp_value(case.losses, case.p, case.gamma, case.tau)
+        x = torch.tensor(case.losses, dtype=torch.float32, device=device)
+        w = lmp_weights(x, case.p, case.gamma, case.tau)
+        v = lmp_value(x, case.p, case.gamma, case.tau)
+        assert w.dtype == v.dtype == torch.float32
+        assert _relerr(w.cpu().double().numpy(), expected_w) <= 1e-5, case.name
+        assert abs(float(v) - expected_v) <= 1e-5 * max(abs(expected_v), 1e-300), case.name
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_is_computed_in_float32_and_returned_in_kind(dtype):
+    x = torch.rand(3, 500).to(dtype)
+    gamma, tau = paper_parameters(500, 1.7, 0.2)
+    w = lmp_weights(x, 1.7, gamma, tau)
+    v = lmp_value(x, 1.7, gamma, tau)
+    assert w.dtype == v.dtype == dtype
+    w32 = lmp_weights(x.float(), 1.7, gamma, tau)
+    torch.testing.assert_close(w.float(), w32.to(dtype).float(), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("p", [1.0, 1.05, 1.7, 3.0, 50.0, math.inf])
+@pytest.mark.parametrize("ratio", [0.0, 0.15, 0.45, 0.95])  # m = 12 ratio not an integer: no kink
+def test_gradcheck_float64_losses_gamma_tau(p, ratio):
+    gen = torch.Generator().manual_seed(int(1000 * ratio + (p if math.isfinite(p) else 7)))
+    base = torch.randperm(24, generator=gen).double().reshape(2, 12) + 0.5  # distinct: no ties
+    losses = (base * 0.37 - 1.0).requires_grad_()  # some negative losses too
+    gamma, tau = paper_parameters(np.array([12, 12]), p, ratio)
+    gamma = torch.tensor(gamma, requires_grad=True)
+    tau_t = torch.tensor(np.where(np.isinf(tau), 1e300, tau), requires_grad=True)
+    if ratio == 0.0:  # no cap: differentiate in gamma only
+        assert torch.autograd.gradcheck(lambda l, g: lmp_value(l, p, g, math.inf), (losses, gamma))
+    elif math.isinf(p):  # gamma = tau: L has a kink there; check each side
+        assert torch.autograd.gradcheck(lambda l, g: lmp_value(l, p, g, tau_t.detach() * 2), (losses, gamma))
+        assert torch.autograd.gradcheck(lambda l, t: lmp_value(l, p, gamma.detach() * 2, t), (losses, tau_t))
+    else:
+        assert torch.autograd.gradcheck(lambda l, g, t: lmp_value(l, p, g, t), (losses, gamma, tau_t))
+
+
+def test_gradient_is_the_weights_and_euler_identity_holds():
+    x = torch.rand(4, 300, dtype=torch.float64, requires_grad=True)
+    gamma, tau = paper_parameters(300, 2.5, 0.1)
+    value = lmp_value(x, 2.5, gamma, tau)
+    (grad,) = torch.autograd.grad(value.sum(), x)
+    torch.testing.assert_close(grad, lmp_weights(x, 2.5, gamma, tau), rtol=0, atol=0)
+    torch.testing.assert_close((grad * x).sum(-1), value, rtol=1e-14, atol=0)  # <grad L, l> = L
+
+
+@pytest.mark.parametrize("p", [1.0, 1.01, 1.7, math.inf])
+def test_no_host_synchronisation_in_the_default_hot_path(p):
+    """torch.compile(fullgraph=True) fails on any .item(), .cpu(), .tolist() or data-dependent branch."""
+    torch._dynamo.reset()
+    x = torch.rand(3, 64, requires_grad=True)
+    mask = torch.rand(3, 64) > 0.2
+    compiled = torch.compile(
+        lambda l, g, m: lmp_value(l, p, g, 0.05, mask=m, check_finite=False).sum(), fullgraph=True, backend="eager"
+    )
+    gamma = torch.tensor([0.2, 0.3, 0.4], dtype=torch.float64)
+    out = compiled(x, gamma, mask)
+    out.backward()
+    assert torch.allclose(x.grad, lmp_weights(x, p, gamma, 0.05, mask=mask))
+
+    torch._dynamo.reset()
+    layer = LossMaxPooling(p=p, ratio=0.3, check_finite=False)
+    logits = torch.randn(2, 4, 6, 6, requires_grad=True)
+    target = torch.randint(0, 4, (2, 6, 6))
+    target[1] = -100
+    out = torch.compile(layer, fullgraph=True, backend="eager")(logits, target)
+    out.backward()
+    assert torch.isfinite(out) and torch.isfinite(logits.grad).all()
+
+
+def test_the_no_sync_test_can_fail():
+    """The documented synchronisation of check_finite=True is caught as a graph break."""
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda l: lmp_value(l, 1.7, 0.1, 0.05).sum(), fullgraph=True, backend="eager")
+    with pytest.raises(Exception):
+        compiled(torch.rand(2, 8))
+
+
+def test_p_inf_batch_pool_is_exactly_cross_entropy():
+    torch.manual_seed(0)
+    logits = torch.randn(3, 5, 7, 9, dtype=torch.float64, requires_grad=True)
+    target = torch.randint(0, 5, (3, 7, 9))
+    target[0, :3] = 255
+    ref = F.cross_entropy(logits, target, ignore_index=255)
+    (ref_grad,) = torch.autograd.grad(ref, logits)
+    ours = LossMaxPooling(p=math.inf, ratio=0.3, ignore_index=255, pool="batch")(logits, target)
+    (our_grad,) = torch.autograd.grad(ours, logits)
+    torch.testing.assert_close(ours, ref, rtol=1e-14, atol=0)
+    torch.testing.assert_close(our_grad, ref_grad, rtol=1e-12, atol=1e-15)
+    # (N, C) classification input pools the batch
+    flat = LossMaxPooling(p=math.inf, ratio=0.5)(logits[:, :, 0, 0], target[:, 0, 0].clamp(max=4))
+    torch.testing.assert_close(flat, F.cross_entropy(logits[:, :, 0, 0], target[:, 0, 0].clamp(max=4)))
+
+
+def test_per_image_pools_use_each_images_own_valid_count():
+    torch.manual_seed(1)
+    logits = torch.randn(3, 4, 5, 6, dtype=torch.float64, requires_grad=True)
+    target = torch.randint(0, 4, (3, 5, 6))
+    target[0, :, :2] = -100  # image 0: 20 valid pixels
+    target[2] = -100  # image 2: nothing valid
+    layer = LossMaxPooling(p=1.7, ratio=0.25, reduction="none")
+    values = layer(logits, target)
+    pixel = F.cross_entropy(logits, target, reduction="none")
+    for i, count in enumerate([20, 30]):
+        valid = target[i] != -100
+        gamma, tau = paper_parameters(count, 1.7, 0.25)
+        expected = lmp_np.lmp_value(pixel[i][valid].detach().numpy(), 1.7, gamma, tau)
+        assert float(values[i].detach()) == pytest.approx(expected, rel=1e-13)
+    assert values[2] == 0
+    mean = LossMaxPooling(p=1.7, ratio=0.25)(logits, target)  # mean over the two non-empty images
+    assert float(mean) == pytest.approx(float(values[:2].mean()), rel=1e-14)
+    mean.backward()
+    assert torch.all(logits.grad[2] == 0) and torch.isfinite(logits.grad).all()
+
+
+def test_all_ignored_batch_is_zero_with_zero_gradient():
+    logits = torch.randn(2, 3, 4, 4, requires_grad=True)
+    target = torch.full((2, 4, 4), -100)
+    for pool in ("image", "batch"):
+        out = LossMaxPooling(pool=pool)(logits, target)
+        out.backward()
+        assert out == 0 and torch.all(logits.grad == 0)
+
+
+def test_lmp_pool_on_any_pixel_loss_and_reductions():
+    losses = torch.rand(4, 10, 10, dtype=torch.float64)
+    per_image = lmp_pool(losses, 2.0, 0.1, reduction="none")
+    assert per_image.shape == (4,)
+    assert float(lmp_pool(losses, 2.0, 0.1, reduction="sum")) == pytest.approx(float(per_image.sum()))
+    batch = lmp_pool(losses, 2.0, 0.1, pool="batch")
+    gamma, tau = paper_parameters(400, 2.0, 0.1)
+    assert float(batch) == pytest.approx(lmp_np.lmp_value(losses.numpy().ravel(), 2.0, gamma, tau), rel=1e-13)
+
+
+def test_bad_layer_arguments_are_named():
+    with pytest.raises(ValueError, match="ratio must be"):
+        LossMaxPooling(ratio=1.5)
+    with pytest.raises(ValueError, match="p must be"):
+        LossMaxPooling(p=0.5)
+    with pytest.raises(ValueError, match="pool must be"):
+        LossMaxPooling(pool="pixel")
+    with pytest.raises(ValueError, match="reduction must be"):
+        lmp_pool(torch.rand(2, 3), reduction="max")
+    with pytest.raises(ValueError, match="target must have shape"):
+        LossMaxPooling()(torch.randn(2, 3, 4, 4), torch.zeros(2, 4, 5, dtype=torch.long))
+    with pytest.raises(TypeError, match="losses must be a torch.Tensor"):
+        lmp_value(np.ones(3), 2.0, 1.0, 1.0)
+    with pytest.raises(ValueError, match="gamma must be finite and > 0"):
+        lmp_value(torch.ones(2, 3), 2.0, torch.tensor([1.0, -1.0]), 1.0)
+    with pytest.raises(ValueError, match="tau must be > 0"):
+        lmp_value(torch.ones(2, 3), 2.0, 1.0, torch.tensor([float("nan"), 1.0]))
+    with pytest.raises(ValueError, match="losses must be finite"):
+        LossMaxPooling()(torch.full((1, 3, 2, 2), float("nan")), torch.zeros(1, 2, 2, dtype=torch.long))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("p", [1.0, 1.7, math.inf])
+def test_cuda_matches_cpu(p):
+    x = torch.rand(8, 4096, dtype=torch.float64)
+    x[:, ::3] *= 1e-9
+    gamma, tau = paper_parameters(4096, p, 0.2)
+    cpu = lmp_weights(x, p, gamma, tau)
+    gpu = lmp_weights(x.cuda(), p, gamma, tau).cpu()
+    torch.testing.assert_close(gpu, cpu, rtol=1e-12, atol=1e-12 * float(cpu.max()))
+
+
+def test_readme_training_step():
+    """The README's example: the layer replaces nn.CrossEntropyLoss in a training step."""
+    torch.manual_seed(0)
+    model = torch.nn.Conv2d(3, 5, kernel_size=3, padding=1)
+    optimiser = torch.optim.SGD(model.parameters(), lr=0.1)
+    criterion = LossMaxPooling(p=1.7, ratio=0.25, ignore_index=255)  # was: nn.CrossEntropyLoss(ignore_index=255)
+    images, labels = torch.randn(2, 3, 16, 16), torch.randint(0, 5, (2, 16, 16))
+    labels[:, :2] = 255
+    losses = []
+    for _ in range(5):
+        optimiser.zero_grad()
+        loss = criterion(model(images), labels)
+        loss.backward()
+        optimiser.step()
+        losses.append(float(loss))
+    assert losses[-1] < losses[0]
