@@ -1,4 +1,4 @@
-"""The ``lmp`` command: ``lmp verify`` (the main job) and its options."""
+"""The ``lmp`` command: ``lmp verify`` (the main job) and ``lmp claims`` (the theory, checked)."""
 
 from __future__ import annotations
 
@@ -37,6 +37,31 @@ def _verify(args) -> int:
     return 1 if failed else 0
 
 
+def _claims(args) -> int:
+    import json
+
+    from .claims import run_claims
+
+    results = run_claims(args.ids or None)
+    if args.json:
+        print(json.dumps([r.as_json() for r in results], indent=2))
+    else:
+        width = max(len(r.id) for r in results)
+        print(f"{'id'.ljust(width)}  symbolic  numeric   time s  statement")
+        print("-" * (width + 100))
+        for r in results:
+            seconds = r.symbolic.seconds + r.numeric.seconds
+            statement = r.statement if len(r.statement) <= 72 else r.statement[:69] + "..."
+            print(f"{r.id.ljust(width)}  {r.symbolic.status:8}  {r.numeric.status:8}  {seconds:6.2f}  {statement}")
+        for r in results:
+            for kind, outcome in (("symbolic", r.symbolic), ("numeric", r.numeric)):
+                if outcome.status != "pass" or args.verbose:
+                    print(f"  {r.id} [{kind}: {outcome.status}] {outcome.detail}")
+        failed = sum(not r.passed for r in results)
+        print(f"\n{len(results) - failed} of {len(results)} claims hold" + (f"; {failed} FAILED" if failed else ""))
+    return 0 if all(r.passed for r in results) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lmp", description="Loss max-pooling: theory and verification toolkit.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -45,9 +70,15 @@ def main(argv: list[str] | None = None) -> int:
     verify.add_argument("--large", action="store_true", help="add pools of 2^16 and 2^20 losses (certificate-checked)")
     verify.add_argument("--no-torch", action="store_true", help="leave out the Torch backend")
     verify.add_argument("--show", type=int, default=10, help="failing cases to list per solver (default 10)")
+    claims = sub.add_parser("claims", help="check the theory's claims symbolically (sympy) and numerically")
+    claims.add_argument("ids", nargs="*", help="claim ids to run (default: all)")
+    claims.add_argument("--json", action="store_true", help="JSON objects with id, statement, symbolic, numeric")
+    claims.add_argument("-v", "--verbose", action="store_true", help="print every check's detail")
     args = parser.parse_args(argv)
     if args.command == "verify":
         return _verify(args)
+    if args.command == "claims":
+        return _claims(args)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 

@@ -103,6 +103,12 @@ def _normal_forms(expr):
     yield sp.expand(sp.powdenest(sp.expand_power_base(expr, force=True), force=True))
     expanded = sp.expand_power_base(expr, force=True).replace(lambda z: z.is_Add, sp.factor_terms)
     yield sp.powdenest(sp.expand_power_base(expanded, force=True), force=True)
+    x = expr
+    for _ in range(2):  # factor sums, split powers of products, denest, recombine, tidy the exponents
+        x = x.replace(lambda z: z.is_Add, sp.factor_terms)
+        x = sp.powsimp(sp.powdenest(sp.expand_power_base(x, force=True), force=True), force=True)
+        x = x.replace(lambda z: z.is_Pow, lambda z: z.base ** sp.simplify(z.exp))
+        yield x
 
 
 def zero(expr, message: str) -> None:
