@@ -12,7 +12,46 @@ import numpy as np
 __all__ = ["main"]
 
 
+def _load_function(spec: str):
+    """``package.module:function`` -> the function (the current directory is importable)."""
+    import importlib
+
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise SystemExit(f"lmp verify: --solver must look like package.module:function, got {spec!r}")
+    if "" not in sys.path:
+        sys.path.insert(0, "")
+    try:
+        obj = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise SystemExit(f"lmp verify: cannot load {spec!r}: {exc}") from None
+    if not callable(obj):
+        raise SystemExit(f"lmp verify: {spec!r} is not callable")
+    return obj
+
+
+def _verify_third_party(args) -> int:
+    from .testing import batched, check_solver, conformance_cases, torch_solver
+
+    fn = _load_function(args.solver)
+    if args.batched:
+        fn = batched(fn)
+    if args.torch:
+        fn = torch_solver(fn, device=args.device)
+    dtype = np.dtype(args.dtype)
+    report = check_solver(fn, dtype=dtype, cases=conformance_cases(large=args.large),
+                          canonical=not args.any_maximizer, name=args.solver)
+    print(report.summary())
+    if not report.passed:
+        print(report.table(limit=args.show))
+    return 0 if report.passed else 1
+
+
 def _verify(args) -> int:
+    if args.solver:
+        return _verify_third_party(args)
     from . import __version__
     from .corpus import cases
     from .verify import builtin_solvers, compute_references, format_table, measure, reference_row
@@ -70,6 +109,14 @@ def main(argv: list[str] | None = None) -> int:
     verify.add_argument("--large", action="store_true", help="add pools of 2^16 and 2^20 losses (certificate-checked)")
     verify.add_argument("--no-torch", action="store_true", help="leave out the Torch backend")
     verify.add_argument("--show", type=int, default=10, help="failing cases to list per solver (default 10)")
+    verify.add_argument("--solver", metavar="MODULE:FUNCTION",
+                        help="run the conformance kit on fn(losses, p, gamma, tau) -> weights instead")
+    verify.add_argument("--dtype", choices=["float64", "float32"], default="float64", help="with --solver")
+    verify.add_argument("--batched", action="store_true", help="with --solver: fn takes (..., n) batches")
+    verify.add_argument("--torch", action="store_true", help="with --solver: fn takes and returns tensors")
+    verify.add_argument("--device", default="cpu", help="with --torch: the tensors' device")
+    verify.add_argument("--any-maximizer", action="store_true",
+                        help="with --solver: accept optimal but non-canonical weights")
     claims = sub.add_parser("claims", help="check the theory's claims symbolically (sympy) and numerically")
     claims.add_argument("ids", nargs="*", help="claim ids to run (default: all)")
     claims.add_argument("--json", action="store_true", help="JSON objects with id, statement, symbolic, numeric")
