@@ -31,6 +31,7 @@ from torch import nn
 from lmp_theory.parameters import gamma_tau
 from lmp_theory.problem import check_p, check_ratio, check_scalar_parameter
 
+from ._torch_select import select_holder_cpu, select_p1
 from ._torch_sort import solve_sorted
 
 __all__ = ["lmp_weights", "lmp_value", "lmp_pool", "LossMaxPooling"]
@@ -40,7 +41,7 @@ __all__ = ["lmp_weights", "lmp_value", "lmp_pool", "LossMaxPooling"]
 _FLOAT64_BELOW_P = 1.125
 
 
-def _prepare(losses, p, gamma, tau, mask, check_finite):
+def _prepare(losses, p, gamma, tau, mask, check_finite, method="auto"):
     """Validate, broadcast and flatten; returns everything the core and autograd need."""
     if not isinstance(losses, torch.Tensor):
         raise TypeError(f"losses must be a torch.Tensor, got {type(losses).__name__}")
@@ -49,6 +50,8 @@ def _prepare(losses, p, gamma, tau, mask, check_finite):
     if losses.dim() < 1:
         raise ValueError("losses must have at least one dimension (shape (..., n)), got a scalar")
     p = check_p(p)
+    if method not in METHODS:
+        raise ValueError(f"method must be 'auto', 'sort' or 'select', got {method!r}")
     out_dtype = losses.dtype if losses.is_floating_point() else torch.get_default_dtype()
     work = torch.float64 if losses.dtype == torch.float64 else torch.float32
     if p < _FLOAT64_BELOW_P:
@@ -93,12 +96,25 @@ def _pool_parameter(value, name, batch_shape, device, check_finite):
         ) from None
 
 
-def _solve(lp, p, gamma, tau):
+AUTO_SELECT_MIN_N = 16384
+METHODS = ("auto", "sort", "select")
+
+
+def _solve(lp, p, gamma, tau, method="auto"):
     """Weights ``(pools, n)`` in the work dtype, values and thresholds ``(pools,)`` in float64."""
     if lp.shape[0] == 0 or lp.shape[1] == 0:
         zeros = torch.zeros(lp.shape[0], dtype=torch.float64, device=lp.device)
         return torch.zeros_like(lp), zeros, zeros
-    weights, threshold = solve_sorted(lp, p, gamma, tau)
+    on_cpu = lp.device.type == "cpu"
+    select = method == "select" or (
+        method == "auto" and lp.shape[1] >= AUTO_SELECT_MIN_N and (on_cpu or p == 1.0 or math.isinf(p))
+    )
+    if select and p == 1.0:
+        weights, threshold = select_p1(lp, gamma, tau)
+    elif select and on_cpu and not math.isinf(p):
+        weights, threshold = select_holder_cpu(lp, p, gamma, tau)
+    else:  # the sort path (p = inf never sorts; 1 < p < inf on CUDA)
+        weights, threshold = solve_sorted(lp, p, gamma, tau)
     top = lp.max(dim=1, keepdim=True).values
     scale = torch.where(top > 0, top, torch.ones_like(top))
     value = scale[:, 0].to(torch.float64) * (weights * (lp / scale)).sum(dim=1, dtype=torch.float64)
@@ -115,9 +131,9 @@ class _LMPValue(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, losses, gamma, tau, p, mask, check_finite):
-        p, lp, g, t, batch_shape, out_dtype = _prepare(losses, p, gamma, tau, mask, check_finite)
-        weights, value, threshold = _solve(lp, p, g, t)
+    def forward(ctx, losses, gamma, tau, p, mask, check_finite, method):
+        p, lp, g, t, batch_shape, out_dtype = _prepare(losses, p, gamma, tau, mask, check_finite, method)
+        weights, value, threshold = _solve(lp, p, g, t, method)
         ctx.save_for_backward(weights, lp, threshold)
         ctx.p, ctx.shape, ctx.batch_shape = p, losses.shape, batch_shape
         ctx.gamma_shape = gamma.shape if isinstance(gamma, torch.Tensor) else None
@@ -138,7 +154,7 @@ class _LMPValue(torch.autograd.Function):
             gv = grad_value.reshape(-1).to(torch.float64)
             grad_gamma = _reduce_to(gv * dgamma, ctx.batch_shape, ctx.gamma_shape, grad_value.dtype)
             grad_tau = _reduce_to(gv * dtau, ctx.batch_shape, ctx.tau_shape, grad_value.dtype)
-        return grad_losses, grad_gamma, grad_tau, None, None, None
+        return grad_losses, grad_gamma, grad_tau, None, None, None, None
 
 
 def _qnorm(v: torch.Tensor, p: float) -> torch.Tensor:
@@ -163,7 +179,8 @@ def _reduce_to(grad, batch_shape, shape, dtype):
     return (grad.sum(dim=dims, keepdim=True) if dims else grad).reshape(shape).to(dtype)
 
 
-def lmp_weights(losses: torch.Tensor, p, gamma, tau, *, mask=None, check_finite: bool = True) -> torch.Tensor:
+def lmp_weights(losses: torch.Tensor, p, gamma, tau, *, mask=None, check_finite: bool = True,
+                method: str = "auto") -> torch.Tensor:
     r"""Canonical maximizer :math:`w^*` of :math:`\langle w, l\rangle` over the LMP set, per pool.
 
     Parameters
@@ -180,6 +197,12 @@ def lmp_weights(losses: torch.Tensor, p, gamma, tau, *, mask=None, check_finite:
     check_finite : bool
         Raise ``ValueError`` on NaN/inf losses in the pool and on bad ``gamma``/``tau``
         tensors (reads one boolean back from the device). ``False``: no host synchronisation.
+    method : {"auto", "sort", "select"}
+        ``"sort"``: sort-based, every device, never synchronises. ``"select"``: sort-free;
+        ``p = 1`` by radix selection and ``p = inf`` directly (every device, no synchronisation);
+        ``1 < p < inf`` by the NumPy selection core on CPU tensors and by the sort path on CUDA.
+        ``"auto"``: ``"select"`` for pools of at least 16,384 losses (on CUDA only for ``p = 1``
+        and ``p = inf``), ``"sort"`` otherwise. Every method gives the same canonical answer.
 
     Returns
     -------
@@ -187,12 +210,13 @@ def lmp_weights(losses: torch.Tensor, p, gamma, tau, *, mask=None, check_finite:
         Weights with the shape, dtype and device of ``losses`` (no gradient). float16 and
         bfloat16 are computed in float32, float32 in float64 for ``p < 1.125``.
     """
-    p, lp, g, t, batch_shape, out_dtype = _prepare(losses, p, gamma, tau, mask, check_finite)
-    weights, _, _ = _solve(lp, p, g, t)
+    p, lp, g, t, batch_shape, out_dtype = _prepare(losses, p, gamma, tau, mask, check_finite, method)
+    weights, _, _ = _solve(lp, p, g, t, method)
     return weights.reshape(losses.shape).to(out_dtype)
 
 
-def lmp_value(losses: torch.Tensor, p, gamma, tau, *, mask=None, check_finite: bool = True) -> torch.Tensor:
+def lmp_value(losses: torch.Tensor, p, gamma, tau, *, mask=None, check_finite: bool = True,
+              method: str = "auto") -> torch.Tensor:
     r"""The pooled loss :math:`L(l)` per pool, shape ``losses.shape[:-1]``; differentiable.
 
     The gradient with respect to ``losses`` is the canonical maximizer (Danskin), computed
@@ -200,12 +224,12 @@ def lmp_value(losses: torch.Tensor, p, gamma, tau, *, mask=None, check_finite: b
     :math:`\|\min(l^+, t^*)\|_q` and :math:`\sum_i (l_i - t^*)^+`. An empty pool has value 0 and
     zero gradient. Arguments as in :func:`lmp_weights`.
     """
-    return _LMPValue.apply(losses, gamma, tau, p, mask, check_finite)
+    return _LMPValue.apply(losses, gamma, tau, p, mask, check_finite, method)
 
 
 def lmp_pool(pixel_losses: torch.Tensor, p: float = 1.7, ratio: float = 0.3, *, mask=None,
              pool: Literal["image", "batch"] = "image", reduction: Literal["mean", "sum", "none"] = "mean",
-             check_finite: bool = True) -> torch.Tensor:
+             check_finite: bool = True, method: str = "auto") -> torch.Tensor:
     """Loss max-pooling of any per-pixel loss with the paper's parameters.
 
     Parameters
@@ -239,7 +263,7 @@ def lmp_pool(pixel_losses: torch.Tensor, p: float = 1.7, ratio: float = 0.3, *, 
     valid = torch.full((flat.shape[0],), float(n), dtype=torch.float64, device=flat.device) if flat_mask is None \
         else flat_mask.sum(dim=1).to(torch.float64)
     gamma, tau = gamma_tau(torch.clamp(valid, min=1.0), p, ratio)
-    values = lmp_value(flat, p, gamma, tau, mask=flat_mask, check_finite=check_finite)
+    values = lmp_value(flat, p, gamma, tau, mask=flat_mask, check_finite=check_finite, method=method)
     if pool == "batch":
         return values[0]
     if reduction == "none":
@@ -274,12 +298,13 @@ class LossMaxPooling(nn.Module):
         Over images, as in :func:`lmp_pool`.
     weight : Tensor, optional
         Class weights passed to the per-pixel cross-entropy, as in ``nn.CrossEntropyLoss``.
-    check_finite : bool
+    check_finite, method
         See :func:`lmp_weights`.
     """
 
     def __init__(self, p: float = 1.7, ratio: float = 0.3, ignore_index: int = -100, pool: str = "image",
-                 reduction: str = "mean", weight: torch.Tensor | None = None, check_finite: bool = True):
+                 reduction: str = "mean", weight: torch.Tensor | None = None, check_finite: bool = True,
+                 method: str = "auto"):
         super().__init__()
         self.p = check_p(p)
         self.ratio = check_ratio(ratio)
@@ -287,7 +312,10 @@ class LossMaxPooling(nn.Module):
             raise ValueError(f"pool must be 'image' or 'batch', got {pool!r}")
         if reduction not in ("mean", "sum", "none"):
             raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+        if method not in METHODS:
+            raise ValueError(f"method must be 'auto', 'sort' or 'select', got {method!r}")
         self.ignore_index, self.pool, self.reduction, self.check_finite = ignore_index, pool, reduction, check_finite
+        self.method = method
         self.register_buffer("weight", weight)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -298,7 +326,7 @@ class LossMaxPooling(nn.Module):
         mask = target != self.ignore_index
         pool = "batch" if logits.dim() == 2 else self.pool
         return lmp_pool(pixel, self.p, self.ratio, mask=mask, pool=pool, reduction=self.reduction,
-                        check_finite=self.check_finite)
+                        check_finite=self.check_finite, method=self.method)
 
     def extra_repr(self) -> str:
         return f"p={self.p}, ratio={self.ratio}, ignore_index={self.ignore_index}, pool={self.pool!r}, reduction={self.reduction!r}"
