@@ -37,8 +37,8 @@ def _bracket(sample: np.ndarray, rank: float, n: int):
     j = rank * s / n
     spread = MARGIN * math.sqrt(max(j, 1.0)) + 2.0
     hi_index, lo_index = int(math.floor(j - spread)), int(math.ceil(j + spread))
-    t_hi = math.inf if hi_index < 0 else float(sample[hi_index])
-    t_lo = 0.0 if lo_index >= s else float(sample[lo_index])
+    t_hi = math.inf if hi_index < 0 else float(sample[min(hi_index, s - 1)])
+    t_lo = 0.0 if lo_index >= s else float(sample[max(lo_index, 0)])
     return t_lo, t_hi
 
 
@@ -127,20 +127,34 @@ def _solve_inside(x, above, inside, below_top, below_sum, q, p, gamma, tau, m):
         return None  # rounding put every candidate under the cap: let the sort path decide
     k = above + k_inside
     ref = float(cand[k_inside])
-    tail_sum = math.exp(tail[k_inside] - log_c[k_inside])  # sum over uncapped of (l / ref)^q, >= 1
+    # sum over the uncapped losses of (l / ref)^q (>= 1), recomputed with direct powers: the
+    # log-sums above are accurate enough to choose k, not to 1e-15 once multiplied by q ~ 1000
+    with np.errstate(under="ignore"):
+        tail_sum = float(np.sum((inside[k_inside:].astype(np.float64) / ref) ** q))
+        if below_top > 0:
+            tail_sum += below_sum * (below_top / ref) ** q
     budget = gamma * math.exp(math.log1p(-min(k / m, 1.0)) / p) if k else gamma
     coef = budget / tail_sum ** (1.0 / p)
     t = ref * math.exp((math.log(tail_sum) - math.log(m - k)) / q)
     return t, capped_power_weights(x, ref, coef, q, tau)
 
 
-def capped_power_weights(x: np.ndarray, ref: float, coef: float, q: float, tau: float) -> np.ndarray:
-    """``min(tau, coef (x/ref)^(q-1))``, tau above ``ref``; ratios that underflow go through logs."""
-    with np.errstate(over="ignore", under="ignore"):
-        r = x / x.dtype.type(ref)
-        w = coef * r ** (q - 1.0)
-        tiny = r < np.finfo(x.dtype).tiny  # x/ref underflowed: (x/ref)^(q-1) may still matter for q near 1
+def capped_power_weights(x: np.ndarray, ref, coef, q: float, tau) -> np.ndarray:
+    """``min(tau, coef (x/ref)^(q-1))`` with ``tau`` above ``ref``, in ``x``'s dtype.
+
+    ``ref``, ``coef`` and ``tau`` are scalars or arrays broadcastable against ``x`` (one per
+    pool). A power of the ratio is one correctly rounded operation, so the relative error of a
+    weight stays a few ulps even for ``q - 1 = 1000``; ratios that underflow go through logs,
+    because ``(x/ref)^(q-1)`` can still matter for ``q`` near 1.
+    """
+    dtype = x.dtype.type
+    ref, coef, tau = (np.asarray(v, dtype=np.float64).astype(x.dtype) for v in (ref, coef, tau))
+    with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
+        r = x / ref
+        w = coef * r ** dtype(q - 1.0)
+        tiny = (r < np.finfo(x.dtype).tiny) & (x > 0)
         if tiny.any():
-            w[tiny] = coef * np.exp((q - 1.0) * log_ratio(x[tiny], ref))
-        w = np.where((x > ref) | (w >= tau), x.dtype.type(tau), w)
+            exact = np.broadcast_to(coef, x.shape) * np.exp((q - 1.0) * log_ratio(x, ref)).astype(x.dtype)
+            w[tiny] = exact[tiny]
+        w = np.where((x > ref) | (w >= tau), np.broadcast_to(tau, x.shape), w)
     return w.astype(x.dtype, copy=False)

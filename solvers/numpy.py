@@ -173,8 +173,7 @@ def select_pools(flat: np.ndarray, mask: np.ndarray | None, p: float, gamma: np.
             w_row, t_row = _solve_pools(lp, p, gamma[i : i + 1], tau[i : i + 1])
             t, w = float(t_row[0]), w_row[0][positive].astype(flat.dtype)
         threshold[i] = t
-        top = float(x.max())
-        value[i] = top * float(np.sum(w * (x / x.dtype.type(top)), dtype=np.float64))
+        value[i] = float(np.sum(w * x))  # pairwise; terms >= 0 overflow only if the value does
         if dense:
             weights[i] = w
         else:
@@ -259,10 +258,8 @@ def _solve_holder(lp, p, gamma, tau):
         tail_sum = ratio_q.sum(axis=1)  # >= 1 where partial: sum_{i>k} (y_i / y_{k+1})^q
         frac = np.where(k > 0, k / np.where(m > 0, m, 1.0), 0.0)
         budget = gamma * np.exp(np.log1p(-np.minimum(frac, 1.0)) / p)  # (gamma^p - k tau^p)^(1/p)
-        log_coef = np.log(budget) - np.log(tail_sum) / p
-        log_w = log_coef[:, None] + (q - 1.0) * log_ratio(lp, ref[:, None])
-        capped = (lp > ref[:, None]) | (log_w >= np.log(tau)[:, None])
-        weights = np.where(capped, tau[:, None], np.exp(log_w))
+        coef = budget / tail_sum ** (1.0 / p)
+        weights = capped_power_weights(lp, ref[:, None], coef[:, None], q, tau[:, None])
         weights = np.where(lp > 0, weights, 0.0)
         weights = np.where(partial[:, None], weights, np.where(lp > 0, tau[:, None], 0.0))
         # t* solves k + (R_k / t^q) = m: t* = y_{k+1} (tail_sum / (m - k))^(1/q), at most max(l).

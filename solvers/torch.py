@@ -31,7 +31,7 @@ from torch import nn
 from lmp_theory.parameters import gamma_tau
 from lmp_theory.problem import check_p, check_ratio, check_scalar_parameter
 
-from ._torch_select import select_holder_cpu, select_p1
+from ._torch_select import select_on_cpu, select_p1
 from ._torch_sort import solve_sorted
 
 __all__ = ["lmp_weights", "lmp_value", "lmp_pool", "LossMaxPooling"]
@@ -66,12 +66,11 @@ def _prepare(losses, p, gamma, tau, mask, check_finite, method="auto"):
         if mask.shape != losses.shape:
             raise ValueError(f"mask must have the shape of losses {tuple(losses.shape)}, got {tuple(mask.shape)}")
     x = losses.detach().to(work)
-    if check_finite:
-        in_pool = torch.isfinite(x) if mask is None else (torch.isfinite(x) | ~mask)
-        if not bool(in_pool.all()):  # the one documented host synchronisation
+    pooled = x if mask is None else torch.where(mask, x, torch.zeros_like(x))
+    if check_finite and not bool(torch.isfinite(pooled.sum())):  # the one documented host synchronisation
+        if not bool(torch.isfinite(pooled).all()):  # (a cheap sum first: NaN and inf propagate)
             raise ValueError("losses must be finite (NaN and +-inf are not allowed in the pool)")
-    keep = x > 0 if mask is None else (x > 0) & mask
-    lp = torch.where(keep, x, torch.zeros_like(x)).reshape(math.prod(batch_shape), n)
+    lp = pooled.clamp(min=0).reshape(math.prod(batch_shape), n)
     return p, lp, gamma.reshape(-1), tau.reshape(-1), batch_shape, out_dtype
 
 
@@ -109,15 +108,15 @@ def _solve(lp, p, gamma, tau, method="auto"):
     select = method == "select" or (
         method == "auto" and lp.shape[1] >= AUTO_SELECT_MIN_N and (on_cpu or p == 1.0 or math.isinf(p))
     )
-    if select and p == 1.0:
+    if select and on_cpu and not math.isinf(p):
+        weights, threshold = select_on_cpu(lp, p, gamma, tau)
+    elif select and p == 1.0:
         weights, threshold = select_p1(lp, gamma, tau)
-    elif select and on_cpu and not math.isinf(p):
-        weights, threshold = select_holder_cpu(lp, p, gamma, tau)
     else:  # the sort path (p = inf never sorts; 1 < p < inf on CUDA)
         weights, threshold = solve_sorted(lp, p, gamma, tau)
-    top = lp.max(dim=1, keepdim=True).values
-    scale = torch.where(top > 0, top, torch.ones_like(top))
-    value = scale[:, 0].to(torch.float64) * (weights * (lp / scale)).sum(dim=1, dtype=torch.float64)
+    # No rescaling needed: every term is >= 0 and at most the value, so a term overflows only
+    # when the value itself is beyond the dtype's range.
+    value = (weights * lp).sum(dim=1).to(torch.float64)
     return weights, value, threshold
 
 

@@ -5,26 +5,34 @@ import numpy as np
 import solvers.numpy as lmp_np
 
 
-def _numpy(losses, p, gamma, tau, mask=None):
-    return lmp_np.lmp_weights(losses, p, gamma, tau, mask=mask), lmp_np.lmp_value(losses, p, gamma, tau, mask=mask)
+def _numpy(method):
+    def solve(losses, p, gamma, tau, mask=None):
+        return (lmp_np.lmp_weights(losses, p, gamma, tau, mask=mask, method=method),
+                lmp_np.lmp_value(losses, p, gamma, tau, mask=mask, method=method))
+
+    return solve
 
 
-BACKENDS = {"numpy": _numpy}
+BACKENDS = {"numpy": _numpy("auto"), "numpy-select": _numpy("select")}
 
 try:
     import torch
 
     import solvers.torch as lmp_torch
 
-    def _torch(losses, p, gamma, tau, mask=None):
-        x = torch.as_tensor(np.asarray(losses))
-        m = None if mask is None else torch.as_tensor(np.asarray(mask))
-        g = gamma if np.ndim(gamma) == 0 else torch.as_tensor(np.asarray(gamma), dtype=x.dtype)
-        t = tau if np.ndim(tau) == 0 else torch.as_tensor(np.asarray(tau), dtype=x.dtype)
-        w = lmp_torch.lmp_weights(x, p, g, t, mask=m)
-        v = lmp_torch.lmp_value(x, p, g, t, mask=m)
-        return w.numpy(), v.numpy()
+    def _torch(method):
+        def solve(losses, p, gamma, tau, mask=None):
+            x = torch.as_tensor(np.asarray(losses))
+            m = None if mask is None else torch.as_tensor(np.asarray(mask))
+            g = gamma if np.ndim(gamma) == 0 else torch.as_tensor(np.asarray(gamma), dtype=x.dtype)
+            t = tau if np.ndim(tau) == 0 else torch.as_tensor(np.asarray(tau), dtype=x.dtype)
+            w = lmp_torch.lmp_weights(x, p, g, t, mask=m, method=method)
+            v = lmp_torch.lmp_value(x, p, g, t, mask=m, method=method)
+            return w.numpy(), v.numpy()
 
-    BACKENDS["torch"] = _torch
+        return solve
+
+    BACKENDS["torch"] = _torch("auto")
+    BACKENDS["torch-select"] = _torch("select")
 except ImportError:  # pragma: no cover - the Torch backend is a required dependency
     pass

@@ -1,0 +1,111 @@
+"""Every method gives the same canonical answer: sort vs select, NumPy vs Torch, and the fallbacks."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lmp_theory import paper_parameters
+from lmp_theory.corpus import cases
+from lmp_theory.testing import assert_conforms, conformance_cases, torch_solver
+from solvers import _numpy_select
+from solvers import numpy as lmp_np
+from solvers import torch as lmp_torch
+from solvers._torch_select import kth_largest, select_p1
+
+METHODS = ["sort", "select"]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_passes_the_conformance_kit(method, dtype):
+    assert_conforms(lambda l, p, g, t: lmp_np.lmp_weights(l, p, g, t, method=method), dtype=dtype)
+    assert_conforms(torch_solver(lambda x, p, g, t: lmp_torch.lmp_weights(x, p, g, t, method=method)), dtype=dtype)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_passes_on_large_pools(method):
+    large = [c for c in conformance_cases(large=True) if c.family == "large"]
+    assert_conforms(lambda l, p, g, t: lmp_np.lmp_weights(l, p, g, t, method=method), cases=large)
+    assert_conforms(torch_solver(lambda x, p, g, t: lmp_torch.lmp_weights(x, p, g, t, method=method)), cases=large[::4])
+
+
+def test_select_equals_sort_to_1e_12_in_float64():
+    worst = 0.0
+    for case in cases(full=True, large=True):
+        a = lmp_np.lmp_solve(case.losses, case.p, case.gamma, case.tau, method="sort")
+        b = lmp_np.lmp_solve(case.losses, case.p, case.gamma, case.tau, method="select")
+        top = max(float(a.weights.max()), 1e-300)
+        err = max(float(np.max(np.abs(a.weights - b.weights))) / top,
+                  abs(float(a.value) - float(b.value)) / max(abs(float(a.value)), 1e-300))
+        assert err <= 1e-12, case.name
+        worst = max(worst, err)
+
+
+@pytest.mark.parametrize("p", [1.0, 1.001, 1.7, 5.0])
+def test_select_fallback_when_the_sample_misses(monkeypatch, p):
+    """A bracket at the largest loss misses (unless nothing is capped); the pool then falls back: still exact."""
+    monkeypatch.setattr(_numpy_select, "_bracket", lambda sample, rank, n: (float(sample[0]), float(sample[0])))
+    rng = np.random.default_rng(0)
+    x = rng.exponential(size=(3, 20000))
+    gamma, tau = paper_parameters(20000, p, 0.2)
+    got = lmp_np.lmp_weights(x, p, gamma, tau, method="select")
+    np.testing.assert_allclose(got, lmp_np.lmp_weights(x, p, gamma, tau, method="sort"), rtol=1e-12, atol=0)
+
+
+def test_select_batched_with_masks_and_per_pool_parameters():
+    rng = np.random.default_rng(1)
+    x = rng.exponential(size=(4, 30000)).astype(np.float32)
+    x[:, ::5] = 0.0
+    mask = rng.random(x.shape) < 0.9
+    counts = mask.sum(1)
+    for p in (1.0, 1.7, math.inf):
+        gamma, tau = paper_parameters(counts, p, 0.3)
+        sel = lmp_np.lmp_weights(x, p, gamma, tau, mask=mask, method="select")
+        srt = lmp_np.lmp_weights(x, p, gamma, tau, mask=mask, method="sort")
+        np.testing.assert_allclose(sel, srt, rtol=0, atol=1e-6 * float(srt.max()))
+        tsel = lmp_torch.lmp_weights(torch.from_numpy(x), p, torch.from_numpy(gamma), torch.from_numpy(tau),
+                                     mask=torch.from_numpy(mask), method="select").numpy()
+        np.testing.assert_allclose(tsel, srt, rtol=0, atol=1e-6 * float(srt.max()))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_radix_kth_largest_is_bit_exact(dtype):
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(6, 3000, generator=g, dtype=dtype)
+    x[0, :2000] = 0
+    x[1] = torch.round(x[1] * 4)  # heavy ties
+    x[2] *= 1e-35 if dtype == torch.float32 else 1e-300
+    x[3, ::2] = torch.finfo(dtype).tiny / 8  # subnormals
+    x[4] = 7.0  # all equal
+    rank = torch.tensor([0, 17, 2999, 1500, 123, 2998])
+    expected = torch.sort(x, 1, descending=True).values.gather(1, rank[:, None])[:, 0]
+    assert torch.equal(kth_largest(x, rank), expected)
+
+
+def test_sort_free_device_paths_do_not_synchronise():
+    """The CUDA select paths (radix selection for p = 1, direct for p = inf), traced whole on CPU."""
+    torch._dynamo.reset()
+    x = torch.rand(3, 20000)
+    x[1, ::2] = 0.0
+    gamma = torch.tensor([1.0, 1.0, 1.0], dtype=torch.float64)
+    tau = torch.tensor([1e-3, 1e-4, 2e-5], dtype=torch.float64)  # per-pool ranks
+    radix = torch.compile(lambda l, g, t: select_p1(l, g, t), fullgraph=True, backend="eager")
+    weights, threshold = radix(x, gamma, tau)
+    expected = lmp_np.lmp_solve(x.numpy(), 1.0, gamma.numpy(), tau.numpy(), method="sort")
+    torch.testing.assert_close(weights, torch.from_numpy(expected.weights), rtol=0, atol=0)
+    torch._dynamo.reset()
+    direct = torch.compile(lambda l: lmp_torch.lmp_value(l, math.inf, 1e-3, 1e-4, check_finite=False, method="select"),
+                           fullgraph=True, backend="eager")
+    torch.testing.assert_close(direct(x), lmp_torch.lmp_value(x, math.inf, 1e-3, 1e-4, method="sort"))
+
+
+def test_bad_method_is_named():
+    with pytest.raises(ValueError, match="method must be"):
+        lmp_np.lmp_weights(np.ones(3), 2.0, 1.0, 1.0, method="fast")
+    with pytest.raises(ValueError, match="method must be"):
+        lmp_torch.lmp_weights(torch.ones(3), 2.0, 1.0, 1.0, method="fast")
+    with pytest.raises(ValueError, match="method must be"):
+        lmp_torch.LossMaxPooling(method="fast")
