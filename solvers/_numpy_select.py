@@ -2,15 +2,16 @@ r"""Selection-based exact solver (expected :math:`O(n)` per pool): the private c
 
 Sorting is not needed: the answer is fixed by the threshold :math:`t^*` and the number ``k`` of
 capped losses. As in Floyd–Rivest selection (and the linear-time simplex projections of Duchi
-et al. 2008 and Condat 2016), a sorted strided sample of about 4,000 losses gives an estimate of
+et al. 2008 and Condat 2016), a sorted random sample of 4,096 losses gives an estimate of
 :math:`t^*` and a bracket ``[t_lo, t_hi)`` that contains it with high probability. One pass over
-the pool then counts the losses above the bracket (all capped), sums :math:`(l/t_{lo})^q` below
-it (all uncapped), and extracts the few losses inside it, which are sorted and solved exactly.
-Both bracket ends are verified with the dual's :math:`h(t)`; if the sample missed, the pool falls
-back to the sort path, so the answer is always the exact canonical one.
+the pool then counts the losses above the bracket (all capped), sums :math:`(l/l_b)^q` below it
+(all uncapped; :math:`l_b` the largest of them), and extracts the few losses inside it, which are
+sorted and solved exactly. Both bracket ends are verified with the dual's :math:`h(t)`; if the
+sample missed, the caller falls back to the sort path, so the answer is always the exact one.
 
-Every function takes the positive losses ``x`` of one pool (float64 or float32 work dtype), and
-returns the threshold as float64 and the weights of ``x``.
+Each solver takes the positive losses ``x`` of one pool (float32 or float64) and an ``out``
+buffer of ``x``'s shape and dtype for the weights, and returns ``(threshold, value)`` as floats,
+or ``None`` on a miss. Memory: the weights, one boolean mask at a time, and the small inside set.
 """
 
 from __future__ import annotations
@@ -26,9 +27,14 @@ MARGIN = 4.0  # bracket half-width in standard deviations of the sample rank
 
 
 def _sample(x: np.ndarray) -> np.ndarray:
-    """A deterministic strided sample, sorted in decreasing order."""
-    step = max(1, x.size // SAMPLE)
-    return -np.sort(-x[step // 2 :: step])
+    """A random sample (fixed seed: the same pool gives the same sample), sorted decreasingly.
+
+    Random rather than strided, so that periodic structure in the pool cannot alias with it.
+    """
+    if x.size <= SAMPLE:
+        return -np.sort(-x)
+    index = np.random.default_rng(x.size).integers(0, x.size, SAMPLE)
+    return -np.sort(-x[index])
 
 
 def _bracket(sample: np.ndarray, rank: float, n: int):
@@ -42,29 +48,34 @@ def _bracket(sample: np.ndarray, rank: float, n: int):
     return t_lo, t_hi
 
 
-def select_p1(x: np.ndarray, gamma: float, tau: float):
+def select_p1(x: np.ndarray, gamma: float, tau: float, out: np.ndarray):
     """p = 1: the (floor(m)+1)-th largest loss by selection inside a sampled bracket."""
     n = x.size
     m = 0.0 if math.isinf(tau) else gamma / tau
     if n <= m:
-        return 0.0, np.full_like(x, tau)
-    cut = int(math.floor(m))  # t* is the element of descending rank cut (0-based)
+        out[...] = tau
+        return 0.0, tau * float(np.sum(x, dtype=np.float64))
+    cut = int(math.floor(m))  # t* is the element of descending rank `cut` (0-based)
     t_lo, t_hi = _bracket(_sample(x), cut + 0.5, n)
     above = int(np.count_nonzero(x >= t_hi))
     inside = x[(x >= t_lo) & (x < t_hi)]
     if above <= cut < above + inside.size:
-        t = float(np.partition(inside, inside.size - 1 - (cut - above))[inside.size - 1 - (cut - above)])
+        j = inside.size - 1 - (cut - above)
+        t = float(np.partition(inside, j)[j])
     else:  # the sample missed (rare): select on the whole pool
         t = float(np.partition(x, n - 1 - cut)[n - 1 - cut])
-    n_above = int(np.count_nonzero(x > t))
+    strictly = x > t
+    n_above = int(np.count_nonzero(strictly))
+    total_above = float(np.sum(x, where=strictly, dtype=np.float64))
     tied = int(np.count_nonzero(x == t))
     share = min(tau, (gamma - (tau * n_above if n_above else 0.0)) / tied)
-    w = np.where(x > t, x.dtype.type(tau), x.dtype.type(0))
-    w[x == t] = share
-    return t, w
+    out[...] = 0
+    out[strictly] = tau
+    out[x == t] = share
+    return t, (tau * total_above if n_above else 0.0) + share * t * tied
 
 
-def select_holder(x: np.ndarray, p: float, gamma: float, tau: float, m: float):
+def select_holder(x: np.ndarray, p: float, gamma: float, tau: float, m: float, out: np.ndarray):
     """1 < p < inf: k and t* from a sampled bracket, verified; ``None`` if the sample missed."""
     n = x.size
     q = p / (p - 1.0)
@@ -72,30 +83,33 @@ def select_holder(x: np.ndarray, p: float, gamma: float, tau: float, m: float):
     t_est = _sample_threshold(sample, q, m * sample.size / n)
     rank = float(np.count_nonzero(sample >= t_est)) * n / sample.size
     t_lo, t_hi = _bracket(sample, rank, n)
-    above_mask = x >= t_hi
-    below_mask = x < t_lo
-    above = int(np.count_nonzero(above_mask))
-    inside = -np.sort(-x[~(above_mask | below_mask)])
-    below = x[below_mask] if t_lo > 0 else x[:0]
-    below_top = float(below.max()) if below.size else 0.0
-    # sum over the losses below the bracket of (l / below_top)^q, each term <= 1 (computed once)
-    below_sum = float(np.sum((below / below_top) ** q, dtype=np.float64)) if below.size else 0.0
+    above = int(np.count_nonzero(x >= t_hi))
+    inside = -np.sort(-x[(x >= t_lo) & (x < t_hi)])
+    below = x < t_lo
+    below_top = float(np.max(x, where=below, initial=0.0))
+    below_sum = 0.0  # sum over the losses below the bracket of (l / below_top)^q, each term <= 1
+    if below_top > 0:
+        with np.errstate(over="ignore", under="ignore"):
+            np.divide(x, x.dtype.type(below_top), out=out)
+            np.power(out, x.dtype.type(q), out=out)  # entries at or above t_lo may overflow: not summed
+        below_sum = float(np.sum(out, where=below, dtype=np.float64))
 
     # verify the bracket with h: h(t_hi) <= m (all above capped), h(t_lo) > m (all below uncapped)
     if above and _h(t_hi, above, inside, below_top, below_sum, q) > m:
         return None
-    if below.size and _h(t_lo, above, inside, below_top, below_sum, q) <= m:
+    if below_top > 0 and _h(t_lo, above, inside, below_top, below_sum, q) <= m:
         return None
-    return _solve_inside(x, above, inside, below_top, below_sum, q, p, gamma, tau, m)
+    return _solve_inside(x, above, inside, below_top, below_sum, q, p, gamma, tau, m, out)
 
 
 def _sample_threshold(sample: np.ndarray, q: float, m_sample: float) -> float:
     """The threshold of the sample's own LMP problem with the cap count scaled to the sample."""
     z = q * log_ratio(sample, float(sample[0]))
     tail = np.logaddexp.accumulate(z[::-1])[::-1]
-    h = np.arange(sample.size) + np.exp(tail - z)
+    with np.errstate(invalid="ignore", over="ignore"):
+        h = np.arange(sample.size) + np.exp(np.where(sample > 0, tail - z, np.inf))
     k = int(np.count_nonzero(h < m_sample))
-    if k >= sample.size:
+    if k >= sample.size or sample[k] <= 0:
         return 0.0
     return float(sample[k] * math.exp((tail[k] - z[k] - math.log(max(m_sample - k, 1e-300))) / q))
 
@@ -109,15 +123,14 @@ def _h(t, above, inside, below_top, below_sum, q):
     return count + part
 
 
-def _solve_inside(x, above, inside, below_top, below_sum, q, p, gamma, tau, m):
+def _solve_inside(x, above, inside, below_top, below_sum, q, p, gamma, tau, m, out):
     """Exact k and t* with the capped losses known to be ``above`` plus a prefix of ``inside``."""
     # candidates for the first uncapped loss: the sorted inside losses, then the largest below
-    cand = np.append(inside, below_top) if below_top > 0 else inside
+    cand = np.append(inside, below_top).astype(np.float64) if below_top > 0 else inside.astype(np.float64)
     if cand.size == 0:
         return None
     log_c = q * log_ratio(cand, float(cand[0]))
-    # suffix log-sums of (cand/cand[0])^q; the below part enters once, through below_sum
-    terms = log_c.copy()
+    terms = log_c.copy()  # suffix log-sums of (cand/cand[0])^q; the below part enters once, via below_sum
     if below_top > 0:
         terms[-1] = log_c[-1] + math.log(below_sum)
     tail = np.logaddexp.accumulate(terms[::-1])[::-1]
@@ -125,36 +138,44 @@ def _solve_inside(x, above, inside, below_top, below_sum, q, p, gamma, tau, m):
     k_inside = int(np.count_nonzero(h < m))
     if k_inside >= cand.size:
         return None  # rounding put every candidate under the cap: let the sort path decide
-    k = above + k_inside
     ref = float(cand[k_inside])
-    # sum over the uncapped losses of (l / ref)^q (>= 1), recomputed with direct powers: the
-    # log-sums above are accurate enough to choose k, not to 1e-15 once multiplied by q ~ 1000
+    # Every loss <= ref follows the power law, every loss > ref is capped (a tie group that
+    # rounding split at the boundary goes with the power law: then t* = ref to rounding anyway).
+    # The sum of (l / ref)^q over them (>= 1) uses direct powers: the log-sums above are accurate
+    # enough to choose k, not to 1e-15 once multiplied by q ~ 1000.
+    k = above + int(np.count_nonzero(cand[: inside.size] > ref))
     with np.errstate(under="ignore"):
-        tail_sum = float(np.sum((inside[k_inside:].astype(np.float64) / ref) ** q))
+        inside_le = cand[: inside.size]
+        tail_sum = float(np.sum((inside_le[inside_le <= ref] / ref) ** q))
         if below_top > 0:
             tail_sum += below_sum * (below_top / ref) ** q
     budget = gamma * math.exp(math.log1p(-min(k / m, 1.0)) / p) if k else gamma
     coef = budget / tail_sum ** (1.0 / p)
     t = ref * math.exp((math.log(tail_sum) - math.log(m - k)) / q)
-    return t, capped_power_weights(x, ref, coef, q, tau)
+    capped_sum = float(np.sum(x, where=x > ref, dtype=np.float64)) if k else 0.0
+    capped_power_weights(x, ref, coef, q, tau, out=out)
+    return t, tau * capped_sum + coef * ref * tail_sum  # L = tau S_k + coef ref R_k: no pass over weights
 
 
-def capped_power_weights(x: np.ndarray, ref, coef, q: float, tau) -> np.ndarray:
-    """``min(tau, coef (x/ref)^(q-1))`` with ``tau`` above ``ref``, in ``x``'s dtype.
+def capped_power_weights(x: np.ndarray, ref, coef, q: float, tau, out: np.ndarray | None = None) -> np.ndarray:
+    """``min(tau, coef (x/ref)^(q-1))`` with ``tau`` above ``ref``, in ``x``'s dtype, into ``out``.
 
     ``ref``, ``coef`` and ``tau`` are scalars or arrays broadcastable against ``x`` (one per
     pool). A power of the ratio is one correctly rounded operation, so the relative error of a
     weight stays a few ulps even for ``q - 1 = 1000``; ratios that underflow go through logs,
     because ``(x/ref)^(q-1)`` can still matter for ``q`` near 1.
     """
-    dtype = x.dtype.type
-    ref, coef, tau = (np.asarray(v, dtype=np.float64).astype(x.dtype) for v in (ref, coef, tau))
+    dtype = x.dtype
+    ref, coef, tau = (np.asarray(v, dtype=np.float64).astype(dtype) for v in (ref, coef, tau))
+    w = np.empty_like(x) if out is None else out
     with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
-        r = x / ref
-        w = coef * r ** dtype(q - 1.0)
-        tiny = (r < np.finfo(x.dtype).tiny) & (x > 0)
+        np.divide(x, ref, out=w)
+        tiny = (w < np.finfo(dtype).tiny) & (x > 0)
+        np.power(w, dtype.type(q - 1.0), out=w)
+        np.multiply(w, coef, out=w)
         if tiny.any():
-            exact = np.broadcast_to(coef, x.shape) * np.exp((q - 1.0) * log_ratio(x, ref)).astype(x.dtype)
+            exact = np.broadcast_to(coef, x.shape) * np.exp((q - 1.0) * log_ratio(x, ref)).astype(dtype)
             w[tiny] = exact[tiny]
-        w = np.where((x > ref) | (w >= tau), np.broadcast_to(tau, x.shape), w)
-    return w.astype(x.dtype, copy=False)
+        np.minimum(w, tau, out=w)
+        np.copyto(w, np.broadcast_to(tau, x.shape), where=x > ref)
+    return w

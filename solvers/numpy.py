@@ -167,37 +167,38 @@ def select_pools(flat: np.ndarray, mask: np.ndarray | None, p: float, gamma: np.
         x = row if dense else row[positive]
         if x.size == 0:
             continue
-        t, w = _select_one(x, p, float(gamma[i]), float(tau[i]))
-        if w is None:  # the sampled bracket missed: the sort path for this pool
+        out = weights[i] if dense else np.empty_like(x)  # dense pools are solved in place
+        solved = _select_one(x, p, float(gamma[i]), float(tau[i]), out)
+        if solved is None:  # the sampled bracket missed: the sort path for this pool
             lp = _positive_part(row[None, :].astype(np.float64), None if mask is None else mask[i : i + 1])
             w_row, t_row = _solve_pools(lp, p, gamma[i : i + 1], tau[i : i + 1])
-            t, w = float(t_row[0]), w_row[0][positive].astype(flat.dtype)
-        threshold[i] = t
-        value[i] = float(np.sum(w * x))  # pairwise; terms >= 0 overflow only if the value does
-        if dense:
-            weights[i] = w
-        else:
-            weights[i, positive] = w
+            out[...] = w_row[0][positive]
+            solved = float(t_row[0]), float(np.sum(w_row[0] * lp[0]))
+        threshold[i], value[i] = solved
+        if not dense:
+            weights[i, positive] = out
     return weights, value, threshold
 
 
-def _select_one(x: np.ndarray, p: float, gamma: float, tau: float):
-    """(threshold, weights of x) for the positive losses x of one pool; weights None on a miss."""
+def _select_one(x: np.ndarray, p: float, gamma: float, tau: float, out: np.ndarray):
+    """(threshold, value) for the positive losses x of one pool, weights into ``out``; None on a miss."""
     if math.isinf(p):
-        return (0.0 if gamma >= tau else math.inf), np.full_like(x, min(gamma, tau))
+        out[...] = min(gamma, tau)
+        return (0.0 if gamma >= tau else math.inf), min(gamma, tau) * float(np.sum(x, dtype=np.float64))
     if p == 1.0:
-        return select_p1(x, gamma, tau)
+        return select_p1(x, gamma, tau, out)
     m = float(cap_count(p, gamma, tau))
     if x.size <= m:
-        return 0.0, np.full_like(x, tau)
-    if m == 0.0:  # no cap: Hölder's weighting
+        out[...] = tau
+        return 0.0, tau * float(np.sum(x, dtype=np.float64))
+    if m == 0.0:  # no cap: Hölder's weighting, L = gamma ||x||_q
         q = conjugate(p)
         top = float(x.max())
         with np.errstate(under="ignore"):
             norm = float(np.sum((x / x.dtype.type(top)) ** q, dtype=np.float64))  # sum (x/top)^q, >= 1
-        return math.inf, capped_power_weights(x, top, gamma / norm ** (1.0 / p), q, math.inf)
-    solved = select_holder(x, p, gamma, tau, m)
-    return (None, None) if solved is None else solved
+        capped_power_weights(x, top, gamma / norm ** (1.0 / p), q, math.inf, out=out)
+        return math.inf, gamma * top * norm ** (1.0 / q)
+    return select_holder(x, p, gamma, tau, m, out)
 
 
 def _solve_pools(lp: np.ndarray, p: float, gamma: np.ndarray, tau: np.ndarray):

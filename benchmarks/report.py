@@ -1,0 +1,112 @@
+"""Turn the benchmark results into docs/benchmarks.md and a log-log plot beside it."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+TARGET_N = 2**21
+
+
+def _row(rows, **match):
+    for r in rows:
+        if all(r[k] == v for k, v in match.items()):
+            return r
+    return None
+
+
+def _targets(res) -> list[tuple[str, str, float, float]]:
+    """(target, measured as, figure, limit) for each target of the issue that this run can measure."""
+    cpu, out = res["cpu"], []
+    n = max(r["n"] for r in cpu)
+    if n < TARGET_N:
+        return out
+    for p, limit in ((1.0, 0.6), (math.inf, 0.6), (1.7, 2.0)):
+        r = _row(cpu, n=TARGET_N, dtype="float32", p=p, contender="numpy select")
+        out.append((f"NumPy, p = {p:g}: <= {limit} x np.sort", "numpy select / np.sort", r["over_np_sort"], limit))
+    for p in (1.0, 1.7, math.inf):
+        t = _row(cpu, n=TARGET_N, dtype="float32", p=p, contender="torch select")
+        a = _row(cpu, n=TARGET_N, dtype="float32", p=p, contender="numpy select")
+        out.append((f"Torch CPU, p = {p:g}: <= 1.5 x our NumPy", "torch select / numpy select", t["ms"] / a["ms"], 1.5))
+    for r in res["batched"]:
+        out.append((f"{r['lib']} 8 pools of 2^21, p = {r['p']:g}: <= 9 x one pool", "8 pools / 1 pool", r["ratio"], 9.0))
+    for r in res["memory"]:
+        if r["method"] == "select":
+            out.append((f"NumPy peak extra memory, p = {r['p']:g}: <= 4 buffers", "n-sized float32 buffers",
+                        r["buffers"], 4.0))
+    for r in res["gpu"]:
+        limit = 1.5 if "LossMaxPooling" in r["what"] else 1.0
+        out.append((f"GPU {r['what']}: <= {limit} x {r['baseline']}", f"/ {r['baseline']}", r["ratio"], limit))
+    return out
+
+
+def _plot(res, path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    cpu = [r for r in res["cpu"] if r["dtype"] == "float32"]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), sharey=True)
+    for ax, p in zip(axes, (1.0, 1.7, math.inf)):
+        for name, style in [("np.sort", "k--"), ("np.partition", "k:"), ("np.sum", "k-."), ("torch.sort", "C7--"),
+                            ("numpy sort", "C0-o"), ("numpy select", "C1-o"), ("torch sort", "C2-s"),
+                            ("torch select", "C3-s")]:
+            pts = sorted((r["n"], r["ms"]) for r in cpu if r["p"] == p and r["contender"] == name)
+            if pts:
+                ax.loglog([a for a, _ in pts], [b for _, b in pts], style, label=name, ms=4)
+        ax.set_title(f"p = {p:g}, float32, ratio {0.1}")
+        ax.set_xlabel("pool size n")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("median time (ms)")
+    axes[-1].legend(fontsize=8, loc="upper left")
+    fig.suptitle("Loss max-pooling weights vs the floors (one pool, CPU)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def write_report(res, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    plot_path = out.with_suffix(".png")
+    has_plot = _plot(res, plot_path)
+    lines = ["# Benchmarks", "",
+             "Produced by `python benchmarks/run.py` (the whole suite, one process). Every figure is a median over",
+             "repeats in which all contenders of a configuration ran back to back, and every comparison is a ratio",
+             "measured in the same run. Losses: exponential, a quarter of them scaled by 1e-8; ratio 0.1.", "",
+             f"**Machine:** {res['machine']}", ""]
+    if res.get("quick"):
+        lines += ["*Quick run (small sizes): the targets below need the full suite.*", ""]
+    targets = _targets(res)
+    if targets:
+        lines += ["## Targets (float32, n = 2^21, this machine)", "", "| target | measured | figure | met |",
+                  "|---|---|---:|:---:|"]
+        lines += [f"| {t} | {how} | {fig:.2f} | {'yes' if fig <= lim else '**no**'} |" for t, how, fig, lim in targets]
+        lines.append("")
+    if not res["gpu"]:
+        lines += ["GPU: no CUDA device in this run; `python benchmarks/run.py` on a CUDA machine adds the GPU rows",
+                  "(weights for 8 x 2^21 against `torch.sort`, `LossMaxPooling` against `nn.CrossEntropyLoss`).", ""]
+    if has_plot:
+        lines += [f"![log-log timings]({plot_path.name})", ""]
+    lines += ["## One pool, CPU (median ms; ratios to np.sort and torch.sort of the same array)", "",
+              "| n | dtype | p | contender | ms | / np.sort | / torch.sort |", "|---:|---|---:|---|---:|---:|---:|"]
+    for r in res["cpu"]:
+        lines.append(f"| 2^{int(math.log2(r['n']))} | {r['dtype']} | {r['p']:g} | {r['contender']} | {r['ms']:.3g} | "
+                     f"{r['over_np_sort']:.2f} | {r['over_torch_sort']:.2f} |")
+    lines += ["", "## Batched: 8 pools against one pool (float32, auto method)", "",
+              "| library | p | 1 pool ms | 8 pools ms | ratio |", "|---|---:|---:|---:|---:|"]
+    lines += [f"| {r['lib']} | {r['p']:g} | {r['one_ms']:.3g} | {r['batch_ms']:.3g} | {r['ratio']:.2f} |"
+              for r in res["batched"]]
+    lines += ["", "## NumPy peak extra memory (tracemalloc, n-sized float32 buffers)", "",
+              "| p | method | buffers |", "|---:|---|---:|"]
+    lines += [f"| {r['p']:g} | {r['method']} | {r['buffers']:.2f} |" for r in res["memory"]]
+    lines += ["", "## The exact reference (cvxpy + Clarabel, refined and verified)", "",
+              "| n | p | seconds | / NumPy closed form |", "|---:|---:|---:|---:|"]
+    lines += [f"| {r['n']} | {r['p']:g} | {r['seconds']:.3g} | {r['over_numpy']:.0f} |" for r in res["cvxpy"]]
+    if res["gpu"]:
+        lines += ["", "## GPU", "", "| what | ms | ratio | baseline |", "|---|---:|---:|---|"]
+        lines += [f"| {r['what']} | {r['ms']:.3g} | {r['ratio']:.2f} | {r['baseline']} |" for r in res["gpu"]]
+    out.write_text("\n".join(lines) + "\n")

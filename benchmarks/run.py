@@ -1,0 +1,209 @@
+"""The benchmark suite: our solvers against the floors, interleaved, medians, written to docs/benchmarks.md.
+
+    python benchmarks/run.py            # the full suite (a few minutes on 2 cores)
+    python benchmarks/run.py --quick    # small sizes only (what the tests run)
+
+Every timing is a median over repeats, and each repeat runs all contenders of one configuration
+back to back (interleaved), so a noisy, shared machine slows them alike; the report quotes
+ratios measured in the same run, never absolute targets. Floors: ``np.sum``, ``np.partition``,
+``np.sort``, ``torch.sort``, ``torch.topk(sorted=False)``. Peak extra memory of the NumPy solver
+is measured with ``tracemalloc``, in units of one n-sized buffer of the input dtype.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import math
+import platform
+import statistics
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lmp_theory import paper_parameters
+from solvers import numpy as lmp_np
+from solvers import torch as lmp_torch
+
+ROOT = Path(__file__).resolve().parents[1]
+P_VALUES = (1.0, 1.7, math.inf)
+RATIO = 0.1
+
+
+def _time(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def interleaved(contenders: dict, repeats: int) -> dict:
+    """Median seconds of each callable, timing them round-robin ``repeats`` times after a warm-up."""
+    for fn in contenders.values():
+        fn()
+    samples = {name: [] for name in contenders}
+    for _ in range(repeats):
+        for name, fn in contenders.items():
+            gc.collect()
+            samples[name].append(_time(fn))
+    return {name: statistics.median(ts) for name, ts in samples.items()}
+
+
+def _data(n: int, dtype, pools: int = 1):
+    rng = np.random.default_rng(n)
+    x = rng.exponential(size=(pools, n)).astype(dtype)  # cross-entropy-like: positive, skewed
+    x[:, ::4] *= dtype(1e-8)  # a quarter of tiny losses, as in a well-fitted segmentation batch
+    return x[0] if pools == 1 else x
+
+
+def cpu_suite(sizes, repeats) -> list[dict]:
+    """One row per (n, dtype, p, contender): median ms and ratios to the floors of the same run."""
+    torch.set_num_threads(torch.get_num_threads())
+    rows = []
+    for n in sizes:
+        for dtype in (np.float32, np.float64):
+            x = _data(n, dtype)
+            tx = torch.from_numpy(x)
+            for p in P_VALUES:
+                gamma, tau = paper_parameters(n, p, RATIO)
+                contenders = {
+                    "np.sum": lambda: np.sum(x),
+                    "np.partition": lambda: np.partition(x, n // 2),
+                    "np.sort": lambda: np.sort(x),
+                    "torch.sort": lambda: torch.sort(tx),
+                    "torch.topk": lambda: torch.topk(tx, max(1, int(RATIO * n)), sorted=False),
+                }
+                for method in ("sort", "select"):
+                    contenders[f"numpy {method}"] = (lambda m=method: lmp_np.lmp_weights(x, p, gamma, tau, method=m))
+                    contenders[f"torch {method}"] = (
+                        lambda m=method: lmp_torch.lmp_weights(tx, p, gamma, tau, method=m, check_finite=False))
+                reps = repeats if n <= 2**21 else max(3, repeats // 2)
+                medians = interleaved(contenders, reps)
+                for name, sec in medians.items():
+                    rows.append(dict(n=n, dtype=np.dtype(dtype).name, p=p, contender=name, ms=1e3 * sec,
+                                     over_np_sort=sec / medians["np.sort"], over_torch_sort=sec / medians["torch.sort"]))
+    return rows
+
+
+def batched_suite(n: int, pools: int, repeats: int) -> list[dict]:
+    """8 pools of n against one pool, per solver (the target: batched <= 9 x one pool)."""
+    rows = []
+    x8 = _data(n, np.float32, pools)
+    x1 = x8[0].copy()
+    for p in P_VALUES:
+        gamma, tau = paper_parameters(n, p, RATIO)
+        contenders = {}
+        for lib, mod, wrap in (("numpy", lmp_np, lambda a: a), ("torch", lmp_torch, torch.from_numpy)):
+            a1, a8 = wrap(x1), wrap(x8)
+            extra = {} if lib == "numpy" else {"check_finite": False}
+            contenders[f"{lib} 1 pool"] = (lambda a=a1, m=mod, e=extra: m.lmp_weights(a, p, gamma, tau, **e))
+            contenders[f"{lib} {pools} pools"] = (lambda a=a8, m=mod, e=extra: m.lmp_weights(a, p, gamma, tau, **e))
+        med = interleaved(contenders, repeats)
+        for lib in ("numpy", "torch"):
+            rows.append(dict(p=p, lib=lib, one_ms=1e3 * med[f"{lib} 1 pool"], batch_ms=1e3 * med[f"{lib} {pools} pools"],
+                             ratio=med[f"{lib} {pools} pools"] / med[f"{lib} 1 pool"]))
+    return rows
+
+
+def memory_suite(n: int) -> list[dict]:
+    """Peak extra memory of the NumPy solver (tracemalloc), in n-sized buffers of the input dtype."""
+    rows = []
+    x = _data(n, np.float32)
+    for p in P_VALUES:
+        gamma, tau = paper_parameters(n, p, RATIO)
+        for method in ("sort", "select"):
+            gc.collect()
+            tracemalloc.start()
+            lmp_np.lmp_weights(x, p, gamma, tau, method=method)
+            _, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+            rows.append(dict(p=p, method=method, buffers=peak / x.nbytes))
+    return rows
+
+
+def cvxpy_suite(sizes) -> list[dict]:
+    """The exact reference's wall time (conic solve + refinement + verification)."""
+    from lmp_theory.reference import solve
+
+    rows = []
+    for n in sizes:
+        x = _data(n, np.float64)
+        for p in P_VALUES:
+            gamma, tau = paper_parameters(n, p, RATIO)
+            sec = _time(lambda: solve(x, p, gamma, tau))
+            fast = statistics.median(_time(lambda: lmp_np.lmp_weights(x, p, gamma, tau)) for _ in range(5))
+            rows.append(dict(n=n, p=p, seconds=sec, over_numpy=sec / fast))
+    return rows
+
+
+def gpu_suite(repeats: int) -> list[dict]:
+    """On CUDA: weights for 8 x 2^21 against torch.sort, and LossMaxPooling against cross-entropy."""
+    if not torch.cuda.is_available():
+        return []
+    import torch.nn.functional as F
+
+    dev = torch.device("cuda")
+    sync = torch.cuda.synchronize
+    x = torch.from_numpy(_data(2**21, np.float32, 8)).to(dev)
+    rows = []
+    for p in P_VALUES:
+        gamma, tau = paper_parameters(2**21, p, RATIO)
+        contenders = {"torch.sort": lambda: (torch.sort(x, dim=1), sync())}
+        for method in ("sort", "select"):
+            contenders[method] = (lambda m=method: (lmp_torch.lmp_weights(x, p, gamma, tau, method=m,
+                                                                          check_finite=False), sync()))
+        med = interleaved(contenders, repeats)
+        for method in ("sort", "select"):
+            rows.append(dict(what=f"weights 8x2^21 p={p:g} {method}", ms=1e3 * med[method],
+                             ratio=med[method] / med["torch.sort"], baseline="torch.sort"))
+    logits = torch.randn(8, 19, 1024, 2048, device=dev, requires_grad=True)
+    target = torch.randint(0, 19, (8, 1024, 2048), device=dev)
+    layer = lmp_torch.LossMaxPooling(p=1.7, ratio=0.3, check_finite=False)
+
+    def step(fn):
+        logits.grad = None
+        fn().backward()
+        sync()
+
+    med = interleaved({"ce": lambda: step(lambda: F.cross_entropy(logits, target)),
+                       "lmp": lambda: step(lambda: layer(logits, target))}, repeats)
+    rows.append(dict(what="LossMaxPooling fwd+bwd 8x19x1024x2048", ms=1e3 * med["lmp"], ratio=med["lmp"] / med["ce"],
+                     baseline="nn.CrossEntropyLoss fwd+bwd"))
+    return rows
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"
+    return (f"{cpu}, {torch.get_num_threads()} Torch threads{gpu}; Python {platform.python_version()}, "
+            f"NumPy {np.__version__}, Torch {torch.__version__}; {datetime.date.today().isoformat()}")
+
+
+if __name__ == "__main__":
+    from report import write_report
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, few repeats (a smoke run)")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
+    args = parser.parse_args()
+    sizes = [2**10, 2**14] if args.quick else [2**10, 2**16, 2**21, 2**24]
+    repeats = 3 if args.quick else 7
+    results = {
+        "machine": machine(),
+        "cpu": cpu_suite(sizes, repeats),
+        "batched": batched_suite(2**14 if args.quick else 2**21, 8, repeats),
+        "memory": memory_suite(2**14 if args.quick else 2**21),
+        "cvxpy": cvxpy_suite([100, 1000] if args.quick else [100, 1000, 10000]),
+        "gpu": gpu_suite(repeats),
+        "quick": args.quick,
+    }
+    write_report(results, Path(args.out))
+    print(f"wrote {args.out}")

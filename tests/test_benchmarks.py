@@ -1,0 +1,21 @@
+"""The benchmark suite runs (quick mode) and writes its report: speed is never asserted here."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_quick_benchmark_suite_writes_a_report(tmp_path):
+    out = tmp_path / "benchmarks.md"
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--out", str(out)],
+                         capture_output=True, text=True, timeout=600, cwd=ROOT / "benchmarks")
+    assert run.returncode == 0, run.stdout + run.stderr
+    text = out.read_text()
+    for word in ("Machine", "np.sort", "numpy select", "torch select", "Batched", "peak extra memory", "cvxpy"):
+        assert word in text
+    assert (tmp_path / "benchmarks.png").exists()
