@@ -26,6 +26,11 @@ SAMPLE = 4096
 MARGIN = 4.0  # bracket half-width in standard deviations of the sample rank
 
 
+def _exp(v: float) -> float:
+    """``exp`` that overflows to ``inf`` (a threshold beyond float range means: nothing capped)."""
+    return math.exp(v) if v < 709.0 else math.inf
+
+
 def _sample(x: np.ndarray) -> np.ndarray:
     """A random sample (fixed seed: the same pool gives the same sample), sorted decreasingly.
 
@@ -111,7 +116,7 @@ def _sample_threshold(sample: np.ndarray, q: float, m_sample: float) -> float:
     k = int(np.count_nonzero(h < m_sample))
     if k >= sample.size or sample[k] <= 0:
         return 0.0
-    return float(sample[k] * math.exp((tail[k] - z[k] - math.log(max(m_sample - k, 1e-300))) / q))
+    return float(sample[k] * _exp((tail[k] - z[k] - math.log(max(m_sample - k, 1e-300))) / q))
 
 
 def _h(t, above, inside, below_top, below_sum, q):
@@ -119,7 +124,7 @@ def _h(t, above, inside, below_top, below_sum, q):
     count = above + int(np.count_nonzero(inside >= t))
     part = float(np.sum((inside[inside < t] / t) ** q))
     if below_top > 0:
-        part += below_sum * math.exp(q * math.log(below_top / t)) if below_top < t else math.inf
+        part += below_sum * _exp(q * math.log(below_top / t)) if below_top < t else math.inf
     return count + part
 
 
@@ -151,7 +156,7 @@ def _solve_inside(x, above, inside, below_top, below_sum, q, p, gamma, tau, m, o
             tail_sum += below_sum * (below_top / ref) ** q
     budget = gamma * math.exp(math.log1p(-min(k / m, 1.0)) / p) if k else gamma
     coef = budget / tail_sum ** (1.0 / p)
-    t = ref * math.exp((math.log(tail_sum) - math.log(m - k)) / q)
+    t = ref * _exp((math.log(tail_sum) - math.log(m - k)) / q)
     capped_sum = float(np.sum(x, where=x > ref, dtype=np.float64)) if k else 0.0
     capped_power_weights(x, ref, coef, q, tau, out=out)
     return t, tau * capped_sum + coef * ref * tail_sum  # L = tau S_k + coef ref R_k: no pass over weights

@@ -80,10 +80,10 @@ def select_p1(lp: torch.Tensor, gamma: torch.Tensor, tau: torch.Tensor):
     return weights, t
 
 
-def select_on_cpu(lp: torch.Tensor, p: float, gamma: torch.Tensor, tau: torch.Tensor):
+def select_on_cpu(pooled: torch.Tensor, p: float, gamma: torch.Tensor, tau: torch.Tensor):
     """A CPU tensor: the NumPy selection core on zero-copy views (CPU histograms by scatter are slow)."""
     from .numpy import select_pools
 
-    weights, _, threshold = select_pools(lp.numpy(), None, p, gamma.numpy(), tau.numpy())
-    return torch.from_numpy(weights), torch.from_numpy(threshold)
+    weights, value, threshold = select_pools(pooled.numpy(), None, p, gamma.numpy(), tau.numpy())
+    return torch.from_numpy(weights), torch.from_numpy(value), torch.from_numpy(threshold)
 

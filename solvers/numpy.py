@@ -120,6 +120,14 @@ def lmp_solve(losses, p, gamma, tau, *, mask=None, method: str = "auto") -> LMPR
     flat_mask = None if mask is None else mask.reshape(pools, n)
     if n == 0 or pools == 0:
         weights, value, threshold = np.zeros((pools, n)), np.zeros(pools), np.zeros(pools)
+    elif math.isinf(p):  # min(gamma, tau) on every positive loss: one vectorised pass, no copies
+        positive = arr.reshape(pools, n) > 0
+        if flat_mask is not None:
+            positive &= flat_mask
+        cap = np.minimum(gamma, tau)
+        weights = np.where(positive, cap.astype(arr.dtype)[:, None], arr.dtype.type(0))
+        value = cap * np.sum(arr.reshape(pools, n), axis=1, where=positive, dtype=np.float64)
+        threshold = np.where(gamma >= tau, 0.0, np.inf)
     elif method == "sort" or (method == "auto" and n < AUTO_SELECT_MIN_N):
         lp = _positive_part(arr.reshape(pools, n).astype(np.float64), flat_mask)
         weights, threshold = _solve_pools(lp, p, gamma, tau)
@@ -141,8 +149,13 @@ FLOAT64_BELOW_P = 1.125
 
 
 def work_dtype(dtype: np.dtype, p: float) -> np.dtype:
-    """float64 for float64 input or p < 1.125; float32 otherwise (half precision computes in float32)."""
-    return np.dtype(np.float64) if dtype == np.float64 or p < FLOAT64_BELOW_P else np.dtype(np.float32)
+    """float64 for float64 input or 1 < p < 1.125 (powers amplify rounding); float32 otherwise.
+
+    p = 1 and p = inf take no powers of the losses, so they stay in float32. Half precision
+    is computed in float32.
+    """
+    amplifying = 1.0 < p < FLOAT64_BELOW_P
+    return np.dtype(np.float64) if dtype == np.float64 or amplifying else np.dtype(np.float32)
 
 
 def _positive_part(flat: np.ndarray, mask: np.ndarray | None) -> np.ndarray:

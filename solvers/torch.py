@@ -54,7 +54,7 @@ def _prepare(losses, p, gamma, tau, mask, check_finite, method="auto"):
         raise ValueError(f"method must be 'auto', 'sort' or 'select', got {method!r}")
     out_dtype = losses.dtype if losses.is_floating_point() else torch.get_default_dtype()
     work = torch.float64 if losses.dtype == torch.float64 else torch.float32
-    if p < _FLOAT64_BELOW_P:
+    if 1.0 < p < _FLOAT64_BELOW_P:  # p = 1 takes no powers of the losses
         work = torch.float64
     batch_shape, n = losses.shape[:-1], losses.shape[-1]
     device = losses.device
@@ -70,8 +70,8 @@ def _prepare(losses, p, gamma, tau, mask, check_finite, method="auto"):
     if check_finite and not bool(torch.isfinite(pooled.sum())):  # the one documented host synchronisation
         if not bool(torch.isfinite(pooled).all()):  # (a cheap sum first: NaN and inf propagate)
             raise ValueError("losses must be finite (NaN and +-inf are not allowed in the pool)")
-    lp = pooled.clamp(min=0).reshape(math.prod(batch_shape), n)
-    return p, lp, gamma.reshape(-1), tau.reshape(-1), batch_shape, out_dtype
+    pooled = pooled.reshape(math.prod(batch_shape), n)  # masked out = 0; negatives kept (paths clamp)
+    return p, pooled, gamma.reshape(-1), tau.reshape(-1), batch_shape, out_dtype
 
 
 def _pool_parameter(value, name, batch_shape, device, check_finite):
@@ -99,25 +99,42 @@ AUTO_SELECT_MIN_N = 16384
 METHODS = ("auto", "sort", "select")
 
 
-def _solve(lp, p, gamma, tau, method="auto"):
-    """Weights ``(pools, n)`` in the work dtype, values and thresholds ``(pools,)`` in float64."""
-    if lp.shape[0] == 0 or lp.shape[1] == 0:
-        zeros = torch.zeros(lp.shape[0], dtype=torch.float64, device=lp.device)
-        return torch.zeros_like(lp), zeros, zeros
-    on_cpu = lp.device.type == "cpu"
+def _solve(pooled, p, gamma, tau, method="auto"):
+    """Weights ``(pools, n)`` in the work dtype, values and thresholds ``(pools,)`` in float64.
+
+    ``pooled``: the losses of every pool (masked-out entries 0; negative entries get weight 0).
+    """
+    pools, n = pooled.shape
+    if pools == 0 or n == 0:
+        zeros = torch.zeros(pools, dtype=torch.float64, device=pooled.device)
+        return torch.zeros_like(pooled), zeros, zeros
+    on_cpu = pooled.device.type == "cpu"
     select = method == "select" or (
-        method == "auto" and lp.shape[1] >= AUTO_SELECT_MIN_N and (on_cpu or p == 1.0 or math.isinf(p))
+        method == "auto" and n >= AUTO_SELECT_MIN_N and (on_cpu or p == 1.0 or math.isinf(p))
     )
-    if select and on_cpu and not math.isinf(p):
-        weights, threshold = select_on_cpu(lp, p, gamma, tau)
-    elif select and p == 1.0:
+    if math.isinf(p):  # every positive loss gets min(gamma, tau): L = min(gamma, tau) sum(l+)
+        cap = torch.minimum(gamma, tau)
+        weights = torch.where(pooled > 0, cap.to(pooled.dtype)[:, None], torch.zeros_like(pooled))
+        threshold = torch.where(gamma >= tau, torch.zeros_like(gamma), torch.full_like(gamma, math.inf))
+        return weights, cap * _positive_sums(pooled), threshold
+    if select and on_cpu:  # the NumPy core reads the positive entries itself: no clamped copy
+        return select_on_cpu(pooled, p, gamma, tau)
+    lp = pooled.clamp(min=0)
+    if select and p == 1.0:
         weights, threshold = select_p1(lp, gamma, tau)
-    else:  # the sort path (p = inf never sorts; 1 < p < inf on CUDA)
+    else:  # the sort path (1 < p < inf on CUDA, small pools, method="sort")
         weights, threshold = solve_sorted(lp, p, gamma, tau)
     # No rescaling needed: every term is >= 0 and at most the value, so a term overflows only
     # when the value itself is beyond the dtype's range.
     value = (weights * lp).sum(dim=1).to(torch.float64)
     return weights, value, threshold
+
+
+def _positive_sums(pooled: torch.Tensor) -> torch.Tensor:
+    """Row sums of the positive part in float64; row by row for long rows (smaller temporaries)."""
+    if pooled.shape[1] < 2**16:
+        return pooled.clamp(min=0).sum(dim=1, dtype=torch.float64)
+    return torch.stack([row.clamp(min=0).sum(dtype=torch.float64) for row in pooled])
 
 
 class _LMPValue(torch.autograd.Function):
@@ -131,9 +148,9 @@ class _LMPValue(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, losses, gamma, tau, p, mask, check_finite, method):
-        p, lp, g, t, batch_shape, out_dtype = _prepare(losses, p, gamma, tau, mask, check_finite, method)
-        weights, value, threshold = _solve(lp, p, g, t, method)
-        ctx.save_for_backward(weights, lp, threshold)
+        p, pooled, g, t, batch_shape, out_dtype = _prepare(losses, p, gamma, tau, mask, check_finite, method)
+        weights, value, threshold = _solve(pooled, p, g, t, method)
+        ctx.save_for_backward(weights, pooled, threshold)
         ctx.p, ctx.shape, ctx.batch_shape = p, losses.shape, batch_shape
         ctx.gamma_shape = gamma.shape if isinstance(gamma, torch.Tensor) else None
         ctx.tau_shape = tau.shape if isinstance(tau, torch.Tensor) else None
@@ -141,11 +158,12 @@ class _LMPValue(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_value):
-        weights, lp, threshold = ctx.saved_tensors
+        weights, pooled, threshold = ctx.saved_tensors
         g = grad_value.reshape(-1, 1).to(weights.dtype)
         grad_losses = (g * weights).reshape(ctx.shape).to(grad_value.dtype)
         grad_gamma = grad_tau = None
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+            lp = pooled.clamp(min=0)
             t = threshold.to(lp.dtype)[:, None]
             dgamma = _qnorm(torch.minimum(lp, t), ctx.p)
             excess = torch.clamp(lp - t, min=0).sum(dim=1, dtype=torch.float64)
@@ -209,8 +227,8 @@ def lmp_weights(losses: torch.Tensor, p, gamma, tau, *, mask=None, check_finite:
         Weights with the shape, dtype and device of ``losses`` (no gradient). float16 and
         bfloat16 are computed in float32, float32 in float64 for ``p < 1.125``.
     """
-    p, lp, g, t, batch_shape, out_dtype = _prepare(losses, p, gamma, tau, mask, check_finite, method)
-    weights, _, _ = _solve(lp, p, g, t, method)
+    p, pooled, g, t, batch_shape, out_dtype = _prepare(losses, p, gamma, tau, mask, check_finite, method)
+    weights, _, _ = _solve(pooled, p, g, t, method)
     return weights.reshape(losses.shape).to(out_dtype)
 
 
