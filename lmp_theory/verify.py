@@ -49,9 +49,14 @@ def builtin_solvers(torch_devices: bool = True) -> dict[str, tuple[Callable, np.
     """Name -> (``fn(losses, p, gamma, tau) -> weights``, dtype) for the built-in solvers."""
     from solvers import numpy as lmp_np
 
+    def select(losses, p, gamma, tau):
+        return lmp_np.lmp_weights(losses, p, gamma, tau, method="select")
+
     out = {
         "numpy float64": (lmp_np.lmp_weights, np.dtype(np.float64)),
         "numpy float32": (lmp_np.lmp_weights, np.dtype(np.float32)),
+        "numpy select float64": (select, np.dtype(np.float64)),
+        "numpy select float32": (select, np.dtype(np.float32)),
     }
     if torch_devices:
         out.update(_torch_solvers())
@@ -68,12 +73,14 @@ def _torch_solvers():
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     out = {}
     for device in devices:
-        for dtype, np_dtype in [(torch.float64, np.float64), (torch.float32, np.float32)]:
-            def fn(losses, p, gamma, tau, _device=device, _dtype=dtype):
-                x = torch.as_tensor(losses, dtype=_dtype, device=_device)
-                return lmp_torch.lmp_weights(x, p, gamma, tau).cpu().numpy()
+        for method in ("auto", "select"):
+            for dtype, np_dtype in [(torch.float64, np.float64), (torch.float32, np.float32)]:
+                def fn(losses, p, gamma, tau, _device=device, _dtype=dtype, _method=method):
+                    x = torch.as_tensor(losses, dtype=_dtype, device=_device)
+                    return lmp_torch.lmp_weights(x, p, gamma, tau, method=_method).cpu().numpy()
 
-            out[f"torch {device} {str(dtype).split('.')[-1]}"] = (fn, np.dtype(np_dtype))
+                label = "" if method == "auto" else " select"
+                out[f"torch {device}{label} {str(dtype).split('.')[-1]}"] = (fn, np.dtype(np_dtype))
     return out
 
 

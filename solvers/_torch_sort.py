@@ -95,19 +95,32 @@ def _holder(lp, p, gamma, tau):
     beyond = index[None, :] >= k[:, None].to(dtype)
     ratio_q = torch.where(beyond & positive, (y / ref) ** q, torch.zeros_like(y))
     tail_sum = ratio_q.sum(dim=1, dtype=torch.float64)  # sum_{i >= k} (y_i / y_k)^q, >= 1 if partial
+    return holder_weights(lp, p, gamma, tau, m, k.to(torch.float64), ref[:, 0], tail_sum, partial)
 
-    kf = k.to(torch.float64)
-    frac = torch.where(k > 0, kf / torch.where(m > 0, m, torch.ones_like(m)), torch.zeros_like(m))
+
+def holder_weights(lp, p, gamma, tau, m, k, ref, tail_sum, partial):
+    """Weights and thresholds from the capped count ``k``, the largest uncapped loss ``ref`` and
+    ``tail_sum`` = sum over the uncapped losses of (l / ref)^q, for every pool (shared by the
+    sort path and the radix-selection path).
+    """
+    q = conjugate(p)
+    dtype = lp.dtype
+    ref = ref.to(dtype)[:, None]
+    frac = torch.where(k > 0, k / torch.where(m > 0, m, torch.ones_like(m)), torch.zeros_like(m))
     budget = gamma * torch.exp(torch.log1p(-torch.clamp(frac, max=1.0)) / p)  # (gamma^p - k tau^p)^(1/p)
-    log_coef = torch.log(budget) - torch.log(tail_sum) / p
-    log_w = log_coef.to(dtype)[:, None] + (q - 1.0) * log_ratio(lp, ref)
+    coef = (budget / tail_sum ** (1.0 / p)).to(dtype)[:, None]
     tau_w = tau.to(dtype)[:, None]
-    capped = (lp > ref) | (log_w >= torch.log(tau_w))
-    weights = torch.where(capped, tau_w.expand_as(lp), torch.exp(log_w))
+    # a power of the ratio (one rounding) rather than exp/log: weights stay accurate for q ~ 1000;
+    # ratios that underflow go through logs, since (l/ref)^(q-1) may still matter for q near 1
+    ratio = lp / ref
+    tiny = ratio < torch.finfo(dtype).tiny
+    power = torch.where(tiny, torch.exp((q - 1.0) * log_ratio(lp, ref)), ratio ** (q - 1.0))
+    weights = torch.minimum(coef * power, tau_w)
+    weights = torch.where(lp > ref, tau_w.expand_as(lp), weights)
     weights = torch.where(partial[:, None], weights, tau_w.expand_as(lp))
     weights = torch.where(lp > 0, weights, torch.zeros_like(lp))
 
     # t* solves k + R_k / t^q = m: t* = y_k (tail_sum / (m - k))^(1/q); inf with no cap
-    t = ref[:, 0].to(torch.float64) * torch.exp((torch.log(tail_sum) - torch.log(m - kf)) / q)
+    t = ref[:, 0].to(torch.float64) * torch.exp((torch.log(tail_sum) - torch.log(m - k)) / q)
     threshold = torch.where(partial, t, torch.zeros_like(t))
     return weights, threshold

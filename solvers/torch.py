@@ -31,7 +31,7 @@ from torch import nn
 from lmp_theory.parameters import gamma_tau
 from lmp_theory.problem import check_p, check_ratio, check_scalar_parameter
 
-from ._torch_select import select_on_cpu, select_p1
+from ._torch_select import select_holder_device, select_on_cpu, select_p1
 from ._torch_sort import solve_sorted
 
 __all__ = ["lmp_weights", "lmp_value", "lmp_pool", "LossMaxPooling"]
@@ -96,6 +96,8 @@ def _pool_parameter(value, name, batch_shape, device, check_finite):
 
 
 AUTO_SELECT_MIN_N = 16384
+# Tests set this to run the device (CUDA) select paths on CPU tensors.
+_DEVICE_PATHS_ON_CPU = False
 METHODS = ("auto", "sort", "select")
 
 
@@ -108,13 +110,13 @@ def _solve(pooled, p, gamma, tau, method="auto"):
     if pools == 0 or n == 0:
         zeros = torch.zeros(pools, dtype=torch.float64, device=pooled.device)
         return torch.zeros_like(pooled), zeros, zeros
-    on_cpu = pooled.device.type == "cpu"
+    on_cpu = pooled.device.type == "cpu" and not _DEVICE_PATHS_ON_CPU
     select = method == "select" or (
         method == "auto" and n >= AUTO_SELECT_MIN_N and (on_cpu or p == 1.0 or math.isinf(p))
     )
     if math.isinf(p):  # every positive loss gets min(gamma, tau): L = min(gamma, tau) sum(l+)
         cap = torch.minimum(gamma, tau)
-        weights = torch.where(pooled > 0, cap.to(pooled.dtype)[:, None], torch.zeros_like(pooled))
+        weights = torch.where(pooled > 0, cap.to(pooled.dtype)[:, None], 0.0)  # scalar: no zeros buffer
         threshold = torch.where(gamma >= tau, torch.zeros_like(gamma), torch.full_like(gamma, math.inf))
         return weights, cap * _positive_sums(pooled), threshold
     if select and on_cpu:  # the NumPy core reads the positive entries itself: no clamped copy
@@ -122,7 +124,9 @@ def _solve(pooled, p, gamma, tau, method="auto"):
     lp = pooled.clamp(min=0)
     if select and p == 1.0:
         weights, threshold = select_p1(lp, gamma, tau)
-    else:  # the sort path (1 < p < inf on CUDA, small pools, method="sort")
+    elif select:
+        weights, threshold = select_holder_device(lp, p, gamma, tau)
+    else:  # the sort path (small pools, method="sort", and auto for 1 < p < inf on CUDA)
         weights, threshold = solve_sorted(lp, p, gamma, tau)
     # No rescaling needed: every term is >= 0 and at most the value, so a term overflows only
     # when the value itself is beyond the dtype's range.
@@ -215,11 +219,12 @@ def lmp_weights(losses: torch.Tensor, p, gamma, tau, *, mask=None, check_finite:
         Raise ``ValueError`` on NaN/inf losses in the pool and on bad ``gamma``/``tau``
         tensors (reads one boolean back from the device). ``False``: no host synchronisation.
     method : {"auto", "sort", "select"}
-        ``"sort"``: sort-based, every device, never synchronises. ``"select"``: sort-free;
-        ``p = 1`` by radix selection and ``p = inf`` directly (every device, no synchronisation);
-        ``1 < p < inf`` by the NumPy selection core on CPU tensors and by the sort path on CUDA.
-        ``"auto"``: ``"select"`` for pools of at least 16,384 losses (on CUDA only for ``p = 1``
-        and ``p = inf``), ``"sort"`` otherwise. Every method gives the same canonical answer.
+        ``"sort"``: sort-based, every device, never synchronises. ``"select"``: sort-free; on
+        CUDA by radix selection over the floats' bits (no synchronisation), on CPU tensors by the
+        NumPy selection core (a CPU tensor has no device queue to stall). ``"auto"``: ``"select"``
+        for pools of at least 16,384 losses, except ``1 < p < inf`` on CUDA, which sorts until GPU
+        timings say otherwise (``benchmarks/run.py`` measures both). Every method gives the same
+        canonical answer.
 
     Returns
     -------

@@ -109,3 +109,26 @@ def test_bad_method_is_named():
         lmp_torch.lmp_weights(torch.ones(3), 2.0, 1.0, 1.0, method="fast")
     with pytest.raises(ValueError, match="method must be"):
         lmp_torch.LossMaxPooling(method="fast")
+
+
+@pytest.fixture
+def device_paths_on_cpu(monkeypatch):
+    """Run the CUDA select paths (radix selection) on CPU tensors."""
+    monkeypatch.setattr(lmp_torch, "_DEVICE_PATHS_ON_CPU", True)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_device_select_paths_pass_the_conformance_kit(device_paths_on_cpu, dtype):
+    fn = torch_solver(lambda x, p, g, t: lmp_torch.lmp_weights(x, p, g, t, method="select"))
+    assert_conforms(fn, dtype=dtype, cases=conformance_cases(large=True))
+
+
+def test_device_select_path_for_holder_does_not_synchronise(device_paths_on_cpu):
+    torch._dynamo.reset()
+    x = torch.rand(3, 5000, requires_grad=True)
+    gamma = torch.tensor([0.02, 0.05, 0.1], dtype=torch.float64)
+    fn = torch.compile(lambda l, g: lmp_torch.lmp_value(l, 1.7, g, 1e-3, check_finite=False, method="select").sum(),
+                       fullgraph=True, backend="eager")
+    fn(x, gamma).backward()
+    expected = lmp_np.lmp_weights(x.detach().numpy(), 1.7, gamma.numpy(), 1e-3, method="sort")
+    np.testing.assert_allclose(x.grad.numpy(), expected, rtol=0, atol=1e-6 * expected.max())
