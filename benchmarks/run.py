@@ -129,6 +129,7 @@ def cvxpy_suite(sizes) -> list[dict]:
     from lmp_theory.reference import solve
 
     rows = []
+    solve(_data(10, np.float64), 1.7, *paper_parameters(10, 1.7, RATIO))  # warm-up: cvxpy's first call compiles
     for n in sizes:
         x = _data(n, np.float64)
         for p in P_VALUES:

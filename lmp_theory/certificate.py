@@ -7,15 +7,15 @@ For the LMP problem (``../shared/SPEC.md`` section 4) the variational (dual) for
     L(l) = \min_{t \ge 0}\ g(t), \qquad
     g(t) = \tau \sum_i (l_i - t)^+ + \gamma\, \|\min(l^+, t)\|_q .
 
-Every ``t`` gives an upper bound :math:`g(t) \ge L` and every feasible ``w`` a lower bound
-:math:`\langle w, l \rangle \le L`, so the *gap* :math:`\min_t g(t) - \langle w, l\rangle` bounds
+Every ``t`` gives an upper bound $g(t) \ge L$ and every feasible ``w`` a lower bound
+$\langle w, l \rangle \le L$, so the *gap* $\min_t g(t) - \langle w, l\rangle$ bounds
 the suboptimality of ``w`` from above. For ``p = 1`` this is the Rockafellar–Uryasev formula of
 the CVaR; for ``tau = inf`` it is Hölder's inequality (``t`` at the largest loss).
 
-:math:`g` is convex with derivative
-:math:`g'(t) = \#\{l_i > t\}\,(\gamma\, h(t)^{-1/p} - \tau)`, where
-:math:`h(t) = \sum_i \min(1, (l_i^+/t)^q)` decreases in ``t``. The minimiser is therefore the
-root of :math:`h(t) = m = (\gamma/\tau)^p`; it is found here exactly, by bisection over the
+$g$ is convex with derivative
+$g'(t) = \#\{l_i > t\}\,(\gamma\, h(t)^{-1/p} - \tau)$, where
+$h(t) = \sum_i \min(1, (l_i^+/t)^q)$ decreases in ``t``. The minimiser is therefore the
+root of $h(t) = m = (\gamma/\tau)^p$; it is found here exactly, by bisection over the
 sorted losses (which breakpoint interval holds the root) followed by the closed-form root
 inside that interval. This path shares no code with the fast solvers.
 """
@@ -39,9 +39,9 @@ class Certificate:
     Attributes
     ----------
     value : float
-        :math:`\\langle w, l\\rangle`, the objective of the proposed weighting.
+        $\\langle w, l\\rangle$, the objective of the proposed weighting.
     upper_bound : float
-        :math:`\\min_t g(t) = L(l)`, evaluated at ``threshold``.
+        $\\min_t g(t) = L(l)$, evaluated at ``threshold``.
     gap : float
         ``upper_bound - value``: for a feasible ``w``, how far it is from optimal at most.
     relative_gap : float
@@ -50,7 +50,7 @@ class Certificate:
         Relative infeasibility of ``w``: the largest of ``max(0, -min w) / min(gamma, tau)``,
         ``(||w||_p - gamma)+ / gamma`` and ``(max w - tau)+ / tau``.
     threshold : float
-        :math:`t^*`, the root of :math:`h(t) = m`: a minimiser of ``g`` and the loss level at
+        $t^*$, the root of $h(t) = m$: a minimiser of ``g`` and the loss level at
         which the optimal weights reach the cap (0 if every positive loss is capped, ``inf``
         if there is no cap).
     """
@@ -78,9 +78,9 @@ def _scaled_norm(v: np.ndarray, r: float) -> float:
 
 
 def dual_function(losses, t: float, p: float, gamma: float, tau: float) -> float:
-    r""":math:`g(t) = \tau \sum_i (l_i - t)^+ + \gamma \|\min(l^+, t)\|_q` for 1-D ``losses``.
+    r"""$g(t) = \tau \sum_i (l_i - t)^+ + \gamma \|\min(l^+, t)\|_q$ for 1-D ``losses``.
 
-    Every ``t >= 0`` gives an upper bound on :math:`L(l)`. With ``tau = inf``, ``g(t) = inf``
+    Every ``t >= 0`` gives an upper bound on $L(l)$. With ``tau = inf``, ``g(t) = inf``
     unless ``t`` is at least the largest loss.
     """
     lp = np.maximum(np.asarray(losses, dtype=np.float64), 0.0)
@@ -96,7 +96,7 @@ def dual_function(losses, t: float, p: float, gamma: float, tau: float) -> float
 def dual_minimum(losses, p: float, gamma: float, tau: float) -> tuple[float, float]:
     """``(min_t g(t), t*)`` for 1-D losses; ``t*`` is the root of ``h(t) = m`` (see module docs).
 
-    ``t*`` minimises ``g``; weights reach the cap at it: :math:`w_i = \\tau \\min(1, (l_i/t^*)^{q-1})`.
+    ``t*`` minimises ``g``; weights reach the cap at it: $w_i = \\tau \\min(1, (l_i/t^*)^{q-1})$.
     It is 0 when every positive loss is capped and ``inf`` when there is no cap; when nothing is
     capped it exceeds the largest loss (``g`` is flat there).
     """
@@ -174,7 +174,7 @@ def certify(losses, weights, p, gamma, tau) -> Certificate:
     Returns
     -------
     Certificate
-        ``value`` :math:`=\langle w, l\rangle`, ``upper_bound`` :math:`=\min_t g(t)`, ``gap``,
+        ``value`` $=\langle w, l\rangle$, ``upper_bound`` $=\min_t g(t)$, ``gap``,
         ``relative_gap``, ``violation`` and ``threshold``. ``w`` is proven optimal to ``rtol``
         when ``violation <= rtol`` and ``relative_gap <= rtol``.
     """

@@ -2,16 +2,16 @@ r"""The paper's parameterisation of loss max-pooling by a pool size, ``p`` and a
 
 Rota Bulò, Neuhold, Kontschieder, *Loss Max-Pooling for Semantic Image Segmentation*,
 CVPR 2017 (arXiv 1704.02966), section 3.1. For a pool of ``n`` losses and a ratio
-:math:`\rho \in [0, 1]`:
+$\rho \in [0, 1]$:
 
 .. math::
 
     \gamma = n^{1/p - 1}, \qquad m = \rho n, \qquad \tau = \gamma\, m^{-1/p}
 
-so that the uniform weighting :math:`1/n` has :math:`p`-norm exactly :math:`\gamma` (the plain
+so that the uniform weighting $1/n$ has $p$-norm exactly $\gamma$ (the plain
 mean is admissible) and exactly ``m`` weights at the cap exhaust the norm budget. ``m`` is kept
-real (no rounding), so the loss is continuous in :math:`\rho`; :math:`\rho = 0` means no cap
-(:math:`\tau = \infty`).
+real (no rounding), so the loss is continuous in $\rho$; $\rho = 0$ means no cap
+($\tau = \infty$).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ __all__ = ["paper_parameters", "gamma_tau"]
 
 
 def paper_parameters(n, p, ratio):
-    r"""The paper's :math:`(\gamma, \tau)` for pools of ``n`` losses.
+    r"""The paper's $(\gamma, \tau)$ for pools of ``n`` losses.
 
     Parameters
     ----------
@@ -35,14 +35,14 @@ def paper_parameters(n, p, ratio):
     p : float
         Norm exponent in ``[1, inf]``.
     ratio : float
-        :math:`\rho \in [0, 1]`, the least share of the pool that the weighting spreads over.
+        $\rho \in [0, 1]$, the least share of the pool that the weighting spreads over.
 
     Returns
     -------
     gamma, tau : float or ndarray
-        :math:`\gamma = n^{1/p-1}` and :math:`\tau = \gamma (\rho n)^{-1/p}` (``inf`` for
-        :math:`\rho = 0`). Special cases: ``p = 1`` gives :math:`\gamma = 1,\ \tau = 1/m`;
-        ``p = inf`` gives :math:`\gamma = \tau = 1/n` for every ratio, 0 included.
+        $\gamma = n^{1/p-1}$ and $\tau = \gamma (\rho n)^{-1/p}$ (``inf`` for
+        $\rho = 0$). Special cases: ``p = 1`` gives $\gamma = 1,\ \tau = 1/m$;
+        ``p = inf`` gives $\gamma = \tau = 1/n$ for every ratio, 0 included.
         Python floats for scalar ``n``, float64 arrays otherwise.
     """
     p = check_p(p)

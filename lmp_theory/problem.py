@@ -1,7 +1,7 @@
 r"""The loss max-pooling problem: its parameters, their validation and derived quantities.
 
-Given losses :math:`l \in \mathbb{R}^n`, :math:`p \in [1, \infty]`, :math:`\gamma > 0` and
-:math:`\tau \in (0, \infty]`, loss max-pooling (Rota Bulò, Neuhold, Kontschieder, CVPR 2017,
+Given losses $l \in \mathbb{R}^n$, $p \in [1, \infty]$, $\gamma > 0$ and
+$\tau \in (0, \infty]$, loss max-pooling (Rota Bulò, Neuhold, Kontschieder, CVPR 2017,
 arXiv 1704.02966, eq. 3) is
 
 .. math::
@@ -14,9 +14,9 @@ entry point rejects bad input with the same message (``../shared/SPEC.md`` secti
 
 Two derived quantities recur everywhere:
 
-* the conjugate exponent :math:`q = p / (p - 1)` (:func:`conjugate`), and
-* the *cap count* :math:`m = (\gamma / \tau)^p` (:func:`cap_count`): the (real) number of
-  weights that can sit at the cap :math:`\tau` before the :math:`p`-norm budget is spent.
+* the conjugate exponent $q = p / (p - 1)$ (:func:`conjugate`), and
+* the *cap count* $m = (\gamma / \tau)^p$ (:func:`cap_count`): the (real) number of
+  weights that can sit at the cap $\tau$ before the $p$-norm budget is spent.
   With the paper's parameters it is exactly ``ratio * n``.
 """
 
@@ -184,7 +184,7 @@ def conjugate(p: float) -> float:
 
 
 def cap_count(p: float, gamma, tau):
-    r"""The cap count :math:`m = (\gamma/\tau)^p`, evaluated without avoidable rounding.
+    r"""The cap count $m = (\gamma/\tau)^p$, evaluated without avoidable rounding.
 
     ``m`` is how many weights can sit at the cap before the norm budget is exhausted:
     if at most ``m`` losses are positive, every positive loss gets ``tau``. With the paper's

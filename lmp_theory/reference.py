@@ -9,7 +9,7 @@ The problem is stated as in the paper (Rota Bulò et al., CVPR 2017, eq. 3):
 with ``cp.pnorm(w, p, approx=False)`` (exact power cones) for ``1 < p < inf``, an LP for
 ``p = 1`` and a box for ``p = inf``. Losses are divided by their largest magnitude and weights
 by ``gamma`` before the conic solve (both leave the maximizer unchanged up to that scaling), and
-the cap is left out when ``tau >= gamma`` because :math:`w_i \le \|w\|_p \le \gamma` already.
+the cap is left out when ``tau >= gamma`` because $w_i \le \|w\|_p \le \gamma$ already.
 
 A conic solution is accurate only to the solver's tolerance (about 1e-6 of ``tau`` in the
 weights), so it is *refined*: the number of capped losses is read off the conic weights, the
@@ -280,7 +280,7 @@ def _p1_active_set(y, gamma, tau):
 
 
 def _holder_active_set(y, p, gamma, tau):
-    """1 < p < inf: ``k`` capped losses, the rest :math:`c\\,l_i^{q-1}` with the remaining budget."""
+    """1 < p < inf: ``k`` capped losses, the rest $c\\,l_i^{q-1}$ with the remaining budget."""
     n_pos = y.size
     q = conjugate(p)
     m = float(cap_count(p, gamma, tau))

@@ -1,12 +1,12 @@
-r"""Selection-based exact solver (expected :math:`O(n)` per pool): the private core of ``method="select"``.
+r"""Selection-based exact solver (expected $O(n)$ per pool): the private core of ``method="select"``.
 
-Sorting is not needed: the answer is fixed by the threshold :math:`t^*` and the number ``k`` of
+Sorting is not needed: the answer is fixed by the threshold $t^*$ and the number ``k`` of
 capped losses. As in Floyd–Rivest selection (and the linear-time simplex projections of Duchi
 et al. 2008 and Condat 2016), a sorted random sample of 4,096 losses gives an estimate of
-:math:`t^*` and a bracket ``[t_lo, t_hi)`` that contains it with high probability. One pass over
-the pool then counts the losses above the bracket (all capped), sums :math:`(l/l_b)^q` below it
-(all uncapped; :math:`l_b` the largest of them), and extracts the few losses inside it, which are
-sorted and solved exactly. Both bracket ends are verified with the dual's :math:`h(t)`; if the
+$t^*$ and a bracket ``[t_lo, t_hi)`` that contains it with high probability. One pass over
+the pool then counts the losses above the bracket (all capped), sums $(l/l_b)^q$ below it
+(all uncapped; $l_b$ the largest of them), and extracts the few losses inside it, which are
+sorted and solved exactly. Both bracket ends are verified with the dual's $h(t)$; if the
 sample missed, the caller falls back to the sort path, so the answer is always the exact one.
 
 Each solver takes the positive losses ``x`` of one pool (float32 or float64) and an ``out``

@@ -6,7 +6,7 @@
   integer bits): a fixed number of passes, each a per-pool histogram of the next 11 bits
   (``bincount``) and a descending cumulative count. Exact, no sort, no host synchronisation, and
   each pool may have its own rank (per-pool ``gamma``/``tau``, masks).
-* ``1 < p < inf`` on the device: radix selection of the bin holding :math:`t^*`, with per-bin
+* ``1 < p < inf`` on the device: radix selection of the bin holding $t^*$, with per-bin
   counts and power sums (:func:`select_holder_radix`), then the exact closed form.
 * CPU tensors (``p = 1`` and ``1 < p < inf``): the NumPy selection core
   (:mod:`solvers._numpy_select`) on zero-copy views of the tensor, because scatter-based
@@ -94,12 +94,12 @@ def select_holder_radix(lp: torch.Tensor, p: float, gamma: torch.Tensor, tau: to
     """1 < p < inf without sorting: the bin holding t* by radix passes over the float bits (device path).
 
     Each pass splits every pool's current bit range into ``2^11`` bins and evaluates the dual's
-    :math:`h(e) = \\#\\{l \\ge e\\} + \\sum_{l < e} (l/e)^q` at every bin edge from per-bin counts and
-    per-bin sums of :math:`(l / e_{upper})^q` (each term in (0, 1]: nothing overflows), combined
+    $h(e) = \\#\\{l \\ge e\\} + \\sum_{l < e} (l/e)^q$ at every bin edge from per-bin counts and
+    per-bin sums of $(l / e_{upper})^q$ (each term in (0, 1]: nothing overflows), combined
     in log space (``logcumsumexp`` over the bins, plus one running log-sum for the losses below
-    the range). The bin whose edges straddle ``m`` holds :math:`t^*`; after the last pass it is a
+    the range). The bin whose edges straddle ``m`` holds $t^*$; after the last pass it is a
     single float ``u``, every loss above ``u`` is capped and the rest follow the power law.
-    Returns the number of capped losses and :math:`\\log R` with :math:`R = \\sum_{l \\le u} l^q`.
+    Returns the number of capped losses and $\\log R$ with $R = \\sum_{l \\le u} l^q$.
     """
     pools, n = lp.shape
     q = p / (p - 1.0)

@@ -29,7 +29,7 @@ def log_ratio(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def cap_count(p: float, gamma: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
-    """:math:`m = (\\gamma/\\tau)^p` in float64, via ``log1p`` where the ratio is near 1 (see
+    """$m = (\\gamma/\\tau)^p$ in float64, via ``log1p`` where the ratio is near 1 (see
     :func:`lmp_theory.problem.cap_count`); 0 for ``tau = inf``."""
     ratio = gamma / tau
     near = (ratio > 0.5) & (ratio < 2.0)

@@ -1,4 +1,4 @@
-r"""Closed-form loss max-pooling in NumPy (sort-based, :math:`O(n \log n)` per pool).
+r"""Closed-form loss max-pooling in NumPy (sort-based, $O(n \log n)$ per pool).
 
 Solves, independently for every pool ``losses[..., :]``,
 
@@ -7,7 +7,7 @@ Solves, independently for every pool ``losses[..., :]``,
     L(l) = \max \{ \langle w, l \rangle : w \ge 0,\ \|w\|_p \le \gamma,\ w_i \le \tau \}
 
 and returns the canonical (least Euclidean norm) maximizer (``../shared/SPEC.md`` sections 1
-and 3). With :math:`q = p/(p-1)` and the cap count :math:`m = (\gamma/\tau)^p`, the maximizer is
+and 3). With $q = p/(p-1)$ and the cap count $m = (\gamma/\tau)^p$, the maximizer is
 
 .. math::
 
@@ -15,13 +15,13 @@ and 3). With :math:`q = p/(p-1)` and the cap count :math:`m = (\gamma/\tau)^p`, 
     \sum_i \min\left(1, (l_i^+ / t^*)^q\right) = m,
 
 that is, the ``k`` largest losses sit at the cap and the rest follow Hölder's weighting
-:math:`c\, l_i^{q-1}` with what is left of the norm budget. ``p = 1`` is the top-``m`` mean
+$c\, l_i^{q-1}$ with what is left of the norm budget. ``p = 1`` is the top-``m`` mean
 (the CVaR, fractional ``m`` exact, ties at the cut sharing equally) and ``p = inf`` gives
-:math:`\min(\gamma, \tau)` to every positive loss.
+$\min(\gamma, \tau)$ to every positive loss.
 
 Numerics: losses are scaled by the pool maximum, the number ``k`` of capped entries is found
-from suffix log-sum-exps of :math:`q \log l`, and the threshold is then recomputed with a
-pairwise sum scaled by the largest uncapped loss, so that :math:`l^q` never overflows or
+from suffix log-sum-exps of $q \log l$, and the threshold is then recomputed with a
+pairwise sum scaled by the largest uncapped loss, so that $l^q$ never overflows or
 underflows into a wrong answer, for ``p`` as close to 1 as ``1 + 1e-3`` (``q ~ 1000``) and as
 large as ``1e6``. Computation is in float64 whatever the input dtype; weights come back in the
 input's floating dtype.
@@ -60,7 +60,7 @@ class LMPResult(NamedTuple):
 
 
 def lmp_weights(losses, p, gamma, tau, *, mask=None, method: str = "auto") -> np.ndarray:
-    r"""Canonical maximizer :math:`w^*` of :math:`\langle w, l \rangle` over the LMP set.
+    r"""Canonical maximizer $w^*$ of $\langle w, l \rangle$ over the LMP set.
 
     Parameters
     ----------
@@ -75,8 +75,8 @@ def lmp_weights(losses, p, gamma, tau, *, mask=None, method: str = "auto") -> np
     mask : bool ndarray of shape ``losses.shape``, optional
         True = in the pool. Entries outside get weight 0 and are not inspected.
     method : {"auto", "sort", "select"}
-        ``"sort"``: vectorised over pools, :math:`O(n \log n)`; ``"select"``: pool by pool,
-        expected :math:`O(n)` (sampled bracket, then exact); ``"auto"``: select for pools of
+        ``"sort"``: vectorised over pools, $O(n \log n)$; ``"select"``: pool by pool,
+        expected $O(n)$ (sampled bracket, then exact); ``"auto"``: select for pools of
         at least 16,384 losses, sort otherwise. All give the same canonical answer.
 
     Returns
@@ -88,7 +88,7 @@ def lmp_weights(losses, p, gamma, tau, *, mask=None, method: str = "auto") -> np
 
 
 def lmp_value(losses, p, gamma, tau, *, mask=None, method: str = "auto"):
-    r"""The pooled loss :math:`L(l) = \langle w^*, l \rangle`, one value per pool.
+    r"""The pooled loss $L(l) = \langle w^*, l \rangle$, one value per pool.
 
     Same arguments as :func:`lmp_weights`; returns an array of shape ``losses.shape[:-1]``
     (a scalar for 1-D losses). An empty pool has value 0.
@@ -97,11 +97,11 @@ def lmp_value(losses, p, gamma, tau, *, mask=None, method: str = "auto"):
 
 
 def lmp_solve(losses, p, gamma, tau, *, mask=None, method: str = "auto") -> LMPResult:
-    r"""Weights, values and thresholds :math:`t^*` of every pool.
+    r"""Weights, values and thresholds $t^*$ of every pool.
 
-    :math:`t^*` is the root of :math:`\sum_i \min(1, (l_i^+/t)^q) = m`, the loss level at which
-    weights reach the cap (:math:`w_i = \tau \min(1, (l_i/t^*)^{q-1})`); it minimises the dual
-    function :math:`g(t) = \tau \sum_i (l_i - t)^+ + \gamma \|\min(l^+, t)\|_q` (SPEC section 4).
+    $t^*$ is the root of $\sum_i \min(1, (l_i^+/t)^q) = m$, the loss level at which
+    weights reach the cap ($w_i = \tau \min(1, (l_i/t^*)^{q-1})$); it minimises the dual
+    function $g(t) = \tau \sum_i (l_i - t)^+ + \gamma \|\min(l^+, t)\|_q$ (SPEC section 4).
     It is 0 when every positive loss is capped and ``inf`` when there is no cap.
     Same arguments as :func:`lmp_weights`.
     """

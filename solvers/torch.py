@@ -9,7 +9,7 @@ Solves, independently for every pool ``losses[..., :]``,
 (Rota Bulò, Neuhold, Kontschieder, CVPR 2017, eq. 3; ``../shared/SPEC.md``), returning the
 canonical (least-norm) maximizer. The layers follow the usual pattern: a private core that finds
 the threshold and the capped set (:mod:`solvers._torch_sort`), a ``torch.autograd.Function``
-whose backward is analytic (Danskin: :math:`\nabla_l L = w^*`), functional wrappers
+whose backward is analytic (Danskin: $\nabla_l L = w^*$), functional wrappers
 (:func:`lmp_weights`, :func:`lmp_value`, :func:`lmp_pool`) and an ``nn.Module``
 (:class:`LossMaxPooling`) that replaces ``nn.CrossEntropyLoss``.
 
@@ -142,12 +142,12 @@ def _positive_sums(pooled: torch.Tensor) -> torch.Tensor:
 
 
 class _LMPValue(torch.autograd.Function):
-    """:math:`L(l)` with the analytic gradients of Danskin's theorem.
+    """$L(l)$ with the analytic gradients of Danskin's theorem.
 
-    :math:`\\partial L / \\partial l = w^*` (the canonical maximizer), and from the dual formula
-    :math:`L = \\min_t \\tau \\sum_i (l_i - t)^+ + \\gamma \\|\\min(l^+, t)\\|_q`:
-    :math:`\\partial L/\\partial \\gamma = \\|\\min(l^+, t^*)\\|_q` and
-    :math:`\\partial L/\\partial \\tau = \\sum_i (l_i - t^*)^+`.
+    $\\partial L / \\partial l = w^*$ (the canonical maximizer), and from the dual formula
+    $L = \\min_t \\tau \\sum_i (l_i - t)^+ + \\gamma \\|\\min(l^+, t)\\|_q$:
+    $\\partial L/\\partial \\gamma = \\|\\min(l^+, t^*)\\|_q$ and
+    $\\partial L/\\partial \\tau = \\sum_i (l_i - t^*)^+$.
     """
 
     @staticmethod
@@ -202,7 +202,7 @@ def _reduce_to(grad, batch_shape, shape, dtype):
 
 def lmp_weights(losses: torch.Tensor, p, gamma, tau, *, mask=None, check_finite: bool = True,
                 method: str = "auto") -> torch.Tensor:
-    r"""Canonical maximizer :math:`w^*` of :math:`\langle w, l\rangle` over the LMP set, per pool.
+    r"""Canonical maximizer $w^*$ of $\langle w, l\rangle$ over the LMP set, per pool.
 
     Parameters
     ----------
@@ -239,11 +239,11 @@ def lmp_weights(losses: torch.Tensor, p, gamma, tau, *, mask=None, check_finite:
 
 def lmp_value(losses: torch.Tensor, p, gamma, tau, *, mask=None, check_finite: bool = True,
               method: str = "auto") -> torch.Tensor:
-    r"""The pooled loss :math:`L(l)` per pool, shape ``losses.shape[:-1]``; differentiable.
+    r"""The pooled loss $L(l)$ per pool, shape ``losses.shape[:-1]``; differentiable.
 
     The gradient with respect to ``losses`` is the canonical maximizer (Danskin), computed
     analytically rather than through the sort; ``gamma`` and ``tau`` tensors get
-    :math:`\|\min(l^+, t^*)\|_q` and :math:`\sum_i (l_i - t^*)^+`. An empty pool has value 0 and
+    $\|\min(l^+, t^*)\|_q$ and $\sum_i (l_i - t^*)^+$. An empty pool has value 0 and
     zero gradient. Arguments as in :func:`lmp_weights`.
     """
     return _LMPValue.apply(losses, gamma, tau, p, mask, check_finite, method)

@@ -4,7 +4,7 @@ Every float64 input is converted to mpmath exactly, and the closed form of ``../
 section 3 is evaluated with 50 significant digits and an unbounded exponent range, so neither
 ``l^q`` near ``p = 1`` (``q ~ 1000``) nor subnormal or 1e300 losses need any scaling trick. It
 shares no code with the fast solvers: the number of capped losses is found by a direct scan of
-:math:`h(y_j) = j + \sum_{i \ge j} (y_i / y_j)^q` over suffix sums of :math:`y^q`.
+$h(y_j) = j + \sum_{i \ge j} (y_i / y_j)^q$ over suffix sums of $y^q$.
 """
 
 from __future__ import annotations
