@@ -75,6 +75,7 @@ def claim(id: str, title: str, statement: str, latex: str, source: str, numeric=
     def register(symbolic):
         if id in REGISTRY:
             raise ValueError(f"duplicate claim id {id!r}")
+        symbolic.__doc__ = f"Claim {id!r}: {title}.\n\n{statement}\n\nSource: {source}."
         REGISTRY[id] = Claim(id, title, statement, latex, source, symbolic, numeric, na_reason)
         return symbolic
 
