@@ -16,12 +16,11 @@ import platform
 import statistics
 import time
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from lmp_theory import certify, paper_parameters
-from solvers.torch import LossMaxPooling, lmp_value, lmp_weights
+from solvers.torch import LossMaxPooling, lmp_weights
 
 
 def _sync(device):
