@@ -27,7 +27,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .problem import cap_count, check_gamma, check_losses, check_p, check_tau, conjugate
+from .problem import (
+    cap_count,
+    check_gamma,
+    check_losses,
+    check_p,
+    check_single_pool_scalar,
+    check_tau,
+    conjugate,
+)
 
 __all__ = ["Certificate", "certify", "dual_function", "dual_minimum"]
 
@@ -67,7 +75,7 @@ class Certificate:
         return self.violation <= rtol and abs(self.relative_gap) <= rtol
 
 
-def _scaled_norm(v: np.ndarray, r: float) -> float:
+def scaled_norm(v: np.ndarray, r: float) -> float:
     """``||v||_r`` for non-negative ``v`` and ``r`` in ``[1, inf]``, scaled so no power overflows."""
     top = float(v.max()) if v.size else 0.0
     if top == 0.0:
@@ -90,7 +98,7 @@ def dual_function(losses, t: float, p: float, gamma: float, tau: float) -> float
         cap_term = tau * top * float(np.sum(excess / top))
     else:
         cap_term = 0.0
-    return cap_term + gamma * _scaled_norm(np.minimum(lp, t), conjugate(p))
+    return cap_term + gamma * scaled_norm(np.minimum(lp, t), conjugate(p))
 
 
 def dual_minimum(losses, p: float, gamma: float, tau: float) -> tuple[float, float]:
@@ -179,8 +187,8 @@ def certify(losses, weights, p, gamma, tau) -> Certificate:
         when ``violation <= rtol`` and ``relative_gap <= rtol``.
     """
     p = check_p(p)
-    gamma = float(_scalar(check_gamma(gamma), "gamma"))
-    tau = float(_scalar(check_tau(tau), "tau"))
+    gamma = check_single_pool_scalar(check_gamma(gamma), "gamma")
+    tau = check_single_pool_scalar(check_tau(tau), "tau")
     l, _ = check_losses(losses)
     if l.ndim != 1:
         raise ValueError(f"losses must be 1-D (one pool), got shape {l.shape}")
@@ -199,13 +207,8 @@ def certify(losses, weights, p, gamma, tau) -> Certificate:
 
     negative = max(0.0, -float(w.min())) / min(gamma, tau) if w.size else 0.0
     wp = np.maximum(w, 0.0)
-    over_norm = max(0.0, _scaled_norm(wp, p) / gamma - 1.0)
+    over_norm = max(0.0, scaled_norm(wp, p) / gamma - 1.0)
     over_cap = max(0.0, float(w.max()) / tau - 1.0) if w.size and math.isfinite(tau) else 0.0
     violation = max(negative, over_norm, over_cap)
     return Certificate(value, upper, gap, relative_gap, violation, threshold)
 
-
-def _scalar(arr: np.ndarray, name: str) -> float:
-    if arr.ndim != 0:
-        raise ValueError(f"{name} must be a scalar for a single pool, got shape {arr.shape}")
-    return float(arr)

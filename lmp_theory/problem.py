@@ -37,6 +37,7 @@ __all__ = [
     "check_mask",
     "check_pool_parameter",
     "check_scalar_parameter",
+    "check_single_pool_scalar",
     "conjugate",
     "cap_count",
     "log_ratio",
@@ -107,6 +108,13 @@ def check_scalar_parameter(value, name: str) -> float:
     if name == "tau" and not x > 0:
         raise ValueError(f"tau must be > 0 (the range (0, inf], inf = no cap), got {value!r}")
     return x
+
+
+def check_single_pool_scalar(arr: np.ndarray, name: str) -> float:
+    """A validated ``gamma``/``tau`` array that must be a scalar (one pool), as a float."""
+    if arr.ndim != 0:
+        raise ValueError(f"{name} must be a scalar for a single pool, got shape {arr.shape}")
+    return float(arr)
 
 
 def check_counts(n) -> np.ndarray:

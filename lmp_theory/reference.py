@@ -30,8 +30,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .certificate import Certificate, certify
-from .problem import cap_count, check_gamma, check_losses, check_p, check_tau, conjugate, log_ratio
+from .certificate import Certificate, scaled_norm, certify
+from .problem import (
+    cap_count,
+    check_gamma,
+    check_losses,
+    check_p,
+    check_single_pool_scalar,
+    check_tau,
+    conjugate,
+    log_ratio,
+)
 
 __all__ = ["solve", "Solution", "VerificationError", "KKT_TOLERANCE", "GAP_TOLERANCE"]
 
@@ -89,8 +98,8 @@ def solve(losses, p, gamma, tau, *, verify: bool = True, solver_options: dict | 
     import cvxpy as cp
 
     p = check_p(p)
-    gamma = _scalar(check_gamma(gamma), "gamma")
-    tau = _scalar(check_tau(tau), "tau")
+    gamma = check_single_pool_scalar(check_gamma(gamma), "gamma")
+    tau = check_single_pool_scalar(check_tau(tau), "tau")
     l, _ = check_losses(losses)
     if l.ndim != 1:
         raise ValueError(f"losses must be 1-D (one pool), got shape {l.shape}")
@@ -180,11 +189,6 @@ def _conic_solve(cp, scaled, p, gamma, tau, options, approx=False):
         return None, str(problem.status)
     return np.asarray(v.value, dtype=np.float64), problem.status
 
-
-def _scalar(arr: np.ndarray, name: str) -> float:
-    if arr.ndim != 0:
-        raise ValueError(f"{name} must be a scalar for a single pool, got shape {arr.shape}")
-    return float(arr)
 
 
 def _refine(l, raw, p, gamma, tau):
@@ -325,7 +329,7 @@ def _holder_active_set(y, p, gamma, tau):
             predicted = w[r] * np.exp((q - 1.0) * log_ratio(np.where(interior, l, l[r]), l[r]))
             residual = float(np.max(np.abs(np.where(interior, w - predicted, 0.0))) / w.max())
             # complementary slackness of the norm constraint (lambda > 0)
-            residual = max(residual, abs(_pnorm(w, p) / gamma - 1.0))
+            residual = max(residual, abs(scaled_norm(w, p) / gamma - 1.0))
             # mu_i >= 0 for capped losses: l_i >= t, the level where the interior formula hits tau
             at_cap = (l > 0) & (w >= tau)
             if np.any(at_cap):
@@ -337,7 +341,3 @@ def _holder_active_set(y, p, gamma, tau):
 
     return oracle, build, kkt
 
-
-def _pnorm(w: np.ndarray, p: float) -> float:
-    top = float(w.max())
-    return 0.0 if top == 0 else top * float(np.sum((w / top) ** p)) ** (1.0 / p)

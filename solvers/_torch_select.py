@@ -20,7 +20,7 @@ import math
 
 import torch
 
-from ._torch_sort import cap_count, holder_weights
+from ._torch_sort import cap_count, holder_weights, p1_weights
 
 DIGIT_BITS = 11
 
@@ -64,21 +64,8 @@ def kth_largest(lp: torch.Tensor, rank: torch.Tensor) -> torch.Tensor:
 
 
 def select_p1(lp: torch.Tensor, gamma: torch.Tensor, tau: torch.Tensor):
-    """p = 1 without sorting: tau above the floor(m)-th largest loss, the ties there share the rest."""
-    pools, n = lp.shape
-    positives = (lp > 0).sum(dim=1)
-    m = torch.where(torch.isinf(tau), torch.zeros_like(tau), gamma / tau)
-    cut = torch.floor(torch.clamp(m, max=float(n))).to(torch.int64)
-    partial = cut < positives
-    t = torch.where(partial, kth_largest(lp, cut).to(torch.float64), torch.zeros_like(gamma))
-    tt = t.to(lp.dtype)[:, None]
-    above = (lp > tt).sum(dim=1)
-    tied = ((lp == tt) & (lp > 0)).sum(dim=1)
-    spent = torch.where(above > 0, tau * above, torch.zeros_like(tau))
-    share = torch.minimum(tau, (gamma - spent) / torch.clamp(tied, min=1))
-    weights = torch.where(lp > tt, tau.to(lp.dtype)[:, None], torch.zeros_like(lp))
-    weights = torch.where((lp == tt) & (lp > 0), share.to(lp.dtype)[:, None], weights)
-    return weights, t
+    """p = 1 without sorting: the cut element by radix selection (per-pool ranks allowed)."""
+    return p1_weights(lp, gamma, tau, kth_largest)
 
 
 def select_on_cpu(pooled: torch.Tensor, p: float, gamma: torch.Tensor, tau: torch.Tensor):

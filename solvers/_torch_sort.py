@@ -39,35 +39,47 @@ def cap_count(p: float, gamma: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
 
 
 def solve_sorted(lp: torch.Tensor, p: float, gamma: torch.Tensor, tau: torch.Tensor):
-    """Weights and thresholds of every pool (rows of ``lp``), by sorting."""
+    """Weights and thresholds of every pool (rows of ``lp``), by sorting (p = inf needs no sort)."""
     if p == 1.0:
-        return _p1(lp, gamma, tau)
+        return p1_weights(lp, gamma, tau, _kth_largest_by_sort)
     if math.isinf(p):
-        cap = torch.minimum(gamma, tau).to(lp.dtype)[:, None]
-        weights = torch.where(lp > 0, cap, torch.zeros_like(lp))
-        threshold = torch.where(gamma >= tau, torch.zeros_like(gamma), torch.full_like(gamma, math.inf))
-        return weights, threshold
+        return pinf_weights(lp, gamma, tau)
     return _holder(lp, p, gamma, tau)
 
 
-def _p1(lp, gamma, tau):
-    """p = 1: tau above the floor(m)-th largest loss; the ties at the cut share the remainder."""
-    pools, n = lp.shape
+def pinf_weights(x: torch.Tensor, gamma: torch.Tensor, tau: torch.Tensor):
+    """p = inf: min(gamma, tau) on every positive entry of ``x`` (no clamped copy needed)."""
+    cap = torch.minimum(gamma, tau).to(x.dtype)[:, None]
+    weights = torch.where(x > 0, cap, 0.0)  # a scalar 0: no zeros buffer
+    threshold = torch.where(gamma >= tau, torch.zeros_like(gamma), torch.full_like(gamma, math.inf))
+    return weights, threshold
+
+
+def _kth_largest_by_sort(lp: torch.Tensor, rank: torch.Tensor) -> torch.Tensor:
+    """Per row, the element of descending 0-based ``rank`` (clamped to n-1), by sorting."""
     y = torch.sort(lp, dim=1, descending=True).values
-    positives = (y > 0).sum(dim=1)
+    return torch.gather(y, 1, torch.clamp(rank, max=lp.shape[1] - 1)[:, None])[:, 0]
+
+
+def p1_weights(lp: torch.Tensor, gamma: torch.Tensor, tau: torch.Tensor, kth_largest):
+    """p = 1: tau above the floor(m)-th largest loss, the ties there share the remainder.
+
+    ``kth_largest(lp, rank)`` finds the cut element: by sorting, or by radix selection.
+    """
+    pools, n = lp.shape
+    positives = (lp > 0).sum(dim=1)
     m = torch.where(torch.isinf(tau), torch.zeros_like(tau), gamma / tau)
     cut = torch.floor(torch.clamp(m, max=float(n))).to(torch.int64)
     partial = cut < positives
-    at_cut = torch.gather(y, 1, torch.clamp(cut, max=n - 1)[:, None])[:, 0]
-    t = torch.where(partial, at_cut, torch.zeros_like(at_cut))[:, None]
-    above = (lp > t).sum(dim=1)
-    tied = ((lp == t) & (lp > 0)).sum(dim=1)
+    t = torch.where(partial, kth_largest(lp, cut).to(torch.float64), torch.zeros_like(gamma))
+    tt = t.to(lp.dtype)[:, None]
+    above = (lp > tt).sum(dim=1)
+    tied = ((lp == tt) & (lp > 0)).sum(dim=1)
     spent = torch.where(above > 0, tau * above, torch.zeros_like(tau))
     share = torch.minimum(tau, (gamma - spent) / torch.clamp(tied, min=1))
-    dtype = lp.dtype
-    weights = torch.where(lp > t, tau.to(dtype)[:, None], torch.zeros_like(lp))
-    weights = torch.where((lp == t) & (lp > 0), share.to(dtype)[:, None], weights)
-    return weights, t[:, 0].to(torch.float64)
+    weights = torch.where(lp > tt, tau.to(lp.dtype)[:, None], torch.zeros_like(lp))
+    weights = torch.where((lp == tt) & (lp > 0), share.to(lp.dtype)[:, None], weights)
+    return weights, t
 
 
 def _holder(lp, p, gamma, tau):

@@ -167,7 +167,7 @@ def _positive_part(flat: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
 
 
 def select_pools(flat: np.ndarray, mask: np.ndarray | None, p: float, gamma: np.ndarray, tau: np.ndarray):
-    """Pool by pool with the selection core: weights (work dtype), values and thresholds (float64)."""
+    """Pool by pool with the selection core (finite p): weights (work dtype), values and thresholds."""
     pools, n = flat.shape
     weights = np.zeros((pools, n), dtype=flat.dtype)
     value, threshold = np.zeros(pools), np.zeros(pools)
@@ -194,10 +194,8 @@ def select_pools(flat: np.ndarray, mask: np.ndarray | None, p: float, gamma: np.
 
 
 def _select_one(x: np.ndarray, p: float, gamma: float, tau: float, out: np.ndarray):
-    """(threshold, value) for the positive losses x of one pool, weights into ``out``; None on a miss."""
-    if math.isinf(p):
-        out[...] = min(gamma, tau)
-        return (0.0 if gamma >= tau else math.inf), min(gamma, tau) * float(np.sum(x, dtype=np.float64))
+    """(threshold, value) for the positive losses x of one pool, finite p, weights into ``out``;
+    None on a miss."""
     if p == 1.0:
         return select_p1(x, gamma, tau, out)
     m = float(cap_count(p, gamma, tau))
@@ -215,12 +213,10 @@ def _select_one(x: np.ndarray, p: float, gamma: float, tau: float, out: np.ndarr
 
 
 def _solve_pools(lp: np.ndarray, p: float, gamma: np.ndarray, tau: np.ndarray):
-    """Weights and thresholds for a (pools, n) float64 array of non-negative losses."""
+    """Weights and thresholds for a (pools, n) float64 array of non-negative losses, finite p
+    (``lmp_solve`` handles p = inf itself)."""
     if p == 1.0:
         return _solve_p1(lp, gamma, tau)
-    if math.isinf(p):
-        cap = np.minimum(gamma, tau)[:, None]
-        return np.where(lp > 0, cap, 0.0), np.where(gamma >= tau, 0.0, np.inf)
     return _solve_holder(lp, p, gamma, tau)
 
 

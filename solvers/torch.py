@@ -32,7 +32,7 @@ from lmp_theory.parameters import gamma_tau
 from lmp_theory.problem import check_p, check_ratio, check_scalar_parameter
 
 from ._torch_select import select_holder_device, select_on_cpu, select_p1
-from ._torch_sort import solve_sorted
+from ._torch_sort import pinf_weights, solve_sorted
 
 __all__ = ["lmp_weights", "lmp_value", "lmp_pool", "LossMaxPooling"]
 
@@ -115,10 +115,8 @@ def _solve(pooled, p, gamma, tau, method="auto"):
         method == "auto" and n >= AUTO_SELECT_MIN_N and (on_cpu or p == 1.0 or math.isinf(p))
     )
     if math.isinf(p):  # every positive loss gets min(gamma, tau): L = min(gamma, tau) sum(l+)
-        cap = torch.minimum(gamma, tau)
-        weights = torch.where(pooled > 0, cap.to(pooled.dtype)[:, None], 0.0)  # scalar: no zeros buffer
-        threshold = torch.where(gamma >= tau, torch.zeros_like(gamma), torch.full_like(gamma, math.inf))
-        return weights, cap * _positive_sums(pooled), threshold
+        weights, threshold = pinf_weights(pooled, gamma, tau)
+        return weights, torch.minimum(gamma, tau) * _positive_sums(pooled), threshold
     if select and on_cpu:  # the NumPy core reads the positive entries itself: no clamped copy
         return select_on_cpu(pooled, p, gamma, tau)
     lp = pooled.clamp(min=0)
