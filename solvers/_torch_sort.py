@@ -93,12 +93,20 @@ def _holder(lp, p, gamma, tau):
     positives = positive.sum(dim=1)
     m = cap_count(p, gamma, tau)
 
-    # h_j = j + sum_{i >= j} (y_i / y_j)^q is the dual's h(t) at t = y_j; y_j is capped iff h_j < m
-    # (strict, so that k < m and the budget left for the uncapped losses is never rounded to 0).
+    # h_j = #{y_i >= y_j} + sum_{y_i < y_j} (y_i / y_j)^q is the dual's h(t) at t = y_j; y_j is
+    # capped iff h_j < m (strict, so that k < m and the budget left for the uncapped losses is
+    # never rounded to 0). Ties are counted exactly via run ends; only strictly smaller losses go
+    # through log-sums, which for q ~ 1e15 cannot resolve a count of equal terms.
     z = q * log_ratio(y, torch.where(top > 0, top, torch.ones_like(top)))
     tail = torch.logcumsumexp(z.flip(1), dim=1).flip(1)
     index = torch.arange(n, device=lp.device, dtype=dtype)
-    h = index + torch.exp(torch.where(positive, tail - z, torch.full_like(z, math.inf)))
+    last = torch.ones_like(positive)
+    last[:, :-1] = y[:, 1:] != y[:, :-1]
+    ends = torch.where(last, torch.arange(1, n + 1, device=lp.device), n)
+    run_end = torch.cummin(ends.flip(1), dim=1).values.flip(1)  # index after each position's tie group
+    padded = torch.cat([tail, torch.full_like(tail[:, :1], -math.inf)], dim=1)
+    below = torch.gather(padded, 1, run_end)
+    h = run_end.to(dtype) + torch.exp(torch.where(positive, below - z, torch.full_like(z, math.inf)))
     k = (positive & (h < m.to(dtype)[:, None])).sum(dim=1)
     partial = k < positives
 

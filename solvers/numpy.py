@@ -220,6 +220,15 @@ def _solve_pools(lp: np.ndarray, p: float, gamma: np.ndarray, tau: np.ndarray):
     return _solve_holder(lp, p, gamma, tau)
 
 
+def _run_ends(y: np.ndarray) -> np.ndarray:
+    """For rows sorted decreasingly: per position, the index just after its group of equal values."""
+    n = y.shape[1]
+    last = np.ones_like(y, dtype=bool)
+    last[:, :-1] = y[:, 1:] != y[:, :-1]
+    ends = np.where(last, np.arange(1, n + 1), n)
+    return np.minimum.accumulate(ends[:, ::-1], axis=1)[:, ::-1]
+
+
 def _descending(lp: np.ndarray) -> np.ndarray:
     return -np.sort(-lp, axis=1)
 
@@ -254,10 +263,15 @@ def _solve_holder(lp, p, gamma, tau):
     m = cap_count(p, gamma, tau)
     rows = np.arange(pools)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
-        # h_j = j + sum_{i >= j} (y_i / y_j)^q is the dual's h(t) at t = y_j; y_j is capped iff h_j <= m.
+        # h_j = #{y_i >= y_j} + sum_{y_i < y_j} (y_i / y_j)^q is the dual's h(t) at t = y_j; y_j
+        # is capped iff h_j < m. Ties are counted exactly (run ends), only the strictly smaller
+        # losses go through log-sums: for q ~ 1e15 (p within 1e-15 of 1) a log-sum of equal terms
+        # would lose their count to the rounding of q log(y / top).
         z = q * log_ratio(y, np.where(top > 0, top, 1.0)[:, None])
         tail = np.logaddexp.accumulate(z[:, ::-1], axis=1)[:, ::-1]
-        h = np.arange(n) + np.exp(np.where(y > 0, tail - z, np.inf))
+        run_end = _run_ends(y)  # first index after the tie group of each position
+        below = np.take_along_axis(np.pad(tail, ((0, 0), (0, 1)), constant_values=-np.inf), run_end, axis=1)
+        h = run_end + np.exp(np.where(y > 0, below - z, np.inf))
         # Strict "<": then k < m, so the budget left for the uncapped losses is never rounded to 0.
         k = np.count_nonzero((y > 0) & (h < m[:, None]), axis=1)
         partial = k < positives

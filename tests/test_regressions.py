@@ -99,3 +99,15 @@ def test_two_to_the_21_float32_against_float64():
             assert abs(float(value) - exact) <= 1e-5 * exact, backend
             cert = certify(losses.astype(np.float64), w.astype(np.float64), p, gamma, tau)
             assert abs(cert.relative_gap) <= 1e-5 and cert.violation <= 1e-5, backend
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+@pytest.mark.parametrize("p", [1.0 + 2.2e-16, 1.0 + 1e-12])
+def test_p_within_rounding_of_one_with_ties(backend, p):
+    """Found by hypothesis: q ~ 1e15 made the log-sums of tied losses lose their count."""
+    losses = np.array([8.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+    gamma, tau = paper_parameters(losses.size, p, 1 / 3)
+    w, value = BACKENDS[backend](losses, p, gamma, tau)
+    cert = certify(losses, w, p, gamma, tau)
+    assert cert.violation <= 1e-12 and abs(cert.relative_gap) <= 1e-10
+    np.testing.assert_allclose(w[1:], w[1], rtol=1e-12)  # ties share equally
