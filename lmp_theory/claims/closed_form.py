@@ -1,9 +1,9 @@
-"""Claims about the parameters, the closed form, its value and its gradient.
+"""Claims about the parameters, the closed form and its capped count, the value and the gradient.
 
 Symbolic checks write ``p = 1 + 1/s`` with ``s = q - 1 > 0`` (so ``q = 1 + s``): every exponent
 is then a rational function of one positive symbol and sympy can combine powers. Where a check
-needs ``k < m`` (fewer losses capped than the cap count) it writes
-``gamma^p = k tau^p + D`` with ``D > 0``.
+needs ``k < m`` (fewer losses capped than the cap count) it writes ``gamma^p = k tau^p + D`` with
+``D > 0``. Numeric checks are counterexample searches over each claim's hypotheses.
 """
 
 from __future__ import annotations
@@ -13,10 +13,19 @@ import math
 import mpmath as mp
 import numpy as np
 import sympy as sp
+import torch
+from hypothesis import strategies as st
 
+from solvers.numpy import lmp_solve, lmp_value
+from solvers.torch import lmp_value as torch_value
+from solvers.torch import lmp_weights as torch_weights
+
+from ..certificate import certify
+from ..problem import cap_count
+from ..testing import strategies as gen
+from . import _exact as ex
 from . import formulas as f
-from ._numeric import instances, sorted_split
-from .registry import claim, require, zero
+from .registry import Search, claim, require, zero
 
 s = sp.Symbol("s", positive=True)
 P = 1 + 1 / s  # p in (1, inf)
@@ -24,37 +33,44 @@ Q = 1 + s
 n, rho, tau, k, D, R, S, lam = sp.symbols("n rho tau k D R S lambda", positive=True)
 GAMMA_K = (k * tau**P + D) ** (1 / P)  # gamma with gamma^p - k tau^p = D > 0
 
+HOLDER_P = gen.exponents(1.0, math.inf, exclude_min=True, exclude_max=True)  # 1 < p < inf
+FLOAT_MAX = mp.mpf(np.finfo(np.float64).max)
 
-def _numeric_parameters():
-    from lmp_theory import paper_parameters
-    from lmp_theory.problem import cap_count
 
-    rng = np.random.default_rng(1)
-    worst = 0.0
-    for _ in range(300):
-        count = int(rng.integers(1, 10**6))
-        p = float(rng.choice([1.0, 1.001, 1.5, 2.0, 7.0, 1e3, 1e6]))
-        ratio = float(rng.uniform(0.001, 1.0))
-        gamma, tau_ = paper_parameters(count, p, ratio)
-        worst = max(worst, abs(gamma - f.paper_gamma(count, p)) / gamma, abs(tau_ - f.paper_tau(count, p, ratio)) / tau_)
-        # the uniform weighting 1/n has p-norm gamma; ratio * n weights at tau exhaust it
-        norm = count ** (1 / p) / count
-        worst = max(worst, abs(norm - gamma) / gamma)
-        worst = max(worst, abs(float(cap_count(p, gamma, tau_)) - ratio * count) / (ratio * count) / max(1.0, p * 1e-6))
-    require(worst <= 1e-9, f"paper parameters off by {worst:.2e}")
-    g1, t1 = paper_parameters(40, 1.0 + 1e-9, 0.25)
-    gi, ti = paper_parameters(40, 1e12, 0.25)
-    require(abs(g1 - 1) < 1e-7 and abs(t1 - 0.1) < 1e-7, "p -> 1 limit not reached numerically")
-    require(abs(gi - 1 / 40) < 1e-9 and abs(ti - 1 / 40) < 1e-9, "p -> inf limit not reached numerically")
-    return f"300 random (n, p, ratio) agree to {worst:.1e}; limits p->1, p->inf reached"
+def _as_float(x) -> float:
+    """An exact value as the float a correctly rounded evaluation returns (inf past the range)."""
+    return math.inf if x > FLOAT_MAX else float(x)
+
+
+def _paper_parameters_hold(inst) -> bool:
+    p, _, _, _, _ = ex.parameters(inst)
+    count, ratio = mp.mpf(inst.n), mp.mpf(inst.ratio)
+    gamma = 1 / count if p == mp.inf else count ** (1 / p - 1)
+    tau = gamma if p == mp.inf else (mp.inf if ratio == 0 else gamma * (ratio * count) ** (-1 / p))
+    rtol = 1e-12 * max(1.0, math.log(float(count)) if count > 1 else 1.0)
+    if not ex.close(inst.gamma, gamma, rtol):
+        return False
+    if tau == mp.inf or tau > FLOAT_MAX:
+        return math.isinf(inst.tau)
+    if not ex.close(inst.tau, tau, rtol * max(1.0, float(abs(mp.log(ratio * count))) if ratio > 0 else 1.0)):
+        return False
+    if p == mp.inf or ratio == 0:
+        return True
+    # m tau^p = gamma^p: the cap count is ratio * n, to the rounding of gamma and tau (amplified p-fold)
+    return ex.close(float(cap_count(inst.p, inst.gamma, inst.tau)), ratio * count, 1e-11 * max(1.0, inst.p))
 
 
 @claim("paper-parameters", "The paper's gamma and tau",
        "gamma = n^(1/p-1) is the p-norm of the uniform weighting 1/n; m = ratio*n weights at tau = gamma*m^(-1/p) "
-       "exhaust the budget; p->1 gives gamma=1, tau=1/m; p->inf gives gamma=tau=1/n.",
+       "exhaust the budget (m tau^p = gamma^p); p->1 gives gamma=1, tau=1/m; p->inf gives gamma=tau=1/n; ratio 0 "
+       "gives tau = inf (no cap) for p < inf. paper_parameters returns these values correctly rounded (inf where "
+       "tau exceeds the float range).",
+       "n >= 1 an integer, 1 <= p <= inf, 0 <= ratio <= 1",
        r"\|\tfrac1n \mathbf 1\|_p = n^{1/p-1} = \gamma,\quad m\,\tau^p = \gamma^p,\quad "
        r"\lim_{p\to1}(\gamma,\tau) = (1, \tfrac1m),\quad \lim_{p\to\infty}(\gamma,\tau) = (\tfrac1n, \tfrac1n)",
-       "Rota Bulò et al., CVPR 2017, sec. 3.1", numeric=_numeric_parameters)
+       "Rota Bulò et al., CVPR 2017, sec. 3.1",
+       numeric=Search(_paper_parameters_hold, lambda: gen.instances(
+           parameters="paper", losses=st.integers(1, 10**6).map(lambda count: np.zeros(count)))))
 def _paper_parameters():
     zero((n * (1 / n) ** P) ** (1 / P) - f.paper_gamma(n, P), "||1/n||_p != gamma")
     zero(rho * n * f.paper_tau(n, P, rho) ** P - f.paper_gamma(n, P) ** P, "m tau^p != gamma^p")
@@ -67,78 +83,146 @@ def _paper_parameters():
     }
     for name, (got, want) in limits.items():
         zero(got - want, f"limit {name} is {got}, not {want}")
-    return "2 identities and 4 limits"
+    return "2 identities and 4 limits for symbolic n, p, ratio"
 
 
-def _numeric_holder():
-    from solvers.numpy import lmp_solve
-
-    worst = 0.0
-    for losses, p, gamma, _ in instances(200, seed=2, no_cap=True):
-        if p == 1.0 or math.isinf(p):
-            continue
-        q = p / (p - 1)
-        lp = np.maximum(losses, 0)
-        if not lp.any():
-            continue
-        top = lp.max()
-        norm_q = top * np.sum((lp / top) ** q) ** (1 / q)
-        res = lmp_solve(losses, p, gamma, math.inf)
-        shape = (lp / top) ** (q - 1)
-        expected_w = gamma * shape / np.sum((lp / top) ** q) ** (1 / p)
-        worst = max(worst, abs(res.value - f.holder_value(gamma, norm_q)) / (gamma * norm_q),
-                    np.max(np.abs(res.weights - expected_w)) / expected_w.max())
-    require(worst <= 1e-12, f"Hölder closed form off by {worst:.2e}")
-    return f"200 instances, worst relative error {worst:.1e}"
+def _holder_holds(inst) -> bool:
+    losses = ex.mpf_list(inst.losses)
+    _, q, gamma, _, _ = ex.parameters(inst)
+    y = ex.positives(losses)
+    res = lmp_solve(inst.losses, inst.p, inst.gamma, inst.tau)
+    if not y:
+        return res.value == 0 and not np.any(res.weights)
+    norm_q = mp.fsum(v**q for v in y) ** (1 / q)
+    stated = [gamma * v ** (q - 1) / norm_q ** (q - 1) if v > 0 else mp.mpf(0) for v in losses]
+    return ex.close(res.value, f.holder_value(gamma, norm_q), 1e-10) and ex.weights_close(res.weights, stated, 1e-10)
 
 
 @claim("holder", "No cap: Hölder's weighting",
-       "With tau = inf, L = gamma*||l+||_q and the maximizer is proportional to l+^(q-1).",
+       "With tau = inf, L = gamma*||l+||_q and the maximizer is w = gamma (l+)^(q-1) / ||l+||_q^(q-1); the solvers "
+       "return it (value to 1e-10 relative, weights to 1e-10 of the largest).",
+       "tau = inf, 1 < p < inf, gamma > 0, any real losses",
        r"\tau=\infty:\ L = \gamma \|l^+\|_q,\quad w^* = \gamma\, (l^+)^{q-1} / \|l^+\|_q^{q-1}",
-       "Hölder's inequality (textbook); the paper's eq. 3 with no cap", numeric=_numeric_holder)
+       "Hölder's inequality (textbook); the paper's eq. 3 with no cap",
+       numeric=Search(_holder_holds, lambda: gen.instances(p=HOLDER_P, cap=False)))
 def _holder():
     a, b, c, gamma = sp.symbols("a b c gamma", positive=True)
     norm_q = (a**Q + b**Q + c**Q) ** (1 / Q)
     w = [gamma * x ** (Q - 1) / norm_q ** (Q - 1) for x in (a, b, c)]
     zero(sum(x**P for x in w) - gamma**P, "||w||_p != gamma")
     zero(w[0] * a + w[1] * b + w[2] * c - f.holder_value(gamma, norm_q), "<w, l> != gamma ||l||_q")
-    # stationarity l_i = lambda w_i^(p-1): the same lambda for every entry
     zero(a / w[0] ** (P - 1) - b / w[1] ** (P - 1), "stationarity: lambda differs between entries")
     zero(a / w[0] ** (P - 1) - c / w[2] ** (P - 1), "stationarity: lambda differs between entries")
-    return "norm, value and stationarity for 3 symbolic losses and symbolic p"
+    return "norm, value and stationarity for 3 symbolic positive losses and symbolic p"
 
 
-def _numeric_kkt():
-    from solvers.numpy import lmp_solve
+SLACK = mp.mpf(10) ** -35  # relative slack of 50-digit comparisons
 
-    worst = 0.0
-    checked = 0
-    for losses, p, gamma, tau_ in instances(300, seed=3):
-        if p == 1.0 or math.isinf(p) or math.isinf(tau_):
+
+def _k_rule_holds(inst) -> bool:
+    losses = ex.mpf_list(inst.losses)
+    p, q, gamma, tau, m = ex.parameters(inst)
+    y = ex.positives(losses)
+    res = lmp_solve(inst.losses, inst.p, inst.gamma, inst.tau)
+    if len(y) <= m:  # no k < m leaves a loss uncapped: every positive loss is at the cap
+        return ex.weights_close(res.weights, [tau if v > 0 else mp.mpf(0) for v in losses], 1e-12)
+    bound = [mp.inf] + y  # bound[k] = y_(k) (1-based), y_(0) = inf
+    consistent = []
+    for kk in range(int(mp.ceil(m))):
+        t = ex.split(losses, inst, kk).threshold
+        if bound[kk] * (1 + SLACK) >= t and t * (1 + SLACK) >= y[kk]:
+            consistent.append((kk, t))
+    if not consistent:
+        return False
+    ks = [kk for kk, _ in consistent]
+    if ks != list(range(ks[0], ks[-1] + 1)):
+        return False
+    t0 = consistent[0][1]
+    if any(not ex.close(t, t0, SLACK) for _, t in consistent):
+        return False
+    if len(ks) > 1 and not any(ex.close(v, t0, SLACK) for v in y):  # several k only where t* is a loss
+        return False
+    if ks[0] != ex.k_rule(y, p, gamma, tau):
+        return False
+    return ex.weights_close(res.weights, ex.weights(losses, inst, ex.split(losses, inst, ks[0])), 1e-10)
+
+
+@claim("k-rule", "The number of capped losses",
+       "With the positive losses sorted, l_(1) >= l_(2) >= ..., l_(0) = inf, m = (gamma/tau)^p and "
+       "t_k* = (R_k/(m-k))^(1/q): if n+ <= m every positive loss is capped; otherwise the k < m with "
+       "l_(k) >= t_k* >= l_(k+1) exist, form a run of consecutive integers with one common t_k* = t*, and the "
+       "run has more than one element only when t* equals a loss (ties at t*, all weighted tau either way); "
+       "so k is unique when no loss equals t*. The smallest such k is the smallest k < m with "
+       "c_k l_(k+1)^(q-1) <= tau, and the solvers cap the k largest (their weights match this closed form).",
+       "1 < p < inf, gamma > 0, 0 < tau < inf, any real losses (ties, zeros and negatives included)",
+       r"l_{(k)} \ge t_k^* = \Big(\tfrac{R_k}{m-k}\Big)^{1/q} \ge l_{(k+1)},\qquad "
+       r"t_k^{*q}(m-k) = l_{(k+1)}^q + t_{k+1}^{*q}(m-k-1)",
+       "derived here",
+       numeric=Search(_k_rule_holds, lambda: gen.instances(p=HOLDER_P, cap=True)))
+def _k_rule():
+    y1, R1, E = sp.symbols("y R_1 E", positive=True)
+    m = k + 1 + E  # k + 1 < m: both t_k* and t_(k+1)* are defined
+    # R_k = y^q + R_(k+1): t_k*^q is the weighted mean of y^q (weight 1) and t_(k+1)*^q (weight m - k - 1),
+    # so t_k* lies between y = l_(k+1) and t_(k+1)*.
+    t_k = f.threshold_formula(y1**Q + R1, m, k, P)
+    t_k1 = f.threshold_formula(R1, m, k + 1, P)
+    zero(t_k**Q * (m - k) - y1**Q - t_k1**Q * (m - k - 1), "t_k*^q (m-k) != l_(k+1)^q + t_(k+1)*^q (m-k-1)")
+    # c_k y^(q-1) <= tau  <=>  y <= (tau/c_k)^(p-1) = t_k*
+    c = f.closed_form_coefficient(GAMMA_K, tau, k, P, R)
+    zero((tau / c) ** (P - 1) - f.threshold_formula(R, GAMMA_K**P / tau**P, k, P), "(tau/c_k)^(p-1) != t_k*")
+    # for m - k <= 1 the condition t_k* >= l_(k+1) holds: t_k*^q = R_k/(m-k) >= R_k >= l_(k+1)^q
+    u = sp.Symbol("u", positive=True)
+    require(sp.simplify((y1**Q + R1) / (1 / (1 + u)) - y1**Q).is_positive, "t_k* >= l_(k+1) not shown for m-k <= 1")
+    return ("t_k*^q is the weighted mean of l_(k+1)^q and t_(k+1)*^q (so t_k* >= l_(k+1) propagates to k+1: "
+            "the consistent k form a run), c_k l^(q-1) <= tau <=> l <= t_k*, and the largest k < m is never "
+            "too small: existence and the smallest-k form, for symbolic k, p, gamma, tau, R")
+
+
+def _kkt_holds(inst) -> bool:
+    losses = ex.mpf_list(inst.losses)
+    p, q, gamma, tau, m = ex.parameters(inst)
+    sp_ = ex.split(losses, inst)
+    w = ex.weights(losses, inst, sp_)
+    res = lmp_solve(inst.losses, inst.p, inst.gamma, inst.tau)
+    if not ex.weights_close(res.weights, w, 1e-10):
+        return False
+    tol = SLACK
+    for v, wi in zip(losses, w):  # w >= 0, w <= tau; nu_i = -l_i >= 0 where w_i = 0
+        if wi < 0 or wi > tau * (1 + tol) or (wi == 0 and v > 0):
+            return False
+    if sp_.k >= len(sp_.y):  # every positive loss capped: norm inactive (lambda = 0), mu_i = l_i+
+        return mp.fsum(wi**p for wi in w) <= gamma**p * (1 + tol)
+    if not ex.close(mp.fsum(wi**p for wi in w), gamma**p, tol):  # the norm constraint is active
+        return False
+    lam_ = 1 / (p * sp_.c ** (p - 1))
+    t_star = lam_ * p * tau ** (p - 1)  # = (tau / c)^(p-1)
+    if not ex.close(t_star, sp_.threshold, tol):
+        return False
+    for v, wi in zip(losses, w):
+        if v <= 0:
             continue
-        w = lmp_solve(losses, p, gamma, tau_).weights
-        interior = (losses > 0) & (w < tau_) & (w > 1e-200 * max(w.max(), 1e-300))
-        if not interior.any():
-            continue
-        lam_i = np.exp(np.log(losses[interior]) - (p - 1) * np.log(w[interior] / gamma))  # l = lambda (w/gamma)^(p-1)
-        spread = (lam_i.max() - lam_i.min()) / lam_i.max()
-        capped = (losses > 0) & (w >= tau_)
-        mu = losses[capped] - lam_i.max() * (tau_ / gamma) ** (p - 1)  # must be >= 0
-        norm = np.sum((w / w.max()) ** p) ** (1 / p) * w.max()
-        worst = max(worst, spread / max(1.0, p * 1e-12), max(0.0, -mu.min() / losses.max()) if mu.size else 0.0,
-                    abs(norm / gamma - 1))
-        checked += 1
-    require(worst <= 1e-9 and checked > 100, f"KKT residual {worst:.2e} over {checked} instances")
-    return f"multipliers written out on {checked} instances, worst residual {worst:.1e}"
+        capped = v > sp_.y[sp_.k]
+        mu = v - lam_ * p * wi ** (p - 1)  # stationarity l_i = lambda p w_i^(p-1) + mu_i
+        if not ex.close(mu, max(v - t_star, 0), tol, scale=v):  # mu_i = (l_i - t*)+
+            return False
+        if not capped and v > t_star * (1 + tol):
+            return False
+    return lam_ > 0
 
 
-@claim("kkt-closed-form", "The closed form satisfies the KKT conditions",
-       "For any number k of capped losses: w = tau on the k largest, c*l^(q-1) on the rest with "
-       "c = ((gamma^p - k tau^p)/R_k)^(1/p) is feasible with ||w||_p = gamma, stationarity holds with one "
-       "multiplier lambda > 0, the cap multipliers are mu_i = l_i - t* >= 0, and t* = (R_k/(m-k))^(1/q).",
+@claim("kkt-closed-form", "The closed form satisfies the KKT conditions (for the k-rule's k)",
+       "With k the number of capped losses given by the k-rule: w = tau on the k largest positive losses, "
+       "c*l^(q-1) on the other positive ones (c = ((gamma^p - k tau^p)/R_k)^(1/p)) and 0 on l_i <= 0 is feasible "
+       "with ||w||_p = gamma; stationarity l_i = lambda p w_i^(p-1) + mu_i - nu_i holds with one lambda = "
+       "1/(p c^(p-1)) > 0, cap multipliers mu_i = (l_i - t*)+ >= 0, sign multipliers nu_i = (-l_i)+ and "
+       "t* = (tau/c)^(p-1) = (R_k/(m-k))^(1/q). If n+ tau^p <= gamma^p, w = tau on every positive loss "
+       "(lambda = 0, mu_i = l_i+). For another k the same formulas violate a KKT condition in general "
+       "(a weight above tau or a negative multiplier).",
+       "1 < p < inf, gamma > 0, 0 < tau < inf, any real losses",
        r"l_i = \lambda p\, w_i^{p-1} + \mu_i - \nu_i,\ \lambda = \tfrac{1}{p\,c^{p-1}},\ "
-       r"\mu_i = l_i - t^*,\ t^* = (\tau/c)^{p-1} = \big(R_k/(m-k)\big)^{1/q}",
-       "derived here (SPEC sec. 3); KKT for eq. 3 of the paper", numeric=_numeric_kkt)
+       r"\mu_i = (l_i - t^*)^+,\ t^* = (\tau/c)^{p-1} = \big(R_k/(m-k)\big)^{1/q}",
+       "derived here; KKT for eq. 3 of the paper",
+       numeric=Search(_kkt_holds, lambda: gen.instances(p=HOLDER_P, cap=True)))
 def _kkt():
     l, capped_loss = sp.symbols("l l_c", positive=True)
     c = f.closed_form_coefficient(GAMMA_K, tau, k, P, R)
@@ -154,79 +238,63 @@ def _kkt():
     mu = capped_loss - lam_expr * P * tau ** (P - 1)
     zero(mu - (capped_loss - t), "cap multiplier is not l_i - t*")
     zero(t - f.threshold_formula(R, GAMMA_K**P / tau**P, k, P), "t* != (R/(m-k))^(1/q)")
-    return "norm, stationarity, lambda > 0, mu = l - t*, t* formula, for symbolic k, p, gamma, tau, R"
+    return ("for a symbolic k < m: norm active, one lambda > 0, uncapped weights increasing and reaching tau at t*, "
+            "mu_i = l_i - t* on capped losses, t* formula; mu_i >= 0 and c l^(q-1) <= tau need l_(k) >= t* >= "
+            "l_(k+1), the k-rule (claim k-rule)")
 
 
-def _numeric_value():
-    from lmp_theory.problem import cap_count
-    from solvers.numpy import lmp_solve
-
-    worst = 0.0
-    for losses, p, gamma, tau_ in instances(300, seed=4):
-        if p == 1.0 or math.isinf(p) or math.isinf(tau_):
-            continue
-        res = lmp_solve(losses, p, gamma, tau_)
-        y, kk = sorted_split(losses, res.threshold)
-        kk = min(kk, math.ceil(float(cap_count(p, gamma, tau_))) - 1)  # a loss at t* itself: count it uncapped
-        if kk >= y.size:
-            continue
-        # the stated formula in 50-digit arithmetic: gamma^p underflows float64 for p = 1000
-        mp.mp.dps = 50
-        pm = mp.mpf(p)
-        qm = pm / (pm - 1)
-        ys = [mp.mpf(float(v)) for v in y]
-        expected = f.value_formula(mp.mpf(tau_), sum(ys[:kk]), mp.mpf(gamma), kk, pm, sum(v**qm for v in ys[kk:]))
-        worst = max(worst, float(abs(res.value - expected) / expected))
-    require(worst <= 1e-10, f"value formula off by {worst:.2e}")
-    return f"300 instances, worst relative error {worst:.1e}"
+def _value_holds(inst) -> bool:
+    losses = ex.mpf_list(inst.losses)
+    return ex.close(lmp_value(inst.losses, inst.p, inst.gamma, inst.tau), ex.value(losses, inst), 1e-10)
 
 
 @claim("value-formula", "The optimal value",
-       "L = tau*S_k + (gamma^p - k tau^p)^(1/p) * R_k^(1/q), with S_k the sum of the k capped losses and "
-       "R_k the sum of q-th powers of the others.",
+       "With k from the k-rule: L = tau*S_k + (gamma^p - k tau^p)^(1/p) * R_k^(1/q), S_k the sum of the k capped "
+       "losses and R_k the sum of q-th powers of the other positive ones (L = tau*S when every positive loss is "
+       "capped); the solvers' value agrees to 1e-10 relative.",
+       "1 < p < inf, gamma > 0, 0 < tau < inf, any real losses",
        r"L = \tau S_k + (\gamma^p - k\tau^p)^{1/p} R_k^{1/q}",
-       "derived here (SPEC sec. 3)", numeric=_numeric_value)
+       "derived here",
+       numeric=Search(_value_holds, lambda: gen.instances(p=HOLDER_P, cap=True)))
 def _value():
     c = f.closed_form_coefficient(GAMMA_K, tau, k, P, R)
-    # <w, l> = tau S_k + sum_{uncapped} c l^(q-1) l = tau S_k + c R_k
     zero(tau * S + c * R - f.value_formula(tau, S, GAMMA_K, k, P, R), "<w, l> != stated value formula")
     return "<w, l> of the closed form equals the stated formula for symbolic k, p, gamma, tau, S, R"
 
 
-def _numeric_gradient():
-    import torch
-
-    from solvers.numpy import lmp_solve, lmp_value
-    from solvers.torch import lmp_value as torch_value
-
-    worst_grad = worst_fd = worst_euler = 0.0
-    for losses, p, gamma, tau_ in instances(60, seed=5, distinct=True):
-        w = lmp_solve(losses, p, gamma, tau_).weights
-        x = torch.tensor(losses, requires_grad=True)
-        (grad,) = torch.autograd.grad(torch_value(x, p, gamma, tau_), x)
-        if losses.max() <= 1e3 * losses.min():  # beyond that, L's rounding swamps a difference quotient
-            h = 1e-7 * losses
-            fd = np.array([(lmp_value(losses + hi * e, p, gamma, tau_) - lmp_value(losses - hi * e, p, gamma, tau_))
-                           / (2 * hi) for hi, e in zip(h, np.eye(losses.size))])
-        else:
-            fd = w
-        value = lmp_value(losses, p, gamma, tau_)
-        scale = max(w.max(), 1e-300)
-        worst_grad = max(worst_grad, np.max(np.abs(grad.numpy() - w)) / scale)
-        worst_fd = max(worst_fd, np.max(np.abs(fd - w)) / scale)
-        worst_euler = max(worst_euler, abs(np.dot(w, losses) - value) / max(abs(value), 1e-300))
-    require(worst_grad <= 1e-12, f"autograd gradient != weights ({worst_grad:.2e})")
-    require(worst_fd <= 1e-4, f"finite differences != weights ({worst_fd:.2e})")
-    require(worst_euler <= 1e-12, f"Euler identity off by {worst_euler:.2e}")
-    return (f"60 instances: autograd vs weights {worst_grad:.0e}, finite differences {worst_fd:.0e}, "
-            f"Euler {worst_euler:.0e}")
+def _gradient_holds(inst) -> bool:
+    losses = ex.mpf_list(inst.losses)
+    res = lmp_solve(inst.losses, inst.p, inst.gamma, inst.tau)
+    x = torch.tensor(inst.losses, requires_grad=True)
+    (grad,) = torch.autograd.grad(torch_value(x, inst.p, inst.gamma, inst.tau), x)
+    if not np.array_equal(grad.numpy(), res.weights) and not ex.weights_close(
+            grad.numpy(), ex.mpf_list(res.weights), 1e-12):
+        return False
+    exact = ex.value(losses, inst)
+    derivative = []
+    with mp.workdps(ex.difference_digits(losses)):
+        for i, v in enumerate(losses):  # central differences of the exact value, step 1e-25 |l_i|
+            h = abs(v) * mp.mpf(10) ** -25
+            up, down = list(losses), list(losses)
+            up[i], down[i] = v + h, v - h
+            derivative.append((ex.value(up, inst) - ex.value(down, inst)) / (2 * h))
+    if not ex.weights_close(res.weights, derivative, 1e-9):
+        return False
+    scale = mp.fsum(abs(mp.mpf(float(w)) * v) for w, v in zip(res.weights, losses))
+    euler = ex.close(mp.fsum(mp.mpf(float(w)) * v for w, v in zip(res.weights, losses)), exact, 1e-12, scale or 1)
+    doubled = ex.close(lmp_value(2.0 * inst.losses, inst.p, inst.gamma, inst.tau), 2 * res.value, 1e-12)
+    return euler and doubled
 
 
 @claim("gradient", "Gradient, Euler's identity, homogeneity",
-       "dL/dl_i is the weight w_i (tau for capped, c*l_i^(q-1) otherwise: Danskin); <grad L, l> = L; "
+       "Where L is differentiable, dL/dl_i is the canonical weight w_i (tau for capped, c*l_i^(q-1) for other "
+       "positive losses, 0 for negative ones: Danskin) and Torch's autograd returns it; <grad L, l> = L; "
        "L(a*l) = a*L(l) for a > 0.",
+       "1 <= p <= inf, gamma > 0, 0 < tau <= inf, distinct non-zero losses (then the maximizer is unique, so L is "
+       "differentiable; ties and zeros are the kinks)",
        r"\nabla L = w^*,\quad \langle \nabla L, l\rangle = L,\quad L(a l) = a L(l)",
-       "Danskin's theorem (textbook); checked on the value formula here", numeric=_numeric_gradient)
+       "Danskin's theorem (textbook); checked on the value formula here",
+       numeric=Search(_gradient_holds, lambda: gen.instances(losses=gen.loss_vectors(distinct=True)), budget=150))
 def _gradient():
     a1, a2, b1, b2, b3, gamma, scale = sp.symbols("a1 a2 b1 b2 b3 gamma a", positive=True)
     capped, free = (a1, a2), (b1, b2, b3)
@@ -244,3 +312,40 @@ def _gradient():
     zero(value([scale * x for x in capped], [scale * x for x in free]) - scale * L, "L is not 1-homogeneous")
     return "derivatives of the value formula (2 capped, 3 uncapped symbolic losses), Euler, homogeneity"
 
+
+def _least_norm_holds(inst) -> bool:
+    losses = inst.losses
+    for w in (lmp_solve(losses, inst.p, inst.gamma, inst.tau).weights,
+              torch_weights(torch.tensor(losses), inst.p, inst.gamma, inst.tau).numpy()):
+        cert = certify(losses, w, inst.p, inst.gamma, inst.tau)
+        if not cert.proves_optimal(1e-10):
+            return False
+        if np.any(w[losses <= 0] != 0):
+            return False
+        for value in np.unique(losses[losses > 0]):
+            tied = w[losses == value]
+            if np.ptp(tied) > 1e-12 * max(np.max(w), 1e-300):
+                return False
+    return True
+
+
+@claim("least-norm", "The canonical maximizer is the least-norm one, and the solvers return it",
+       "The maximizers form a closed convex set with a unique element of least Euclidean norm. It is zero wherever "
+       "l_i <= 0 (zeroing such a weight keeps it feasible and optimal and lowers the norm) and equal on equal "
+       "losses (permuting tied losses maps maximizers to maximizers; averaging lowers the norm). The maximizer is "
+       "unique on the positive losses for 1 < p < inf and p = inf; at p = 1 ties at the cut share the remainder "
+       "equally. Both solvers (NumPy, Torch) return this weighting: certified optimal to 1e-10, zero on l_i <= 0, "
+       "equal on ties.",
+       "1 <= p <= inf, gamma > 0, 0 < tau <= inf, any real losses (ties, zeros and negatives: where maximizers are "
+       "not unique)",
+       r"w^\star = \operatorname{argmin}\{\|w\|_2 : w \in \operatorname{argmax}_{W} \langle w, l\rangle\}",
+       "derived here",
+       numeric=Search(_least_norm_holds, lambda: gen.instances(), budget=200))
+def _least_norm():
+    r, d1, d2 = sp.symbols("r d1 d2", real=True)
+    split = (r / 3 + d1, r / 3 + d2, r / 3 - d1 - d2)  # any split of a remainder r over three tied losses
+    excess = sum(x**2 for x in split) - r**2 / 3
+    zero(excess - (d1**2 + d2**2 + (d1 + d2) ** 2), "the excess norm is not the stated sum of squares")
+    require((d1**2 + d2**2 + (d1 + d2) ** 2).is_nonnegative, "the excess norm is not established >= 0")
+    return ("an unequal split of the remainder over a tie exceeds the equal split's squared norm by a sum of "
+            "squares (3 tied losses); the rest of the argument is structural (convexity, symmetry)")

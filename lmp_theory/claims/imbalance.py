@@ -4,44 +4,39 @@ from __future__ import annotations
 
 import math
 
+import mpmath as mp
 import numpy as np
 import sympy as sp
+from hypothesis import strategies as st
 
+from solvers.numpy import lmp_value
+
+from ..certificate import certify
+from ..parameters import paper_parameters
+from ..testing import strategies as gen
 from . import formulas as f
 from .closed_form import P, n
-from .registry import claim, require, zero
-
-P_GRID = np.concatenate([[1.0], 1 + np.geomspace(1e-3, 1e3, 30), [math.inf]])
+from .registry import Search, claim, require, zero
 
 
-def _numeric_monotone_in_p():
-    from lmp_theory import paper_parameters
-    from solvers.numpy import lmp_value
-
-    rng = np.random.default_rng(10)
-    worst = -math.inf
-    for trial in range(400):
-        count = int(rng.integers(2, 40))
-        losses = rng.exponential(size=count) ** rng.uniform(0.2, 4)
-        if trial % 3 == 0:
-            losses[rng.random(count) < 0.5] = 0.0
-        if trial % 5 == 0:
-            losses = np.round(losses * 3)  # ties
-        ratio = float(rng.uniform(0, 1))
-        values = np.array([lmp_value(losses, p, *paper_parameters(count, p, ratio)) for p in P_GRID])
-        if values[0] > 0:
-            worst = max(worst, float(np.max(np.diff(values)) / values[0]))
-    require(worst <= 1e-12, f"counterexample: L grew by {worst:.2e} (relative) between consecutive p")
-    return f"search over 400 pools x {P_GRID.size} values of p: L never increased (largest step {worst:.0e})"
+def _monotone_in_p_holds(inst) -> bool:
+    value = lmp_value(inst.losses, inst.p, inst.gamma, inst.tau)
+    scale = max(abs(value), float(np.max(np.abs(inst.losses))) / inst.n, 1e-300)
+    for larger in (inst.p * (1 + 1e-3), inst.p + 0.5, 2 * inst.p, 10 * inst.p, math.inf):
+        if larger > inst.p and lmp_value(inst.losses, larger, *paper_parameters(inst.n, larger, inst.ratio)) \
+                > value + 1e-12 * scale:
+            return False
+    return True
 
 
 @claim("monotone-in-p", "L is non-increasing in p (verdict: proved)",
        "Verdict: for a fixed ratio, L is non-increasing in p under the paper's parameters. Proof: with v = n w the "
        "admissible set is {v >= 0 : M_p(v) <= 1, v_i <= ratio^(-1/p)}, M_p the power mean; M_p increases with p "
        "(Jensen) and ratio^(-1/p) decreases with p for ratio <= 1, so the sets shrink as p grows and the max over "
-       "them cannot increase. A numerical search finds no counterexample.",
+       "them cannot increase.",
+       "the paper's parameters at a fixed ratio in [0, 1], 1 <= p <= p' <= inf, any real losses",
        r"p \le p' \Rightarrow W_{p'} \subseteq W_p \Rightarrow L_{p'}(l) \le L_p(l)",
-       "derived here (power-mean inequality: Hardy, Littlewood, Pólya)", numeric=_numeric_monotone_in_p)
+       "derived here (power-mean inequality: Hardy, Littlewood, Pólya)", numeric=Search(_monotone_in_p_holds, lambda: gen.instances(parameters="paper"), budget=200))
 def _monotone_in_p():
     w1, w2, w3, u, d, x, p = sp.symbols("w1 w2 w3 u d x p", positive=True)
     ws = (w1, w2, w3)
@@ -57,57 +52,56 @@ def _monotone_in_p():
     return "budget = power mean of n w; n tau = ratio^(-1/p) decreasing in p; x^(p'/p) convex"
 
 
-def _numeric_monotone_in_ratio():
-    from lmp_theory import paper_parameters
-    from solvers.numpy import lmp_value
-
-    rng = np.random.default_rng(11)
-    ratios = np.linspace(0, 1, 21)
-    for _ in range(200):
-        losses = rng.exponential(size=int(rng.integers(1, 50)))
-        p = float(rng.choice([1.0, 1.3, 2.0, 5.0]))
-        values = np.array([lmp_value(losses, p, *paper_parameters(losses.size, p, r)) for r in ratios])
-        require(np.all(np.diff(values) <= 1e-12 * values[0]), "L increased with the ratio")
-    return "200 pools x 21 ratios: L never increased with the ratio"
+def _monotone_in_ratio_holds(inst) -> bool:
+    value = lmp_value(inst.losses, inst.p, inst.gamma, inst.tau)
+    scale = max(abs(value), float(np.max(np.abs(inst.losses))) / inst.n, 1e-300)
+    for larger in (inst.ratio + (1 - inst.ratio) / 3, (1 + inst.ratio) / 2, 1.0):
+        if larger > inst.ratio and lmp_value(inst.losses, inst.p, *paper_parameters(inst.n, inst.p, larger)) \
+                > value + 1e-12 * scale:
+            return False
+    return True
 
 
 @claim("monotone-in-ratio", "L is non-increasing in the ratio",
        "For fixed p, tau = gamma*(ratio*n)^(-1/p) decreases in the ratio, so the admissible set shrinks: "
        "from max-pooling-like (ratio 0) down to the mean (ratio 1).",
+       "the paper's parameters at a fixed p in [1, inf], 0 <= ratio <= ratio' <= 1, any real losses",
        r"\partial_\rho \tau < 0 \Rightarrow \rho \le \rho' \Rightarrow L_{\rho'} \le L_\rho",
-       "derived here", numeric=_numeric_monotone_in_ratio)
+       "derived here", numeric=Search(_monotone_in_ratio_holds, lambda: gen.instances(parameters="paper"), budget=200))
 def _monotone_in_ratio():
     rho = sp.Symbol("rho", positive=True)
     require(sp.simplify(sp.diff(f.paper_tau(n, P, rho), rho)).is_negative, "tau not decreasing in the ratio")
     return "d tau / d ratio < 0 for symbolic n, p"
 
 
-def _numeric_class_weighting():
-    from lmp_theory import certify, paper_parameters
-    from solvers.numpy import lmp_value
+def _labelled(instances):
+    """An instance with a class label per loss (0 to 3: up to four classes, of any sizes)."""
+    return instances.flatmap(lambda inst: st.tuples(st.just(inst), st.lists(
+        st.integers(0, 3), min_size=inst.n, max_size=inst.n).map(np.array)))
 
-    rng = np.random.default_rng(12)
-    checked = 0
-    for _ in range(300):
-        classes = int(rng.integers(2, 6))
-        counts = rng.integers(1, 200, classes)
-        labels = np.repeat(np.arange(classes), counts)
-        losses = rng.exponential(size=labels.size) * rng.uniform(0.1, 3, classes)[labels]
-        p = float(rng.choice([1.0, 1.5, 2.0, 4.0, math.inf]))
-        ratio = float(rng.uniform(0.01, 1))
-        gamma, tau_ = paper_parameters(labels.size, p, ratio)
-        inv = 1.0 / counts[labels]
-        norm_inv = np.sum(counts.astype(float) ** (1 - p)) ** (1 / p) if math.isfinite(p) else 1 / counts.min()
-        alpha = min(gamma / norm_inv, tau_ * counts.min())  # the largest scale keeping alpha / n_c in W
-        weights = alpha * inv
-        cert = certify(losses, weights, p, gamma, tau_)
-        require(cert.violation <= 1e-12, "the scaled inverse-frequency weighting is not admissible")
-        require(np.dot(weights, losses) <= lmp_value(losses, p, gamma, tau_) * (1 + 1e-12), "class weighting beats L")
-        if math.isfinite(p) and p > 1:
-            freq = counts / counts.sum()
-            require(np.sum(freq ** (1 - p)) >= classes**p * (1 - 1e-12), "sum f_c^(1-p) < C^p")
-        checked += 1
-    return f"{checked} labelled pools: the scaled inverse-frequency loss is admissible and <= L"
+
+def _class_weighting_holds(pair) -> bool:
+    inst, labels = pair
+    _, counts = np.unique(labels, return_inverse=False, return_counts=True)
+    per_loss = counts[np.searchsorted(np.unique(labels), labels)].astype(float)
+    p, gamma, tau_ = inst.p, inst.gamma, inst.tau
+    if math.isfinite(p):  # ||1/n_c||_p over the pool, in mpmath: n_c^(1-p) underflows floats for large p
+        norm_inv = mp.fsum(mp.mpf(int(c)) ** (1 - mp.mpf(p)) for c in counts) ** (1 / mp.mpf(p))
+    else:
+        norm_inv = mp.mpf(1) / int(counts.min())
+    alpha = float(min(gamma / norm_inv, tau_ * int(counts.min())))  # the stated largest admissible scale
+    value = lmp_value(inst.losses, p, gamma, tau_)
+    scale = max(abs(value), gamma * float(np.max(np.abs(inst.losses))), 1e-300)
+    if certify(inst.losses, alpha / per_loss, p, gamma, tau_).violation > 1e-12:
+        return False  # alpha_max / n_c is admissible ...
+    if certify(inst.losses, alpha * (1 + 1e-6) / per_loss, p, gamma, tau_).violation < 1e-7:
+        return False  # ... and no larger scale is
+    if float(np.dot(alpha / per_loss, inst.losses)) > value + 1e-12 * scale:
+        return False  # a class weighting in W never beats L
+    if 1 < p < math.inf:
+        freq = [mp.mpf(int(c)) / int(counts.sum()) for c in counts]
+        return mp.fsum(fc ** (1 - mp.mpf(p)) for fc in freq) >= mp.mpf(counts.size) ** p * (1 - mp.mpf(10) ** -30)
+    return True
 
 
 @claim("class-weighting", "LMP bounds every admissible class weighting",
@@ -115,9 +109,11 @@ def _numeric_class_weighting():
        "lie in W iff alpha <= min(gamma*(sum_c n_c^(1-p))^(-1/p), tau*min_c n_c); the usual normalisation "
        "alpha = 1/C (each class total mass 1/C) satisfies the norm part only if sum_c f_c^(1-p) <= C^p, which by "
        "Jensen holds only for balanced classes (p > 1).",
+       "any labelling of the pool into classes; the paper's parameters, 1 <= p <= inf, any real losses",
        r"w_i = \alpha/n_{c(i)} \in W \iff \alpha \le \min\big(\gamma (\textstyle\sum_c n_c^{1-p})^{-1/p},\ \tau \min_c n_c\big);"
        r"\ \textstyle\sum_c f_c^{1-p} \ge C^p",
-       "paper sec. 3 (motivation); derived here", numeric=_numeric_class_weighting)
+       "paper sec. 3 (motivation); derived here", numeric=Search(_class_weighting_holds, lambda: _labelled(gen.instances(parameters="paper")),
+                      budget=200))
 def _class_weighting():
     n1, n2, n3, gamma, a, b = sp.symbols("n1 n2 n3 gamma a b", positive=True)
     counts = (n1, n2, n3)
