@@ -81,24 +81,36 @@ def _claims(args) -> int:
 
     from .claims import run_claims
 
-    results = run_claims(args.ids or None)
+    results = run_claims(args.ids or None, budget=args.budget, seed=args.seed)
     if args.json:
         print(json.dumps([r.as_json() for r in results], indent=2))
     else:
         width = max(len(r.id) for r in results)
-        print(f"{'id'.ljust(width)}  symbolic  numeric   time s  statement")
+        print(f"{'id'.ljust(width)}  symbolic  search  instances  time s  statement")
         print("-" * (width + 100))
         for r in results:
             seconds = r.symbolic.seconds + r.numeric.seconds
-            statement = r.statement if len(r.statement) <= 72 else r.statement[:69] + "..."
-            print(f"{r.id.ljust(width)}  {r.symbolic.status:8}  {r.numeric.status:8}  {seconds:6.2f}  {statement}")
+            statement = r.statement if len(r.statement) <= 64 else r.statement[:61] + "..."
+            print(f"{r.id.ljust(width)}  {r.symbolic.status:8}  {r.numeric.status:6}  {r.numeric.searched:9}  "
+                  f"{seconds:6.2f}  {statement}")
         for r in results:
-            for kind, outcome in (("symbolic", r.symbolic), ("numeric", r.numeric)):
+            if args.verbose:
+                print(f"\n{r.id}: {r.title}\n  hypotheses: {r.hypotheses}\n  statement: {r.statement}")
+            for kind, outcome in (("symbolic", r.symbolic), ("search", r.numeric)):
                 if outcome.status != "pass" or args.verbose:
                     print(f"  {r.id} [{kind}: {outcome.status}] {outcome.detail}")
         failed = sum(not r.passed for r in results)
-        print(f"\n{len(results) - failed} of {len(results)} claims hold" + (f"; {failed} FAILED" if failed else ""))
+        searched = sum(r.numeric.searched for r in results)
+        print(f"\n{len(results) - failed} of {len(results)} claims hold ({searched} instances searched, seed "
+              f"{args.seed}; -v for hypotheses and details)" + (f"; {failed} FAILED" if failed else ""))
     return 0 if all(r.passed for r in results) else 1
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,8 +131,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --solver: accept optimal but non-canonical weights")
     claims = sub.add_parser("claims", help="check the theory's claims symbolically (sympy) and numerically")
     claims.add_argument("ids", nargs="*", help="claim ids to run (default: all)")
-    claims.add_argument("--json", action="store_true", help="JSON objects with id, statement, symbolic, numeric")
-    claims.add_argument("-v", "--verbose", action="store_true", help="print every check's detail")
+    claims.add_argument("--json", action="store_true", help="JSON objects: id, statement, hypotheses, symbolic, numeric, searched")
+    claims.add_argument("-v", "--verbose", action="store_true", help="print hypotheses, statements and every detail")
+    claims.add_argument("--budget", type=_positive_int, help="instances each search tries (default: the claim's own)")
+    claims.add_argument("--seed", type=int, default=0, help="seed of the counterexample searches (default 0)")
     args = parser.parse_args(argv)
     if args.command == "verify":
         return _verify(args)

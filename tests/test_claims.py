@@ -1,18 +1,24 @@
-"""The claims registry: every claim holds, and the checks catch a wrong formula."""
+"""The claims registry: every claim holds, its search covers its hypotheses, and the checks catch errors."""
 
 import json
+import math
+import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import sympy as sp
 
-from lmp_theory.claims import REGISTRY, run_claims
-from lmp_theory.claims import formulas
+from lmp_theory.claims import REGISTRY, Instance, find_counterexample, run_claims
+from lmp_theory.claims import closed_form, formulas
 from lmp_theory.claims.registry import ClaimFailed, require, zero
+from lmp_theory.testing import strategies as gen
+from solvers.numpy import lmp_value
 
 REQUIRED = ["paper-parameters", "holder", "kkt-closed-form", "value-formula", "gradient", "dual", "p1-cvar",
-            "pinf-mean", "bounds", "monotone-in-p", "class-weighting"]
+            "pinf-mean", "bounds", "monotone-in-p", "monotone-in-ratio", "class-weighting", "k-rule",
+            "dual-quasiconvex", "max-bound", "least-norm"]
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +32,88 @@ def test_every_required_claim_is_registered_and_holds(results):
         assert results[cid].symbolic.status == "pass", (cid, results[cid].symbolic.detail)
         assert results[cid].numeric.status == "pass", (cid, results[cid].numeric.detail)
     for r in results.values():
-        assert r.source and r.statement and r.latex
+        assert r.source and r.statement and r.latex and r.hypotheses
+        assert r.numeric.searched >= 100, (r.id, r.numeric.searched)  # a search, not a spot check
+        assert f"{r.numeric.searched} instances" in r.numeric.detail
+
+
+def test_no_statement_claims_convexity_of_g_or_kkt_for_any_k(results):
+    for r in results.values():
+        text = r.statement.lower()
+        assert not re.search(r"g is convex(?! on each interval)", text), r.id
+        assert "for any number k" not in text and "for any k" not in text, r.id
+    assert "not convex" in results["dual-quasiconvex"].statement
+    assert "(l_i - t*)+" in results["kkt-closed-form"].statement
+    assert "t >= 0" in results["p1-cvar"].statement
+
+
+def test_a_broken_solver_is_caught_by_the_search_with_a_small_counterexample(monkeypatch):
+    real = closed_form.lmp_solve
+
+    def off_by_a_millionth(losses, p, gamma, tau, **kw):
+        res = real(losses, p, gamma, tau, **kw)
+        return res._replace(weights=res.weights * (1 + 1e-6))
+
+    monkeypatch.setattr(closed_form, "lmp_solve", off_by_a_millionth)
+    (result,) = run_claims(["holder"])
+    assert result.numeric.status == "fail"
+    assert "counterexample" in result.numeric.detail and "Instance(losses=[" in result.numeric.detail
+    assert result.numeric.detail.count(",") < 12, result.numeric.detail  # shrunk to a handful of losses
+
+
+def test_find_counterexample_is_deterministic_and_shrinks():
+    def at_most_mean(inst):
+        return lmp_value(inst.losses, inst.p, inst.gamma, inst.tau) <= np.mean(inst.losses) + 1e-12
+
+    first = find_counterexample(at_most_mean, budget=300, seed=3)
+    again = find_counterexample(at_most_mean, budget=300, seed=3)
+    assert first is not None and repr(first) == repr(again)
+    assert first.n <= 2 and not at_most_mean(first)
+    assert find_counterexample(lambda inst: True, budget=50) is None
+
+
+def test_an_exception_inside_the_property_counts_as_a_failure():
+    def fragile(inst):
+        if inst.n > 2:
+            raise ZeroDivisionError("cannot evaluate")
+        return True
+
+    found = find_counterexample(fragile, budget=300)
+    assert found is not None and found.n == 3
+
+
+def test_searches_stay_inside_the_hypotheses():
+    seen = []
+
+    def record(inst):
+        seen.append(inst)
+        return True
+
+    find_counterexample(record, budget=200, instances=gen.instances(
+        p=gen.exponents(1.0, math.inf, exclude_min=True, exclude_max=True), cap=True))
+    assert seen and all(1 < i.p < math.inf and math.isfinite(i.tau) for i in seen)
+    seen.clear()
+    find_counterexample(record, budget=200, instances=gen.instances(parameters="paper"))
+    assert all(i.ratio is not None for i in seen)
+    families = {tuple(np.sign(i.losses)) for i in seen}
+    assert any(-1.0 in f for f in families) and any(0.0 in f for f in families)  # negatives and zeros drawn
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    ({"budget": 0}, ValueError), ({"budget": 1.5}, ValueError), ({"seed": "a"}, TypeError),
+])
+def test_find_counterexample_rejects_bad_arguments(kwargs, error):
+    with pytest.raises(error):
+        find_counterexample(lambda inst: True, **kwargs)
+    with pytest.raises(TypeError, match="prop"):
+        find_counterexample(None)
+
+
+def test_instance_prints_an_exact_reproducer():
+    inst = Instance(np.array([0.1, 1e-300]), 1.7, 0.5, math.inf, None)
+    rebuilt = eval(f"Instance({inst.reproducer()})", {"Instance": Instance, "np": np, "math": math})
+    assert np.array_equal(rebuilt.losses, inst.losses) and rebuilt.tau == math.inf and rebuilt.p == 1.7
+    assert not inst.losses.flags.writeable
 
 
 def test_monotone_in_p_states_its_verdict(results):
@@ -78,13 +165,14 @@ def test_unknown_claim_id_is_named():
 
 
 def test_lmp_claims_json_and_exit_status():
-    out = subprocess.run([sys.executable, "-m", "lmp_theory.cli", "claims", "--json", "holder", "dual"],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run([sys.executable, "-m", "lmp_theory.cli", "claims", "--json", "--budget", "120", "holder",
+                          "dual"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     rows = json.loads(out.stdout)
     assert [r["id"] for r in rows] == ["holder", "dual"]
     for r in rows:
-        assert {"id", "symbolic", "numeric", "statement"} <= set(r) and r["symbolic"] == r["numeric"] == "pass"
+        assert {"id", "symbolic", "numeric", "statement", "hypotheses", "searched"} <= set(r)
+        assert r["symbolic"] == r["numeric"] == "pass" and r["searched"] == 120
 
 
 def test_registry_ids_are_unique_and_complete():

@@ -52,7 +52,7 @@ def _dual_holds(inst) -> bool:
     if not ex.close(gamma * h ** (-1 / p), tau_, SLACK):  # first-order condition: h(t*) = m, so g'(t*) = 0
         return False
     from_threshold = [tau_ * min(mp.mpf(1), (v / t_star) ** (q - 1)) if v > 0 else mp.mpf(0) for v in losses]
-    return ex.weights_close(res.weights, from_threshold, 1e-10)
+    return ex.weights_agree(res.weights, from_threshold, inst, 1e-10)
 
 
 @claim("dual", "The variational (dual) formula",

@@ -149,6 +149,7 @@ def instances(*, p: st.SearchStrategy[float] | None = None, losses: st.SearchStr
             else:
                 ratio = draw(capped_ratios if cap and not math.isinf(exponent) else ratios)
             gamma, tau = paper_parameters(vector.size, exponent, ratio)
+            assume(cap is not True or math.isfinite(tau))  # a subnormal ratio's tau overflows to inf
             return Instance(vector, exponent, gamma, tau, ratio)
         return Instance(vector, exponent, draw(gammas), draw(taus), None)
 
