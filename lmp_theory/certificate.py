@@ -1,6 +1,7 @@
 r"""Duality certificates: prove how close any proposed weighting is to optimal, with no solver.
 
-For the LMP problem (``../shared/SPEC.md`` section 4) the variational (dual) formula is
+For the LMP problem (``docs/theory.md``, "The dual and the certificate") the variational (dual)
+formula is
 
 .. math::
 
@@ -10,14 +11,17 @@ For the LMP problem (``../shared/SPEC.md`` section 4) the variational (dual) for
 Every ``t`` gives an upper bound $g(t) \ge L$ and every feasible ``w`` a lower bound
 $\langle w, l \rangle \le L$, so the *gap* $\min_t g(t) - \langle w, l\rangle$ bounds
 the suboptimality of ``w`` from above. For ``p = 1`` this is the Rockafellar–Uryasev formula of
-the CVaR; for ``tau = inf`` it is Hölder's inequality (``t`` at the largest loss).
+the CVaR of $l^+$ (``t >= 0``); for ``tau = inf`` it is Hölder's inequality (``t`` at the
+largest loss).
 
-$g$ is convex with derivative
+$g$ is not convex (it bends down at the losses beyond the minimiser) but it is quasi-convex
+(claim ``dual-quasiconvex``): away from the losses
 $g'(t) = \#\{l_i > t\}\,(\gamma\, h(t)^{-1/p} - \tau)$, where
-$h(t) = \sum_i \min(1, (l_i^+/t)^q)$ decreases in ``t``. The minimiser is therefore the
-root of $h(t) = m = (\gamma/\tau)^p$; it is found here exactly, by bisection over the
-sorted losses (which breakpoint interval holds the root) followed by the closed-form root
-inside that interval. This path shares no code with the fast solvers.
+$h(t) = \sum_i \min(1, (l_i^+/t)^q)$ does not increase with ``t``, so $g$ falls until
+$h(t) = m = (\gamma/\tau)^p$ and rises after. That root is the minimiser; it is found here
+exactly, by bisection over the sorted losses (which breakpoint interval holds the root; the sign
+of $h - m$ at the breakpoints is monotone) followed by the closed-form root inside that
+interval. This path shares no code with the fast solvers.
 """
 
 from __future__ import annotations

@@ -49,10 +49,10 @@ def paper_parameters(n, p, ratio):
     ratio = check_ratio(ratio)
     counts = check_counts(n)
     with np.errstate(divide="ignore", over="ignore"):  # m below ~1e-308: tau overflows to inf
-        gamma, tau = gamma_tau(counts, p, ratio)
-    if np.ndim(n) == 0:
-        return float(gamma), float(tau)
-    return gamma, tau
+        if counts.ndim == 0:  # NumPy scalars use the C library's pow, not SIMD kernels that differ by CPU
+            gamma, tau = gamma_tau(np.float64(counts), p, ratio)
+            return float(gamma), float(tau)
+        return gamma_tau(counts, p, ratio)
 
 
 def gamma_tau(counts, p: float, ratio: float):

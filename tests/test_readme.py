@@ -26,3 +26,13 @@ def test_readme_example_runs(index, monkeypatch, tmp_path):
             namespace["test_case"](case)
         return
     exec(compile(BLOCKS[index], "README", "exec"), {})
+
+
+THEORY = (Path(__file__).resolve().parents[1] / "docs" / "theory.md").read_text()
+THEORY_BLOCKS = re.findall(r"```python\n(.*?)```", THEORY, flags=re.S)
+
+
+@pytest.mark.parametrize("index", range(len(THEORY_BLOCKS)))
+def test_theory_page_example_runs_and_refutes(index, capsys):
+    exec(compile(THEORY_BLOCKS[index], "docs/theory.md", "exec"), {})
+    assert "Instance(losses=[" in capsys.readouterr().out  # the false statement was refuted
