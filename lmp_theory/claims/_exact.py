@@ -2,7 +2,7 @@
 
 Each claim's property compares what the solvers (or the certificate) return with the formula as
 the claim states it, evaluated here with the formulas of :mod:`.formulas` in mpmath (the registry
-runs every property at 50 digits) with an unbounded exponent range: ``l^q`` for ``q ~ 1000`` and
+runs every property at 80 digits) with an unbounded exponent range: ``l^q`` for ``q ~ 1000`` and
 subnormal or 1e300 losses need no tricks. The number of capped losses comes from the ``k-rule``
 as stated (the smallest ``k < m`` with ``c_k l_(k+1)^(q-1) <= tau``); nothing here is shared with
 the solvers. Losses are lists of mpmath numbers, so a loss can be moved by less than a float's ulp.
@@ -22,10 +22,10 @@ from . import formulas as f
 
 
 def difference_digits(losses: list) -> int:
-    """Digits for a central difference of ``L`` to resolve a step of 1e-25 of the smallest loss."""
+    """Working digits for a central difference of ``L`` to resolve a step of 1e-25 of the smallest loss."""
     sizes = [abs(v) for v in losses if v != 0]
     span = 0 if not sizes else int(mp.ceil(mp.log10(max(sizes) / min(sizes))))
-    return 60 + span
+    return mp.mp.dps + 25 + span
 
 
 def mpf_list(losses) -> list:
@@ -64,7 +64,7 @@ def positives(losses: list) -> list:
     return sorted((v for v in losses if v > 0), reverse=True)
 
 
-RULE_SLACK = mp.mpf(10) ** -35  # ties with tau closer than 50 digits resolve: the weights agree either way
+RULE_SLACK = mp.mpf(10) ** -35  # a comparison with tau closer than this resolves either way: the weights agree
 
 
 def k_rule(y: list, p, gamma, tau) -> int:

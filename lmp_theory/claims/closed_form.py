@@ -117,7 +117,7 @@ def _holder():
     return "norm, value and stationarity for 3 symbolic positive losses and symbolic p"
 
 
-SLACK = mp.mpf(10) ** -35  # relative slack of 50-digit comparisons
+SLACK = mp.mpf(10) ** -35  # relative slack of the searches' exact comparisons (80 digits, minus cancellation)
 
 
 def _k_rule_holds(inst) -> bool:

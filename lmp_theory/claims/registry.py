@@ -28,6 +28,9 @@ __all__ = ["Claim", "ClaimFailed", "Outcome", "ClaimResult", "REGISTRY", "Search
            "run_claims"]
 
 DEFAULT_BUDGET = 300
+# mpmath precision of the searches' exact side: gamma^p - k tau^p can cancel the 16 digits of a float, and the
+# 35-digit comparisons of the claims must still hold with room to spare
+WORKING_DIGITS = 80
 
 
 class ClaimFailed(AssertionError):
@@ -172,7 +175,7 @@ def _run_search(search: Search | None, na_reason: str, budget: int | None, seed:
     def prop(instance) -> bool:
         nonlocal tried
         tried += 1
-        with mp.workdps(50):
+        with mp.workdps(WORKING_DIGITS):
             return bool(search.prop(instance))
 
     try:
