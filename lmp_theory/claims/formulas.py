@@ -6,7 +6,7 @@ in floating point, must agree with the solvers and the certificate). Only ``**``
 ``-`` and ``/`` are used, so each function works unchanged on sympy expressions and on floats.
 A wrong formula here (say, a wrong exponent) is caught by both checks; the tests prove it.
 
-Notation (``../shared/SPEC.md`` sections 2 to 4): with the losses sorted in decreasing order and
+Notation (``docs/spec.md``, ``docs/theory.md``): with the losses sorted in decreasing order and
 ``k`` of them at the cap, ``S = S_k`` is the sum of the ``k`` largest and ``R = R_k`` the sum of
 the ``q``-th powers of the rest; ``m = (gamma/tau)^p`` is the cap count.
 """
