@@ -112,7 +112,8 @@ def holder_despite_cap(inst):
 
 
 def non_increasing_in_p(inst):
-    return all(lmp_value(inst.losses, p2, *paper_parameters(inst.n, p2, inst.ratio)) <= value(inst) + 1e-12 * scale(inst)
+    limit = value(inst) + 1e-12 * scale(inst)
+    return all(lmp_value(inst.losses, p2, *paper_parameters(inst.n, p2, inst.ratio)) <= limit
                for p2 in (inst.p * 1.5, inst.p + 2, math.inf) if p2 > inst.p)
 
 

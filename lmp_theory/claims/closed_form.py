@@ -95,7 +95,8 @@ def _holder_holds(inst) -> bool:
         return res.value == 0 and not np.any(res.weights)
     norm_q = mp.fsum(v**q for v in y) ** (1 / q)
     stated = [gamma * v ** (q - 1) / norm_q ** (q - 1) if v > 0 else mp.mpf(0) for v in losses]
-    return ex.close(res.value, f.holder_value(gamma, norm_q), 1e-10) and ex.weights_agree(res.weights, stated, inst, 1e-10)
+    return (ex.close(res.value, f.holder_value(gamma, norm_q), 1e-10)
+            and ex.weights_agree(res.weights, stated, inst, 1e-10))
 
 
 @claim("holder", "No cap: Hölder's weighting",
@@ -154,9 +155,9 @@ def _k_rule_holds(inst) -> bool:
        "l_(k) >= t_k* >= l_(k+1) exist, form a run of consecutive integers with one common t_k* = t*, and the "
        "run has more than one element only when t* equals a loss (ties at t*, all weighted tau either way); "
        "so k is unique when no loss equals t*. The smallest such k is the smallest k < m with "
-       "c_k l_(k+1)^(q-1) <= tau, and the solvers cap the k largest (their weights match this closed form to 1e-10 of the largest weight, "
-       "plus the problem's conditioning: the spread of the exact weights over 4-ulp changes of gamma and tau, "
-       "which is large only where m is within rounding of an integer).",
+       "c_k l_(k+1)^(q-1) <= tau, and the solvers cap the k largest (their weights match this closed form to 1e-10 "
+       "of the largest weight, plus the problem's conditioning: the spread of the exact weights over 4-ulp "
+       "changes of gamma and tau, which is large only where m is within rounding of an integer).",
        "1 < p < inf, gamma > 0, 0 < tau < inf, any real losses (ties, zeros and negatives included)",
        r"l_{(k)} \ge t_k^* = \Big(\tfrac{R_k}{m-k}\Big)^{1/q} \ge l_{(k+1)},\qquad "
        r"t_k^{*q}(m-k) = l_{(k+1)}^q + t_{k+1}^{*q}(m-k-1)",
@@ -293,7 +294,8 @@ def _gradient_holds(inst) -> bool:
 @claim("gradient", "Gradient, Euler's identity, homogeneity",
        "Where L is differentiable, dL/dl_i is the canonical weight w_i (tau for capped, c*l_i^(q-1) for other "
        "positive losses, 0 for negative ones: Danskin; central differences of the exact value agree with the solvers' "
-       "weights to 1e-9 plus the conditioning allowance of claim k-rule) and Torch's autograd returns it; <grad L, l> = L; "
+       "weights to 1e-9 plus the conditioning allowance of claim k-rule) and Torch's autograd returns it; "
+       "<grad L, l> = L; "
        "L(a*l) = a*L(l) for a > 0.",
        "1 <= p <= inf, gamma > 0, 0 < tau <= inf, distinct non-zero losses (then the maximizer is unique, so L is "
        "differentiable; ties and zeros are the kinks)",

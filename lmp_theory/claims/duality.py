@@ -150,11 +150,13 @@ def _p1_holds(inst) -> bool:
 @claim("p1-cvar", "p = 1 is the CVaR of l+",
        "With p = 1 and the paper's parameters (gamma = 1, tau = 1/m, m = ratio*n > 0), L is the mean of the top m "
        "of l+ with fractional m: (S_k + (m-k) l+_(k+1))/m with k = floor(m) and l+ sorted; it is the minimum over "
-       "t >= 0 of the Rockafellar–Uryasev function t + sum(l_i-t)+/m (equivalently RU on l+), and the p -> 1 limit of "
+       "t >= 0 of the Rockafellar–Uryasev function t + sum(l_i-t)+/m (equivalently RU on l+), and the p -> 1 "
+       "limit of "
        "the closed form. Over all real t (negative losses kept) RU can be smaller: l = (1, -5), m = 2 gives L = 0.5, "
        "RU minimum -2.",
        "p = 1, the paper's parameters with ratio > 0, any real losses",
-       r"p=1:\ L = \tfrac1m\big(S_k + (m-k)\,l^+_{(k+1)}\big) = \min_{t \ge 0}\, t + \tfrac1m \textstyle\sum_i (l_i-t)^+",
+       r"p=1:\ L = \tfrac1m\big(S_k + (m-k)\,l^+_{(k+1)}\big) = "
+       r"\min_{t \ge 0}\, t + \tfrac1m \textstyle\sum_i (l_i-t)^+",
        "Rockafellar & Uryasev 2000 (textbook); paper sec. 3.1",
        numeric=Search(_p1_holds, lambda: gen.instances(p=st.just(1.0), parameters="paper", cap=True)))
 def _p1():

@@ -36,7 +36,8 @@ def _monotone_in_p_holds(inst) -> bool:
        "them cannot increase.",
        "the paper's parameters at a fixed ratio in [0, 1], 1 <= p <= p' <= inf, any real losses",
        r"p \le p' \Rightarrow W_{p'} \subseteq W_p \Rightarrow L_{p'}(l) \le L_p(l)",
-       "derived here (power-mean inequality: Hardy, Littlewood, Pólya)", numeric=Search(_monotone_in_p_holds, lambda: gen.instances(parameters="paper"), budget=200))
+       "derived here (power-mean inequality: Hardy, Littlewood, Pólya)",
+       numeric=Search(_monotone_in_p_holds, lambda: gen.instances(parameters="paper"), budget=200))
 def _monotone_in_p():
     w1, w2, w3, u, d, x, p = sp.symbols("w1 w2 w3 u d x p", positive=True)
     ws = (w1, w2, w3)
@@ -110,9 +111,11 @@ def _class_weighting_holds(pair) -> bool:
        "alpha = 1/C (each class total mass 1/C) satisfies the norm part only if sum_c f_c^(1-p) <= C^p, which by "
        "Jensen holds only for balanced classes (p > 1).",
        "any labelling of the pool into classes; the paper's parameters, 1 <= p <= inf, any real losses",
-       r"w_i = \alpha/n_{c(i)} \in W \iff \alpha \le \min\big(\gamma (\textstyle\sum_c n_c^{1-p})^{-1/p},\ \tau \min_c n_c\big);"
+       r"w_i = \alpha/n_{c(i)} \in W \iff "
+       r"\alpha \le \min\big(\gamma (\textstyle\sum_c n_c^{1-p})^{-1/p},\ \tau \min_c n_c\big);"
        r"\ \textstyle\sum_c f_c^{1-p} \ge C^p",
-       "paper sec. 3 (motivation); derived here", numeric=Search(_class_weighting_holds, lambda: _labelled(gen.instances(parameters="paper")),
+       "paper sec. 3 (motivation); derived here",
+       numeric=Search(_class_weighting_holds, lambda: _labelled(gen.instances(parameters="paper")),
                       budget=200))
 def _class_weighting():
     n1, n2, n3, gamma, a, b = sp.symbols("n1 n2 n3 gamma a b", positive=True)
