@@ -32,13 +32,9 @@ from lmp_theory.parameters import gamma_tau
 from lmp_theory.problem import check_p, check_ratio, check_scalar_parameter
 
 from ._torch_select import select_holder_device, select_on_cpu, select_p1
-from ._torch_sort import pinf_weights, solve_sorted
+from ._torch_sort import pinf_weights, solve_sorted, work_dtype
 
 __all__ = ["lmp_weights", "lmp_value", "lmp_pool", "LossMaxPooling"]
-
-# Below this p (q - 1 > 8) a float32 ratio's rounding error is amplified more than 8-fold by the
-# power (l / t)^(q-1); float32 inputs are then computed in float64 to keep SPEC's 1e-5.
-_FLOAT64_BELOW_P = 1.125
 
 
 def _prepare(losses, p, gamma, tau, mask, check_finite, method="auto"):
@@ -53,9 +49,7 @@ def _prepare(losses, p, gamma, tau, mask, check_finite, method="auto"):
     if method not in METHODS:
         raise ValueError(f"method must be 'auto', 'sort' or 'select', got {method!r}")
     out_dtype = losses.dtype if losses.is_floating_point() else torch.get_default_dtype()
-    work = torch.float64 if losses.dtype == torch.float64 else torch.float32
-    if 1.0 < p < _FLOAT64_BELOW_P:  # p = 1 takes no powers of the losses
-        work = torch.float64
+    work = work_dtype(losses.dtype, p)
     batch_shape, n = losses.shape[:-1], losses.shape[-1]
     device = losses.device
     gamma = _pool_parameter(gamma, "gamma", batch_shape, device, check_finite)
