@@ -6,6 +6,10 @@ split pools at random), and in spawned gloo process groups of 2 and 3 processes 
 """
 
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +20,8 @@ from hypothesis import strategies as st
 
 from solvers.torch import LossMaxPooling, global_pool_traffic, lmp_pool
 from tests.distributed_support import P_GRID, RATIOS, TOL, reference, relative_errors, solve_in_threads, worker
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @st.composite
@@ -93,7 +99,17 @@ def test_bad_group_and_pool_are_named():
         LossMaxPooling(pool="world")
 
 
-@pytest.mark.parametrize("size", [2, 3])
+@pytest.mark.parametrize("size", [2, pytest.param(3, marks=pytest.mark.slow)])
 def test_gloo_process_groups_equal_one_process(size, tmp_path):
     """Values, weights, the collectives, errors and DDP gradients, checked inside each process."""
     mp.spawn(worker, args=(size, str(tmp_path / "store")), nprocs=size, join=True)
+
+
+@pytest.mark.slow
+def test_ddp_example_under_torchrun_prints_the_single_process_curve():
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               str(ROOT / "examples" / "ddp_train.py"), "--compare", "--steps", "4", "--images", "3"]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT,
+                         env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "2 process(es)" in out.stdout and "identical loss curves" in out.stdout
