@@ -50,6 +50,25 @@ def test_split_pool_equals_the_whole_pool(split, p, ratio, dtype):
     assert w_err <= TOL[dtype] and v_err <= TOL[dtype]
 
 
+@pytest.mark.parametrize("p", P_GRID)
+def test_uneven_and_empty_slices_on_the_grid(p):
+    rng = np.random.default_rng(5)
+    for ratio in RATIOS:
+        for dtype in (torch.float64, torch.float32):
+            sizes = [50, 0, 300, 7, 1]
+            losses = np.round(rng.exponential(size=sum(sizes)) * 3) / 3  # ties, zeros
+            mask = rng.random(losses.size) < 0.8
+            mask[-8:] = False  # the last two slices have no valid loss
+            parts = np.split(np.arange(losses.size), np.cumsum(sizes)[:-1])
+            x = torch.from_numpy(losses).to(dtype)
+            out = solve_in_threads([x[i] for i in parts], [torch.from_numpy(mask[i]) for i in parts], p, ratio, dtype)
+            assert all(torch.equal(v, out[0][1]) for _, v, _ in out)
+            expected_w, expected_v = reference(x.double().numpy(), mask, p, ratio)
+            weights = torch.cat([w for w, _, _ in out]).double().numpy()
+            w_err, v_err = relative_errors(weights, float(out[0][1]), expected_w, expected_v)
+            assert w_err <= TOL[dtype] and v_err <= TOL[dtype], (ratio, dtype, w_err, v_err)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("p", [1.0, 1.7, math.inf])
 def test_collectives_are_a_fixed_sequence_independent_of_the_pool(p, dtype):
