@@ -34,7 +34,7 @@ __all__ = ["Traffic", "global_pool_traffic", "spans_processes", "global_value"]
 
 def spans_processes(group) -> bool:
     """Whether ``pool="global"`` has more than this process to pool over (else it is ``pool="batch"``)."""
-    if group is not None and not isinstance(group, dist.ProcessGroup):
+    if group is not None and not (dist.is_available() and isinstance(group, dist.ProcessGroup)):
         raise TypeError(f"group must be a torch.distributed ProcessGroup or None, got {type(group).__name__}")
     if not (dist.is_available() and dist.is_initialized()):
         return False

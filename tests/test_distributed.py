@@ -85,6 +85,16 @@ def test_collectives_are_a_fixed_sequence_independent_of_the_pool(p, dtype):
     assert plan.bytes - sum(b for _, b in plan.calls if b >= 256 * 8) <= 5 * 48
 
 
+def test_the_docs_table_of_collectives_is_true():
+    text = (ROOT / "docs" / "distributed.md").read_text()
+    rows = [line.split("|")[1:5] for line in text.splitlines() if line.startswith("| ") and line.count("|") == 5]
+    assert len(rows) == 6  # header + 5
+    for p, losses, collectives, size in rows[1:]:
+        for dtype in ([torch.float32, torch.float64] if losses.strip() == "any" else [getattr(torch, losses.strip())]):
+            traffic = global_pool_traffic(float(p), dtype)
+            assert (traffic.collectives, traffic.bytes) == (int(collectives), int(size.replace(",", ""))), (p, losses)
+
+
 def test_threads_raise_together_on_non_finite_losses():
     slices = [torch.rand(5, dtype=torch.float64), torch.tensor([1.0, math.inf], dtype=torch.float64)]
     with pytest.raises(ValueError, match="1 of 2 processes"):
