@@ -35,6 +35,7 @@ from torch.nn.parallel import DistributedDataParallel
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from solvers._torch_distributed import Collectives, solve_global  # noqa: E402
 from solvers.torch import LossMaxPooling, global_pool_traffic  # noqa: E402
 
 SECTION = Path(__file__).with_name("distributed.md")
@@ -65,10 +66,16 @@ def _worker(rank: int, world: int, store: str, steps: int, images: int, side: in
         logits.grad = None
         criteria[pool](logits, y).backward()
 
-    times = {f"{what} {pool}": [] for what in ("step", "pooling") for pool in criteria}
+    pixels = nn.functional.cross_entropy(logits.detach(), y, reduction="none").reshape(1, -1)
+    count = torch.tensor(pixels.shape[1])
+
+    def kernels(_):  # the global pool's computation on this process's pixels, without communicating
+        solve_global(pixels, count, P, RATIO, Collectives(communicate=False), check_finite=False)
+
+    times = {f"{what} {pool}": [] for what in ("step", "pooling", "kernels") for pool in criteria}
     for i in range(steps + 2):  # two warm-up rounds
         for pool in (("batch", "global") if i % 2 else ("global", "batch")):
-            for what, fn in (("step", step), ("pooling", pooling)):
+            for what, fn in (("step", step), ("pooling", pooling), ("kernels", kernels)):
                 dist.barrier()
                 start = time.perf_counter()
                 fn(pool)
@@ -91,17 +98,20 @@ def section(rows: list[dict], machine: str) -> str:
              "Produced by `python benchmarks/distributed.py` (appended here by `benchmarks/report.py`). Every process",
              f"trains a two-layer convolutional network (float32, DDP, SGD) with `LossMaxPooling(p={P}, ratio={RATIO})`",
              "on its own images, alternating steps of `pool=\"batch\"` and `pool=\"global\"`; medians over steps, timed",
-             "on process 0. *Pooling* is the loss layer alone (forward and backward on fixed logits). All processes share",
-             "this machine's cores, so with more processes than cores every collective also waits for the scheduler.", "",
+             "on process 0. *Pooling* is the loss layer alone (forward and backward on fixed logits); *global kernels* is",
+             "the global pool's computation on one process's pixels without communicating (the radix passes on CPU), so",
+             "pooling, global minus global kernels is about the time spent in and waiting for the collectives. All",
+             "processes share this machine's cores, so with more processes than cores every collective also waits for",
+             "the scheduler.", "",
              f"**Machine:** {machine}", "",
              "| processes | pixels per process | step, batch ms | step, global ms | overhead ms | overhead | "
-             "pooling, batch ms | pooling, global ms |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "pooling, batch ms | pooling, global ms | global kernels ms |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         extra = r["step global"] - r["step batch"]
         lines.append(f"| {r['world']} | {r['pixels']:,} | {r['step batch']:.3g} | {r['step global']:.3g} | "
                      f"{extra:.3g} | {100 * extra / r['step batch']:+.0f} % | {r['pooling batch']:.3g} | "
-                     f"{r['pooling global']:.3g} |")
+                     f"{r['pooling global']:.3g} | {r['kernels global']:.3g} |")
     lines += ["", "Collectives of one `pool=\"global\"` call, on every process, whatever the pool size (all-reduces;",
               "bytes = the size of the tensors each process contributes):", "",
               "| p | losses | collectives | bytes |", "|---:|---|---:|---:|"]
