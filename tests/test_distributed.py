@@ -18,6 +18,7 @@ import torch.multiprocessing as mp
 from hypothesis import given
 from hypothesis import strategies as st
 
+from solvers import _torch_distributed as distributed
 from solvers.torch import LossMaxPooling, global_pool_traffic, lmp_pool
 from tests.distributed_support import P_GRID, RATIOS, TOL, reference, relative_errors, solve_in_threads, worker
 
@@ -93,6 +94,19 @@ def test_the_docs_table_of_collectives_is_true():
         for dtype in ([torch.float32, torch.float64] if losses.strip() == "any" else [getattr(torch, losses.strip())]):
             traffic = global_pool_traffic(float(p), dtype)
             assert (traffic.collectives, traffic.bytes) == (int(collectives), int(size.replace(",", ""))), (p, losses)
+
+
+@pytest.mark.parametrize("p", [1.0, 1.7, math.inf])
+def test_the_global_solve_reads_nothing_back_to_the_host(monkeypatch, p):
+    """Traced whole (fullgraph): no .item(), no branching on data; only the collectives would remain on NCCL."""
+    monkeypatch.setattr(distributed, "_signature", lambda *args: (3, 5))  # zlib on Python values: host-only
+    torch._dynamo.reset()
+    solve = torch.compile(lambda x, n: distributed.solve_global(x, n, p, 0.3, distributed.Collectives(communicate=False),
+                                                                check_finite=False), fullgraph=True, backend="eager")
+    x = torch.rand(1, 3000)
+    expected = distributed.solve_global(x, torch.tensor(3000), p, 0.3, distributed.Collectives(communicate=False), False)
+    for got, want in zip(solve(x, torch.tensor(3000)), expected):
+        assert torch.equal(got, want)
 
 
 def test_threads_raise_together_on_non_finite_losses():
