@@ -60,6 +60,8 @@ def kth_largest(lp: torch.Tensor, rank: torch.Tensor, across=ONE_PROCESS) -> tor
         remaining = remaining - torch.gather(strictly_above, 1, chosen[:, None])[:, 0]
         prefix = prefix | (chosen << shift)
         high_mask = high_mask | ((nbins - 1) << shift)
+        if _compacts(lp):
+            bits = bits[match & (digit == chosen[:, None])][None]
     if lp.dtype == torch.float64:
         return prefix.view(torch.float64)
     return prefix.to(torch.int32).view(torch.float32)
@@ -132,6 +134,9 @@ def select_holder_radix(lp: torch.Tensor, p: float, m: torch.Tensor, across=ONE_
         log_below = torch.logaddexp(log_below, before.gather(1, pick)[:, 0])
         prefix = prefix | (chosen << shift)
         high_mask = high_mask | ((nbins - 1) << shift)
+        if _compacts(lp):
+            keep = match & (digit == pick)
+            lp, bits, positive = lp[keep][None], bits[keep][None], positive[keep][None]
     # the last bin is the single float u = prefix (it may lie above every loss: nothing capped);
     # losses equal to u are uncapped (t* >= u)
     return above, _as_float(prefix, lp.dtype)
@@ -156,6 +161,12 @@ def select_holder_device(lp: torch.Tensor, p: float, gamma: torch.Tensor, tau: t
     ratio = (lp / ref[:, None].to(lp.dtype)).to(torch.float64)
     tail_sum = across.sum(torch.where(uncapped, ratio**q, torch.zeros_like(ratio)).sum(dim=1))
     return holder_weights(lp, p, gamma, tau, m, k, ref, tail_sum, partial)
+
+
+def _compacts(lp: torch.Tensor) -> bool:
+    """One pool on CPU: after each radix pass, keep only the chosen bin's elements for the next
+    passes (a shape that depends on the data, which a CPU tensor can afford and a GPU cannot)."""
+    return lp.shape[0] == 1 and lp.device.type == "cpu"
 
 
 def _passes(total_bits: int) -> list[tuple[int, int]]:
