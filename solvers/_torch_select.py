@@ -20,7 +20,7 @@ import math
 
 import torch
 
-from ._torch_sort import cap_count, holder_weights, p1_weights
+from ._torch_sort import ONE_PROCESS, cap_count, holder_weights, p1_weights
 
 DIGIT_BITS = 11
 
@@ -32,15 +32,17 @@ def _int_view(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     return x.view(torch.int32).to(torch.int64), 31
 
 
-def kth_largest(lp: torch.Tensor, rank: torch.Tensor) -> torch.Tensor:
-    """Per row of non-negative ``lp``, the element of descending 0-based ``rank`` (clamped to n-1).
+def kth_largest(lp: torch.Tensor, rank: torch.Tensor, across=ONE_PROCESS) -> torch.Tensor:
+    """Per row of non-negative ``lp``, the element of descending 0-based ``rank``.
 
-    Radix selection, most significant digit first; the answer is bit-exact.
+    Radix selection, most significant digit first; the answer is bit-exact. The per-bin counts
+    pass through ``across``, so the rows may be slices of pools spread over processes. A rank at
+    or beyond the row's (pool's) length gives a meaningless element, never an error.
     """
     pools, n = lp.shape
     bits, total_bits = _int_view(lp.contiguous())
     prefix = torch.zeros(pools, dtype=torch.int64, device=lp.device)
-    remaining = torch.clamp(rank, max=n - 1).to(torch.int64)
+    remaining = rank.to(torch.int64)
     high_mask = torch.zeros_like(prefix)  # bits already fixed by earlier passes
     for shift, width in _passes(total_bits):
         nbins = 1 << width
@@ -50,7 +52,7 @@ def kth_largest(lp: torch.Tensor, rank: torch.Tensor) -> torch.Tensor:
         index = torch.where(match, offsets + digit, torch.full_like(digit, pools * nbins))  # misses: a dump bin
         flat = index.reshape(-1)  # a histogram with a static size (bincount's size depends on the data)
         counts = torch.zeros(pools * nbins + 1, dtype=torch.int64, device=lp.device)
-        counts = counts.scatter_add_(0, flat, torch.ones_like(flat))[:-1].reshape(pools, nbins)
+        counts = across.sum(counts.scatter_add_(0, flat, torch.ones_like(flat))[:-1].reshape(pools, nbins))
         above = counts.flip(1).cumsum(1).flip(1)  # above[:, j] = #{matching elements with digit >= j}
         strictly_above = above - counts
         # the digit d with strictly_above[d] <= remaining < above[d] (above is non-increasing in d)
@@ -58,14 +60,16 @@ def kth_largest(lp: torch.Tensor, rank: torch.Tensor) -> torch.Tensor:
         remaining = remaining - torch.gather(strictly_above, 1, chosen[:, None])[:, 0]
         prefix = prefix | (chosen << shift)
         high_mask = high_mask | ((nbins - 1) << shift)
+        if _compacts(lp):
+            bits = bits[match & (digit == chosen[:, None])][None]
     if lp.dtype == torch.float64:
         return prefix.view(torch.float64)
     return prefix.to(torch.int32).view(torch.float32)
 
 
-def select_p1(lp: torch.Tensor, gamma: torch.Tensor, tau: torch.Tensor):
+def select_p1(lp: torch.Tensor, gamma: torch.Tensor, tau: torch.Tensor, across=ONE_PROCESS):
     """p = 1 without sorting: the cut element by radix selection (per-pool ranks allowed)."""
-    return p1_weights(lp, gamma, tau, kth_largest)
+    return p1_weights(lp, gamma, tau, lambda x, rank: kth_largest(x, rank, across), across)
 
 
 def select_on_cpu(pooled: torch.Tensor, p: float, gamma: torch.Tensor, tau: torch.Tensor):
@@ -76,8 +80,7 @@ def select_on_cpu(pooled: torch.Tensor, p: float, gamma: torch.Tensor, tau: torc
     return torch.from_numpy(weights), torch.from_numpy(value), torch.from_numpy(threshold)
 
 
-
-def select_holder_radix(lp: torch.Tensor, p: float, gamma: torch.Tensor, tau: torch.Tensor, m: torch.Tensor):
+def select_holder_radix(lp: torch.Tensor, p: float, m: torch.Tensor, across=ONE_PROCESS):
     """1 < p < inf without sorting: the bin holding t* by radix passes over the float bits (device path).
 
     Each pass splits every pool's current bit range into ``2^11`` bins and evaluates the dual's
@@ -86,7 +89,7 @@ def select_holder_radix(lp: torch.Tensor, p: float, gamma: torch.Tensor, tau: to
     in log space (``logcumsumexp`` over the bins, plus one running log-sum for the losses below
     the range). The bin whose edges straddle ``m`` holds $t^*$; after the last pass it is a
     single float ``u``, every loss above ``u`` is capped and the rest follow the power law.
-    Returns the number of capped losses and $\\log R$ with $R = \\sum_{l \\le u} l^q$.
+    Returns the number of capped losses and ``u``. The per-bin statistics pass through ``across``.
     """
     pools, n = lp.shape
     q = p / (p - 1.0)
@@ -111,7 +114,7 @@ def select_holder_radix(lp: torch.Tensor, p: float, gamma: torch.Tensor, tau: to
         size = pools * nbins + 1
         counts = torch.zeros(size, dtype=torch.float64, device=device).scatter_add_(0, index, match.reshape(-1).double())
         sums = torch.zeros(size, dtype=torch.float64, device=device).scatter_add_(0, index, term)
-        counts, sums = counts[:-1].reshape(pools, nbins), sums[:-1].reshape(pools, nbins)
+        counts, sums = across.sum(torch.stack([counts[:-1], sums[:-1]]).reshape(2, pools, nbins))
         # bin edges as floats, in log space: lower edge of bin b is prefix | b << shift
         edge_bits = prefix[:, None] | (bin_index[None, :] << shift)
         log_lower = torch.log(_as_float(edge_bits, lp.dtype).to(torch.float64))
@@ -131,29 +134,39 @@ def select_holder_radix(lp: torch.Tensor, p: float, gamma: torch.Tensor, tau: to
         log_below = torch.logaddexp(log_below, before.gather(1, pick)[:, 0])
         prefix = prefix | (chosen << shift)
         high_mask = high_mask | ((nbins - 1) << shift)
-    # the last bin is the single float u = prefix: losses equal to u are uncapped (t* >= u)
-    u = _as_float(prefix, lp.dtype)  # may lie above every loss (nothing capped), even be NaN bits
-    at_u = (positive & (lp == u[:, None])).sum(1).to(torch.float64)
-    log_at_u = torch.where(at_u > 0, torch.log(at_u) + q * torch.log(u.to(torch.float64)),
-                           torch.full_like(at_u, -math.inf))
-    return above, torch.logaddexp(log_below, log_at_u), u
+        if _compacts(lp):
+            keep = match & (digit == pick)
+            lp, bits, positive = lp[keep][None], bits[keep][None], positive[keep][None]
+    # the last bin is the single float u = prefix (it may lie above every loss: nothing capped);
+    # losses equal to u are uncapped (t* >= u)
+    return above, _as_float(prefix, lp.dtype)
 
 
-def select_holder_device(lp: torch.Tensor, p: float, gamma: torch.Tensor, tau: torch.Tensor):
-    """1 < p < inf by radix selection, then the exact closed form on the capped set it identifies."""
+def select_holder_device(lp: torch.Tensor, p: float, gamma: torch.Tensor, tau: torch.Tensor, across=ONE_PROCESS):
+    """1 < p < inf by radix selection, then the exact closed form on the capped set it identifies.
+
+    Every statistic of the losses passes through ``across`` (counts, the largest uncapped loss, a
+    power sum), so the rows may be slices of pools spread over processes.
+    """
     q = p / (p - 1.0)
     m = cap_count(p, gamma, tau)
-    k, _, u = select_holder_radix(lp, p, gamma, tau, m)
+    k, u = select_holder_radix(lp, p, m, across)
     positive = lp > 0
-    partial = k < positive.sum(1).to(torch.float64)
+    partial = k < across.sum(positive.sum(1).to(torch.float64))
     uncapped = positive & ~(lp > u[:, None])
-    ref = torch.where(uncapped, lp, torch.zeros_like(lp)).max(dim=1).values.to(torch.float64)  # largest uncapped
+    ref = across.max(torch.where(uncapped, lp, torch.zeros_like(lp)).amax(dim=1).to(torch.float64))  # largest uncapped
     ref = torch.where(partial & (ref > 0), ref, torch.ones_like(ref))
     # sum over the uncapped losses of (l / ref)^q (>= 1) with direct powers: the log-space sums of
     # the radix passes choose the bin, but multiplied by q ~ 1000 they are not accurate to 1e-15
     ratio = (lp / ref[:, None].to(lp.dtype)).to(torch.float64)
-    tail_sum = torch.where(uncapped, ratio**q, torch.zeros_like(ratio)).sum(dim=1)
+    tail_sum = across.sum(torch.where(uncapped, ratio**q, torch.zeros_like(ratio)).sum(dim=1))
     return holder_weights(lp, p, gamma, tau, m, k, ref, tail_sum, partial)
+
+
+def _compacts(lp: torch.Tensor) -> bool:
+    """One pool on CPU: after each radix pass, keep only the chosen bin's elements for the next
+    passes (a shape that depends on the data, which a CPU tensor can afford and a GPU cannot)."""
+    return lp.shape[0] == 1 and lp.device.type == "cpu"
 
 
 def _passes(total_bits: int) -> list[tuple[int, int]]:

@@ -9,6 +9,11 @@ cancels badly in float32 once ``k`` reaches the thousands.
 
 Inputs are non-negative losses ``lp`` (the masked, clamped losses), ``gamma`` and ``tau`` of
 shape ``(pools,)`` in float64. Outputs: weights in ``lp``'s dtype and thresholds in float64.
+
+Kernels that only need per-pool statistics of the losses (counts, sums, maxima) take an
+``across`` argument through which those statistics pass before they are used: the identity
+(:data:`ONE_PROCESS`) when one process holds the whole pool, all-reduces over a process group
+in :mod:`solvers._torch_distributed`, which solves one pool spread over many processes.
 """
 
 from __future__ import annotations
@@ -18,6 +23,32 @@ import math
 import torch
 
 from lmp_theory.problem import conjugate
+
+# Below this p (q - 1 > 8) a float32 ratio's rounding error is amplified more than 8-fold by the
+# power (l / t)^(q-1); float32 inputs are then computed in float64 to keep the 1e-5 accuracy.
+FLOAT64_BELOW_P = 1.125
+
+
+def work_dtype(dtype: torch.dtype, p: float) -> torch.dtype:
+    """The dtype the closed form runs in for losses of ``dtype``: float64, or float32 (also for half types)."""
+    if dtype == torch.float64 or 1.0 < p < FLOAT64_BELOW_P:  # p = 1 takes no powers of the losses
+        return torch.float64
+    return torch.float32
+
+
+class OneProcess:
+    """Reductions of per-pool statistics when one process holds the whole pool: the identity."""
+
+    @staticmethod
+    def sum(x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    @staticmethod
+    def max(x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+ONE_PROCESS = OneProcess()
 
 
 def log_ratio(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -61,20 +92,19 @@ def _kth_largest_by_sort(lp: torch.Tensor, rank: torch.Tensor) -> torch.Tensor:
     return torch.gather(y, 1, torch.clamp(rank, max=lp.shape[1] - 1)[:, None])[:, 0]
 
 
-def p1_weights(lp: torch.Tensor, gamma: torch.Tensor, tau: torch.Tensor, kth_largest):
+def p1_weights(lp: torch.Tensor, gamma: torch.Tensor, tau: torch.Tensor, kth_largest, across=ONE_PROCESS):
     """p = 1: tau above the floor(m)-th largest loss, the ties there share the remainder.
 
-    ``kth_largest(lp, rank)`` finds the cut element: by sorting, or by radix selection.
+    ``kth_largest(lp, rank)`` finds the cut element: by sorting, or by radix selection. The
+    counts pass through ``across`` (see the module docstring).
     """
-    pools, n = lp.shape
-    positives = (lp > 0).sum(dim=1)
+    positives = across.sum((lp > 0).sum(dim=1))
     m = torch.where(torch.isinf(tau), torch.zeros_like(tau), gamma / tau)
-    cut = torch.floor(torch.clamp(m, max=float(n))).to(torch.int64)
+    cut = torch.floor(torch.minimum(m, positives.to(torch.float64))).to(torch.int64)
     partial = cut < positives
     t = torch.where(partial, kth_largest(lp, cut).to(torch.float64), torch.zeros_like(gamma))
     tt = t.to(lp.dtype)[:, None]
-    above = (lp > tt).sum(dim=1)
-    tied = ((lp == tt) & (lp > 0)).sum(dim=1)
+    above, tied = across.sum(torch.stack([(lp > tt).sum(dim=1), ((lp == tt) & (lp > 0)).sum(dim=1)]))
     spent = torch.where(above > 0, tau * above, torch.zeros_like(tau))
     share = torch.minimum(tau, (gamma - spent) / torch.clamp(tied, min=1))
     weights = torch.where(lp > tt, tau.to(lp.dtype)[:, None], torch.zeros_like(lp))

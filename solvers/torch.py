@@ -31,14 +31,11 @@ from torch import nn
 from lmp_theory.parameters import gamma_tau
 from lmp_theory.problem import check_p, check_ratio, check_scalar_parameter
 
+from ._torch_distributed import Traffic, global_pool_traffic, global_value, spans_processes
 from ._torch_select import select_holder_device, select_on_cpu, select_p1
-from ._torch_sort import pinf_weights, solve_sorted
+from ._torch_sort import pinf_weights, solve_sorted, work_dtype
 
-__all__ = ["lmp_weights", "lmp_value", "lmp_pool", "LossMaxPooling"]
-
-# Below this p (q - 1 > 8) a float32 ratio's rounding error is amplified more than 8-fold by the
-# power (l / t)^(q-1); float32 inputs are then computed in float64 to keep SPEC's 1e-5.
-_FLOAT64_BELOW_P = 1.125
+__all__ = ["lmp_weights", "lmp_value", "lmp_pool", "LossMaxPooling", "global_pool_traffic", "Traffic"]
 
 
 def _prepare(losses, p, gamma, tau, mask, check_finite, method="auto"):
@@ -53,9 +50,7 @@ def _prepare(losses, p, gamma, tau, mask, check_finite, method="auto"):
     if method not in METHODS:
         raise ValueError(f"method must be 'auto', 'sort' or 'select', got {method!r}")
     out_dtype = losses.dtype if losses.is_floating_point() else torch.get_default_dtype()
-    work = torch.float64 if losses.dtype == torch.float64 else torch.float32
-    if 1.0 < p < _FLOAT64_BELOW_P:  # p = 1 takes no powers of the losses
-        work = torch.float64
+    work = work_dtype(losses.dtype, p)
     batch_shape, n = losses.shape[:-1], losses.shape[-1]
     device = losses.device
     gamma = _pool_parameter(gamma, "gamma", batch_shape, device, check_finite)
@@ -99,6 +94,7 @@ AUTO_SELECT_MIN_N = 16384
 # Tests set this to run the device (CUDA) select paths on CPU tensors.
 _DEVICE_PATHS_ON_CPU = False
 METHODS = ("auto", "sort", "select")
+POOLS = ("image", "batch", "global")
 
 
 def _solve(pooled, p, gamma, tau, method="auto"):
@@ -248,8 +244,8 @@ def lmp_value(losses: torch.Tensor, p, gamma, tau, *, mask=None, check_finite: b
 
 
 def lmp_pool(pixel_losses: torch.Tensor, p: float = 1.7, ratio: float = 0.3, *, mask=None,
-             pool: Literal["image", "batch"] = "image", reduction: Literal["mean", "sum", "none"] = "mean",
-             check_finite: bool = True, method: str = "auto") -> torch.Tensor:
+             pool: Literal["image", "batch", "global"] = "image", reduction: Literal["mean", "sum", "none"] = "mean",
+             check_finite: bool = True, method: str = "auto", group=None) -> torch.Tensor:
     """Loss max-pooling of any per-pixel loss with the paper's parameters.
 
     Parameters
@@ -261,30 +257,52 @@ def lmp_pool(pixel_losses: torch.Tensor, p: float = 1.7, ratio: float = 0.3, *, 
         come from each pool's own count of valid pixels (:func:`lmp_theory.paper_parameters`).
     mask : bool Tensor of ``pixel_losses.shape``, optional
         True = valid pixel (e.g. ``target != ignore_index``).
-    pool : {"image", "batch"}
-        One pool per image, or one pool for the whole batch.
+    pool : {"image", "batch", "global"}
+        One pool per image, one pool for the whole batch, or one pool for the batches of every
+        process of ``group`` (``torch.distributed``): every process returns $L$ of that pool and
+        its pixels get that pool's weights. Without an initialised process group (or with one
+        process) ``"global"`` is ``"batch"``.
     reduction : {"mean", "sum", "none"}
         Over images (``pool="image"``): the mean over images with at least one valid pixel, the
-        sum, or the ``(N,)`` values. With ``pool="batch"`` the single value is returned.
+        sum, or the ``(N,)`` values. With ``pool="batch"`` or ``"global"`` the single value is returned.
+    group : ProcessGroup, optional
+        The processes that share the global pool (default: the world). Every process of the
+        group must call with the same ``p``, ``ratio`` and dtype; ``method`` does not apply (the
+        global pool always uses the sort-free selection, with all-reduced statistics).
+
+    Notes
+    -----
+    Gradient of ``pool="global"``: every process returns the same $L$, so the gradient of its
+    pixel losses is ``world_size * w_i`` (the convention of autograd-aware ``all_gather``): after
+    ``DistributedDataParallel`` averages the parameter gradients over the processes, they equal
+    the gradients of the single-process run on the concatenated batches. Every process must
+    back-propagate the same multiple of $L$ (as ``loss.backward()`` on the same expression does).
+    The cost is a fixed number of small all-reduces (:func:`global_pool_traffic`); no loss is
+    gathered.
     """
     p = check_p(p)
     ratio = check_ratio(ratio)
-    if pool not in ("image", "batch"):
-        raise ValueError(f"pool must be 'image' or 'batch', got {pool!r}")
+    if pool not in POOLS:
+        raise ValueError(f"pool must be 'image', 'batch' or 'global', got {pool!r}")
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    if group is not None and pool != "global":
+        raise ValueError(f"group applies only to pool='global', got pool={pool!r}")
     if not isinstance(pixel_losses, torch.Tensor) or pixel_losses.dim() < 1:
         raise ValueError("pixel_losses must be a tensor of shape (N, ...)")
     if mask is not None and (not isinstance(mask, torch.Tensor) or mask.shape != pixel_losses.shape):
         raise ValueError(f"mask must be a bool tensor of shape {tuple(pixel_losses.shape)}")
-    flat = pixel_losses.reshape(1, -1) if pool == "batch" else pixel_losses.reshape(pixel_losses.shape[0], -1)
+    flat = pixel_losses.reshape(pixel_losses.shape[0], -1) if pool == "image" else pixel_losses.reshape(1, -1)
     flat_mask = None if mask is None else mask.reshape(flat.shape)
     n = flat.shape[1]
     valid = torch.full((flat.shape[0],), float(n), dtype=torch.float64, device=flat.device) if flat_mask is None \
         else flat_mask.sum(dim=1).to(torch.float64)
+    if pool == "global" and spans_processes(group):  # gamma and tau come from the global count
+        _, pooled, _, _, _, out_dtype = _prepare(flat, p, 1.0, 1.0, flat_mask, False)
+        return global_value(flat, pooled, valid[0], p, ratio, group, check_finite, out_dtype)
     gamma, tau = gamma_tau(torch.clamp(valid, min=1.0), p, ratio)
     values = lmp_value(flat, p, gamma, tau, mask=flat_mask, check_finite=check_finite, method=method)
-    if pool == "batch":
+    if pool != "image":
         return values[0]
     if reduction == "none":
         return values
@@ -312,30 +330,33 @@ class LossMaxPooling(nn.Module):
         Least share of the pool the weighting spreads over, in ``[0, 1]`` (0 = no cap).
     ignore_index : int
         Target value of pixels that are out of the pool.
-    pool : {"image", "batch"}
-        One pool per image (default) or one for the whole batch.
+    pool : {"image", "batch", "global"}
+        One pool per image (default), one for the whole batch, or one for the batches of every
+        process of ``group`` under ``torch.distributed`` (see :func:`lmp_pool`).
     reduction : {"mean", "sum", "none"}
         Over images, as in :func:`lmp_pool`.
     weight : Tensor, optional
         Class weights passed to the per-pixel cross-entropy, as in ``nn.CrossEntropyLoss``.
     check_finite, method
         See :func:`lmp_weights`.
+    group : ProcessGroup, optional
+        With ``pool="global"``: the processes sharing the pool (default: the world).
     """
 
     def __init__(self, p: float = 1.7, ratio: float = 0.3, ignore_index: int = -100, pool: str = "image",
                  reduction: str = "mean", weight: torch.Tensor | None = None, check_finite: bool = True,
-                 method: str = "auto"):
+                 method: str = "auto", group=None):
         super().__init__()
         self.p = check_p(p)
         self.ratio = check_ratio(ratio)
-        if pool not in ("image", "batch"):
-            raise ValueError(f"pool must be 'image' or 'batch', got {pool!r}")
+        if pool not in POOLS:
+            raise ValueError(f"pool must be 'image', 'batch' or 'global', got {pool!r}")
         if reduction not in ("mean", "sum", "none"):
             raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
         if method not in METHODS:
             raise ValueError(f"method must be 'auto', 'sort' or 'select', got {method!r}")
         self.ignore_index, self.pool, self.reduction, self.check_finite = ignore_index, pool, reduction, check_finite
-        self.method = method
+        self.method, self.group = method, group
         self.register_buffer("weight", weight)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -344,9 +365,9 @@ class LossMaxPooling(nn.Module):
                              f"for logits of shape {tuple(logits.shape)}, got {tuple(target.shape)}")
         pixel = F.cross_entropy(logits, target, weight=self.weight, ignore_index=self.ignore_index, reduction="none")
         mask = target != self.ignore_index
-        pool = "batch" if logits.dim() == 2 else self.pool
+        pool = "batch" if logits.dim() == 2 and self.pool == "image" else self.pool
         return lmp_pool(pixel, self.p, self.ratio, mask=mask, pool=pool, reduction=self.reduction,
-                        check_finite=self.check_finite, method=self.method)
+                        check_finite=self.check_finite, method=self.method, group=self.group)
 
     def extra_repr(self) -> str:
         return f"p={self.p}, ratio={self.ratio}, ignore_index={self.ignore_index}, pool={self.pool!r}, reduction={self.reduction!r}"

@@ -16,6 +16,15 @@ def test_quick_benchmark_suite_writes_a_report(tmp_path):
                          capture_output=True, text=True, timeout=600, cwd=ROOT / "benchmarks")
     assert run.returncode == 0, run.stdout + run.stderr
     text = out.read_text()
-    for word in ("Machine", "np.sort", "numpy select", "torch select", "Batched", "peak extra memory", "cvxpy"):
+    for word in ("Machine", "np.sort", "numpy select", "torch select", "Batched", "peak extra memory", "cvxpy",
+                 'pool="global"'):
         assert word in text
     assert (tmp_path / "benchmarks.png").exists()
+
+
+@pytest.mark.slow
+def test_quick_distributed_benchmark_runs():
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "distributed.py"), "--quick"],
+                         capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "| 2 | 18,432 |" in run.stdout and "collectives" in run.stdout

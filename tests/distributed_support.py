@@ -1,0 +1,211 @@
+"""Helpers of tests/test_distributed.py: an in-process stand-in for a process group, and the
+checks that spawned gloo processes run (one process group per spawn, many checks in it)."""
+
+from __future__ import annotations
+
+import datetime
+import math
+import threading
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from lmp_theory import paper_parameters
+from solvers import numpy as lmp_np
+from solvers._torch_distributed import Collectives, solve_global
+from solvers._torch_sort import work_dtype
+from solvers.torch import LossMaxPooling, global_pool_traffic, lmp_pool
+
+P_GRID = [1.0, 1.0 + 1e-3, 1.7, 10.0, math.inf]
+RATIOS = [0.0, 0.1, 0.3, 1.0]
+TOL = {torch.float64: 1e-12, torch.float32: 1e-5}
+
+
+class ThreadGroup:
+    """``k`` threads that reduce like the processes of a group (sums in rank order, maxima)."""
+
+    def __init__(self, k: int):
+        self.k, self.barrier, self.slots = k, threading.Barrier(k), [None] * k
+
+    def member(self, rank: int) -> ThreadMember:
+        return ThreadMember(self, rank)
+
+
+class ThreadMember(Collectives):
+    def __init__(self, group: ThreadGroup, rank: int):
+        super().__init__(communicate=False)
+        self.threads, self.rank, self.size = group, rank, group.k
+
+    def _reduce(self, x, op):
+        x = super()._reduce(x, op)  # records the call
+        g = self.threads
+        g.slots[self.rank] = x
+        g.barrier.wait()
+        out = g.slots[0].clone()
+        for y in g.slots[1:]:
+            out = out + y if op == "sum" else torch.maximum(out, y)
+        g.barrier.wait()
+        return out
+
+
+def solve_in_threads(slices, masks, p, ratio, dtype, check_finite=True):
+    """``solve_global`` on each slice in its own thread: per-slice (weights, value, recorded calls)."""
+    group, out, errors = ThreadGroup(len(slices)), [None] * len(slices), []
+
+    def work(rank):
+        try:
+            member = group.member(rank)
+            x = slices[rank].to(work_dtype(dtype, p))
+            pooled = torch.where(masks[rank], x, torch.zeros_like(x))[None]
+            weights, value = solve_global(pooled, masks[rank].sum(), p, ratio, member, check_finite)
+            out[rank] = weights[0], value[0], member.calls
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+            errors.append(exc)
+            group.barrier.abort()
+
+    threads = [threading.Thread(target=work, args=(r,)) for r in range(len(slices))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return out
+
+
+def reference(losses: np.ndarray, mask: np.ndarray, p: float, ratio: float):
+    """The single-process answer on the concatenated pool: NumPy float64 weights and value."""
+    gamma, tau = paper_parameters(max(int(mask.sum()), 1), p, ratio)
+    return (lmp_np.lmp_weights(losses, p, gamma, tau, mask=mask),
+            float(lmp_np.lmp_value(losses, p, gamma, tau, mask=mask)))
+
+
+def relative_errors(weights, value, expected_weights, expected_value, scale=None):
+    """Weight error relative to ``scale`` (default the largest expected weight), value error relative."""
+    scale = max(float(np.max(expected_weights, initial=0.0)) if scale is None else scale, 1e-300)
+    w_err = float(np.max(np.abs(weights - expected_weights), initial=0.0)) / scale
+    return w_err, abs(value - expected_value) / max(abs(expected_value), 1e-300)
+
+
+# ---- spawned gloo processes ---------------------------------------------------------------------
+
+def _batch(seed: int, sizes: list[int], dtype, ignore_share: float, empty_rank: int | None):
+    """The whole batch (same on every process) and each process's slice of images."""
+    g = torch.Generator().manual_seed(seed)
+    total = sum(sizes)
+    losses = (torch.rand(total, 6, 7, generator=g, dtype=torch.float64) * 4).round() / 4  # heavy ties
+    losses = losses * torch.exp(torch.randn(total, 1, 1, generator=g, dtype=torch.float64))
+    mask = torch.rand(total, 6, 7, generator=g) >= ignore_share
+    bounds = np.cumsum([0] + sizes)
+    if empty_rank is not None:
+        mask[bounds[empty_rank]:bounds[empty_rank + 1]] = False
+    return losses.to(dtype), mask, bounds
+
+
+def _check_pool(rank, size, seed, sizes, dtype, p, ratio, empty_rank=None):
+    losses, mask, bounds = _batch(seed, sizes, dtype, 0.2, empty_rank)
+    mine = losses[bounds[rank]:bounds[rank + 1]].clone().requires_grad_(True)
+    value = lmp_pool(mine, p, ratio, mask=mask[bounds[rank]:bounds[rank + 1]], pool="global")
+    value.backward()
+    value = value.detach()
+    weights = mine.grad.reshape(-1).double().numpy() / size  # the gradient is world_size * w
+    values = [torch.zeros((), dtype=dtype) for _ in range(size)]
+    dist.all_gather(values, value)
+    assert all(torch.equal(v, value) for v in values), f"ranks disagree on L: {values}"
+    expected_w, expected_v = reference(losses.double().numpy().reshape(-1), mask.numpy().reshape(-1), p, ratio)
+    lo, hi = bounds[rank] * 42, bounds[rank + 1] * 42
+    w_err, v_err = relative_errors(weights, float(value), expected_w[lo:hi], expected_v, scale=expected_w.max())
+    tol = TOL[dtype]
+    assert w_err <= tol and v_err <= tol, (p, ratio, dtype, sizes, empty_rank, w_err, v_err)
+    # the same pool on one process (pool="batch" of solvers.torch, the concatenation)
+    whole = lmp_pool(losses, p, ratio, mask=mask, pool="batch")
+    assert abs(float(whole) - float(value)) <= tol * max(abs(float(whole)), 1e-300)
+
+
+def _check_traffic(rank, size):
+    """The collectives a call issues are the ones global_pool_traffic lists, for any pool size."""
+    calls, real = [], dist.all_reduce
+
+    def counting(tensor, *args, **kwargs):
+        calls.append(tensor.numel() * tensor.element_size())
+        return real(tensor, *args, **kwargs)
+
+    dist.all_reduce = counting
+    try:
+        for p in (1.0, 1.7, math.inf):
+            for dtype, n in ((torch.float32, 10), (torch.float64, 5000 * (rank + 1))):
+                calls.clear()
+                lmp_pool(torch.rand(1, n, dtype=dtype), p, 0.2, pool="global")
+                plan = global_pool_traffic(p, dtype)
+                assert calls == [b for _, b in plan.calls], (p, dtype, calls, plan)
+    finally:
+        dist.all_reduce = real
+
+
+def _check_errors_raise_everywhere(rank, size):
+    """A NaN on one process, or a p that differs, raises on every process: nobody waits forever."""
+    x = torch.rand(2, 30)
+    if rank == size - 1:
+        x[0, 3] = math.nan
+    try:
+        lmp_pool(x, 1.7, 0.2, pool="global")
+    except ValueError as exc:
+        assert "1 of" in str(exc) and "finite" in str(exc), exc
+    else:
+        raise AssertionError("a NaN on one process was not reported")
+    try:
+        lmp_pool(torch.rand(2, 30), 1.7 + (rank == 0), 0.2, pool="global")
+    except ValueError as exc:
+        assert "same on every process" in str(exc), exc
+    else:
+        raise AssertionError("a p that differs between processes was not reported")
+
+
+def _check_ddp_gradients(rank, size, sizes):
+    """After DDP averages them, parameter gradients equal the single-process run's on the whole batch."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    torch.manual_seed(0)
+    model = torch.nn.Conv2d(3, 5, 3, padding=1).double()
+    single = torch.nn.Conv2d(3, 5, 3, padding=1).double()
+    single.load_state_dict(model.state_dict())
+    ddp = DistributedDataParallel(model)
+    g = torch.Generator().manual_seed(7)
+    bounds = np.cumsum([0] + sizes)
+    images = torch.randn(bounds[-1], 3, 6, 6, generator=g, dtype=torch.float64)
+    target = torch.randint(0, 5, (bounds[-1], 6, 6), generator=g)
+    target[torch.rand(target.shape, generator=g) < 0.2] = 255
+    target[bounds[size - 1]:] = 255  # the last process has no valid pixel
+    mine = slice(bounds[rank], bounds[rank + 1])
+    for p in P_GRID:
+        for ratio in (0.1, 0.5):
+            ddp.zero_grad()
+            single.zero_grad()
+            LossMaxPooling(p, ratio, ignore_index=255, pool="global")(ddp(images[mine]), target[mine]).backward()
+            LossMaxPooling(p, ratio, ignore_index=255, pool="batch")(single(images), target).backward()
+            for a, b in zip(model.parameters(), single.parameters()):
+                err = float((a.grad - b.grad).abs().max()) / max(float(b.grad.abs().max()), 1e-300)
+                assert err <= 1e-12, (p, ratio, err)
+
+
+def worker(rank: int, size: int, store: str) -> None:
+    """One spawned process: every check, in one gloo process group."""
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=size,
+                            timeout=datetime.timedelta(seconds=120))
+    try:
+        uneven = [3, 1, 2][:size] if size < 3 else [3, 1, 2]
+        for dtype in (torch.float64, torch.float32):
+            for i, p in enumerate(P_GRID):
+                for j, ratio in enumerate(RATIOS):
+                    _check_pool(rank, size, 10 * i + j, uneven, dtype, p, ratio)
+                _check_pool(rank, size, 100 + i, [0] + uneven[1:], dtype, p, 0.3)  # a process with no image
+                _check_pool(rank, size, 200 + i, uneven, dtype, p, 0.1, empty_rank=0)  # all ignored on one
+                _check_pool(rank, size, 300 + i, [2, 0, 1][:size], dtype, p, 0.1, empty_rank=size - 1)
+        for i, p in enumerate(P_GRID):  # pools of the single-process select path (n >= 16,384)
+            _check_pool(rank, size, 400 + i, [250] * size, torch.float32, p, 0.1)
+        _check_traffic(rank, size)
+        _check_errors_raise_everywhere(rank, size)
+        _check_ddp_gradients(rank, size, [2, 1, 3][:size])
+    finally:
+        dist.destroy_process_group()
