@@ -128,7 +128,7 @@ class Report:
         if only_failing:
             groups = {k: v for k, v in groups.items() if bad & set(v)}
         statuses = sorted({s for tally in groups.values() for s in tally}, key=lambda s: _RANK.get(s, 99))
-        cells = [[*by, *statuses]] + [[_fmt(k) for k in key] + [str(tally.get(s, "")) for s in statuses]
+        cells = [[*by, *statuses]] + [[_key(k) for k in key] + [str(tally.get(s, "")) for s in statuses]
                                       for key, tally in groups.items()]
         widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
         lines = ["  ".join(c.ljust(w) if i < len(by) else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
@@ -173,6 +173,10 @@ def _fmt(x) -> str:
     if isinstance(x, float):
         return "-" if math.isnan(x) else f"{x:.3g}" if x >= 1e-3 or x == 0 else f"{x:.0e}"
     return str(x)
+
+
+def _key(x) -> str:
+    return f"{x:g}" if isinstance(x, float) else str(x)
 
 
 def _json_number(x):
