@@ -28,6 +28,7 @@ float64, 1e-5 in float32) is widened by the case's conditioning slack.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,6 +58,8 @@ class Verdict:
 
 def as_weights(obj) -> tuple[np.ndarray | None, str]:
     """``(float64 array, "")`` for a real numeric result (NumPy, Torch, lists), else ``(None, why)``."""
+    if obj is None:
+        return None, "returned None instead of weights (does not convert to an array)"
     try:
         if hasattr(obj, "detach") and hasattr(obj, "is_complex"):  # a Torch tensor (bfloat16 included)
             if obj.is_complex():
@@ -72,9 +75,12 @@ def as_weights(obj) -> tuple[np.ndarray | None, str]:
     if arr.dtype.kind == "c":
         return None, f"complex weights (dtype {arr.dtype}); weights must be real"
     if arr.dtype.kind == "O":
-        try:
-            return arr.astype(np.float64), ""
-        except Exception as exc:  # noqa: BLE001  (huge Python ints, None, complex objects...)
+        odd = next((x for x in arr.ravel() if isinstance(x, bool) or not isinstance(x, numbers.Real)), None)
+        if odd is not None:
+            return None, f"weights do not convert to float64 (an element is {type(odd).__name__})"
+        try:  # element by element: NumPy turns ints beyond float64 into inf or NaN without a word
+            return np.array([float(x) for x in arr.ravel()], dtype=np.float64).reshape(arr.shape), ""
+        except Exception as exc:  # noqa: BLE001  (huge Python ints...)
             return None, f"weights do not convert to float64 ({type(exc).__name__}: {exc})"
     return None, f"weights of dtype {arr.dtype} ({type(obj).__name__}); expected real numbers"
 
