@@ -111,8 +111,8 @@ def loss_vectors(*, min_size: int = 1, max_size: int = 8, families=FAMILIES, pos
 
     ``positive``: every loss > 0. ``distinct``: no two losses equal and no exact zero (where the
     value is differentiable). ``bulk``: when above ``max_size``, also draw pools of up to ``bulk``
-    losses (sizes log-uniform, so a few hundred is typical and thousands occasional): a drawn
-    vector expanded by NumPy from a drawn seed, with ties and rescaled copies of its values.
+    losses (up to 300 as often as beyond, so thousands are occasional): a drawn vector expanded by
+    NumPy from a drawn seed, with ties and rescaled copies of its values.
     Shrinks towards a single small integer.
     """
     unknown = set(families) - set(_FAMILY)
@@ -124,7 +124,10 @@ def loss_vectors(*, min_size: int = 1, max_size: int = 8, families=FAMILIES, pos
     vectors = st.one_of(*(_FAMILY[f](size, positive) for f in families)).map(
         lambda xs: np.asarray(xs, dtype=np.float64))
     if bulk > max_size:
-        sizes = st.floats(math.log(max_size + 1), math.log(bulk)).map(lambda x: min(bulk, int(math.exp(x))))
+        middle = min(bulk, max(300, max_size + 1))
+        sizes = st.integers(max_size + 1, middle)
+        if bulk > middle:
+            sizes = st.one_of(sizes, st.integers(middle + 1, bulk))
         vectors = st.one_of(vectors, st.builds(_expand, vectors, sizes, st.integers(0, 2**32 - 1),
                                                st.just(distinct)))
     if positive:
