@@ -118,12 +118,9 @@ def test_bad_arguments_and_raising_layers():
 def test_lmp_verify_pool(tmp_path):
     (tmp_path / "user_layer.py").write_text(
         "from solvers.torch import lmp_pool\n"
-        "def good(l, p, ratio, mask):\n    return lmp_pool(l, p, ratio, mask=mask, reduction='none')\n"
-        "def detached(l, p, ratio, mask):\n    return good(l.detach(), p, ratio, mask)\n")
+        "def detached(l, p, ratio, mask):\n    return lmp_pool(l.detach(), p, ratio, mask=mask, reduction='none')\n")
     run = lambda *args: subprocess.run([sys.executable, "-m", "lmp_theory.cli", "verify", *args], cwd=tmp_path,
                                        capture_output=True, text=True, timeout=300)
-    ok = run("--pool", "user_layer:good")
-    assert ok.returncode == 0 and "CONFORMS" in ok.stdout, ok.stdout + ok.stderr
     bad = run("--pool", "user_layer:detached", "--case", "float32/p=1.7/ratio=0.3")
     assert bad.returncode == 1 and "no-gradient" in bad.stdout and "1 cases" in bad.stdout
     assert "lmp verify --pool user_layer:detached --case float32/p=1.7/ratio=0.3" in bad.stdout

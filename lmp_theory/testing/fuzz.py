@@ -24,7 +24,6 @@ from hypothesis.errors import NoSuchExample
 
 from ..instance import Instance
 from .kit import TIME_LIMIT, run_and_judge
-from .oracle import certificate_answer
 from .report import CaseResult, Report
 from .strategies import instances, loss_vectors
 from .verdict import TOLERANCES
@@ -35,8 +34,7 @@ __all__ = ["check_instance", "fuzz_solver"]
 def check_instance(fn: Callable, instance: Instance, *, dtype=np.float64,
                    time_limit: float | None = TIME_LIMIT) -> CaseResult:
     """Run ``fn`` on one :class:`~lmp_theory.instance.Instance` and judge it against the certificate."""
-    expected = certificate_answer(instance.losses, instance.p, instance.gamma, instance.tau)
-    return run_and_judge(fn, instance.losses, instance.p, instance.gamma, instance.tau, expected, dtype=dtype,
+    return run_and_judge(fn, instance.losses, instance.p, instance.gamma, instance.tau, None, dtype=dtype,
                          time_limit=time_limit, name=f"fuzz n={instance.n} p={instance.p:g}", family="fuzz",
                          ratio=instance.ratio)
 
@@ -103,13 +101,13 @@ def fuzz_solver(fn: Callable, *, examples: int = 200, seed: int = 0, dtype=np.fl
         nonlocal calls
         if _span(instance.losses) > MAX_SPAN:
             reject()
-        try:
-            expected = certificate_answer(instance.losses, instance.p, instance.gamma, instance.tau)
-        except (ArithmeticError, ValueError):  # a problem the oracle cannot judge is not drawn
-            reject()
         calls += 1
-        result = run_and_judge(fn, instance.losses, instance.p, instance.gamma, instance.tau, expected,
-                               dtype=dtype, time_limit=time_limit)
+        try:  # the code under test cannot raise from here (calls are recorded); the oracle can
+            result = run_and_judge(fn, instance.losses, instance.p, instance.gamma, instance.tau, None,
+                                   dtype=dtype, time_limit=time_limit)
+        except (ArithmeticError, ValueError):  # a problem the oracle cannot judge is not drawn
+            calls -= 1
+            reject()
         return result.status not in allowed
 
     config = settings(max_examples=examples, database=None, deadline=None, derandomize=False,

@@ -24,7 +24,7 @@ from ..corpus import Case, cases
 from . import golden
 from .golden import Expected
 from .invoke import call
-from .oracle import expected_answer
+from .oracle import certificate_answer, stored_answer
 from .report import CaseResult, Report
 from .verdict import TOLERANCES, judge
 
@@ -55,14 +55,18 @@ def conformance_cases(*, large: bool = False, names: Iterable[str] | None = None
 
 def check_case(fn: Callable, case: Case, *, dtype=np.float64, time_limit: float | None = TIME_LIMIT) -> CaseResult:
     """Run ``fn`` on one case and classify the result (see the module docs)."""
-    return run_and_judge(fn, case.losses, case.p, case.gamma, case.tau, expected_answer(case), dtype=dtype,
+    return run_and_judge(fn, case.losses, case.p, case.gamma, case.tau, stored_answer(case), dtype=dtype,
                          time_limit=time_limit, name=case.name, family=case.family, ratio=case.ratio)
 
 
-def run_and_judge(fn: Callable, losses: np.ndarray, p: float, gamma: float, tau: float, expected: Expected, *,
-                  dtype=np.float64, time_limit: float | None = TIME_LIMIT, name: str = "", family: str = "",
+def run_and_judge(fn: Callable, losses: np.ndarray, p: float, gamma: float, tau: float, expected: Expected | None,
+                  *, dtype=np.float64, time_limit: float | None = TIME_LIMIT, name: str = "", family: str = "",
                   ratio: float | None = None) -> CaseResult:
-    """Call ``fn`` on ``losses`` in ``dtype`` (exactly representable there) and judge its answer."""
+    """Call ``fn`` on ``losses`` in ``dtype`` (exactly representable there) and judge its answer.
+
+    ``expected=None``: the certificate's answer, its conditioning slack computed only for an
+    answer that fails without it.
+    """
     dtype = np.dtype(dtype)
     base = dict(name=name, family=family, n=int(losses.size), p=p, ratio=ratio)
     with np.errstate(over="ignore"):
@@ -73,7 +77,13 @@ def run_and_judge(fn: Callable, losses: np.ndarray, p: float, gamma: float, tau:
                           message=f"no answer within the time limit of {time_limit:g} s")
     if outcome.error:
         return CaseResult(**base, status="raised", message=outcome.error, output=outcome.output)
-    verdict = judge(outcome.value, losses, p, gamma, tau, expected, TOLERANCES[dtype])
+    if expected is None:
+        verdict = judge(outcome.value, losses, p, gamma, tau, certificate_answer(losses, p, gamma, tau, slack=False),
+                        TOLERANCES[dtype])
+        if verdict.status != "pass":
+            expected = certificate_answer(losses, p, gamma, tau)
+    if expected is not None:
+        verdict = judge(outcome.value, losses, p, gamma, tau, expected, TOLERANCES[dtype])
     return CaseResult(**base, status=verdict.status, value_error=verdict.value_error,
                       weight_error=verdict.weight_error, violation=verdict.violation, message=verdict.message,
                       value_tol=verdict.value_tol, weight_tol=verdict.weight_tol, output=outcome.output)
