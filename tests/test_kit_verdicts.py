@@ -1,6 +1,5 @@
 """Verdicts that are never wrong: each defect of the kit's first version, with the input that showed it."""
 
-import math
 import sys
 import threading
 import time

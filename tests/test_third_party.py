@@ -10,7 +10,6 @@ import math
 import warnings
 
 import numpy as np
-import pytest
 
 from lmp_theory.testing import check_solver, conformance_cases
 from lmp_theory.testing.golden import load

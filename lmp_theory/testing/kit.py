@@ -15,7 +15,6 @@ evaluation of the closed form stored in ``golden.npz`` for the corpus, and the d
 
 from __future__ import annotations
 
-import math
 from typing import Callable, Iterable
 
 import numpy as np
