@@ -103,6 +103,12 @@ def test_a_hanging_solver_times_out_and_the_kit_goes_on():
     assert time.perf_counter() - started < 5
 
 
+def test_time_limit_must_be_positive():
+    for bad in (0, -1.0, float("nan"), "10"):
+        with pytest.raises(ValueError, match="time_limit"):
+            check_case(lmp_weights, CASES[0], time_limit=bad)
+
+
 def test_time_limit_outside_the_main_thread():
     box = {}
     thread = threading.Thread(target=lambda: box.setdefault("call", call(time.sleep, 5, time_limit=0.2)))

@@ -49,6 +49,8 @@ class _TimeLimit(BaseException):
 def call(fn: Callable, *args, time_limit: float | None = None) -> Call:
     """Run ``fn(*args)`` and record what happened (see the module docs). ``time_limit`` in seconds;
     ``None`` or ``inf``: no limit."""
+    if time_limit is not None and not (isinstance(time_limit, (int, float)) and time_limit > 0):
+        raise ValueError(f"time_limit must be a number of seconds > 0 (inf: no limit) or None, got {time_limit!r}")
     limit = None if time_limit is None or math.isinf(time_limit) else float(time_limit)
     out, err = io.StringIO(), io.StringIO()
     started = time.perf_counter()
