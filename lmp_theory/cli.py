@@ -62,18 +62,18 @@ def _verify_third_party(args) -> int:
     flags = (f" --dtype {args.dtype}" if args.dtype != "float64" else "") + (" --batched" if args.batched else "") \
         + (f" --torch --device {args.device}" if args.torch else "") + (" --any-maximizer" if args.any_maximizer else "")
     command = f"lmp verify --solver {args.solver}{flags}"
-    if args.fuzz is not None:
-        report = fuzz_solver(fn, examples=args.fuzz, seed=args.seed, dtype=np.dtype(args.dtype),
-                             canonical=not args.any_maximizer, time_limit=args.time_limit, name=args.solver,
-                             command=f"{command} --fuzz {args.fuzz} --seed {args.seed}")
-        return _print_report(report, args)
-    selected = conformance_cases(large=args.large, names=args.case, families=args.family, p=args.p)
-    if not selected:
-        raise SystemExit("lmp verify: --case/--family/--p select no case of the corpus")
     try:
+        if args.fuzz is not None:
+            report = fuzz_solver(fn, examples=args.fuzz, seed=args.seed, dtype=np.dtype(args.dtype),
+                                 canonical=not args.any_maximizer, time_limit=args.time_limit, name=args.solver,
+                                 command=f"{command} --fuzz {args.fuzz} --seed {args.seed}")
+            return _print_report(report, args)
+        selected = conformance_cases(large=args.large, names=args.case, families=args.family, p=args.p)
+        if not selected:
+            raise SystemExit("lmp verify: --case/--family/--p select no case of the corpus")
         report = check_solver(fn, dtype=np.dtype(args.dtype), cases=selected, canonical=not args.any_maximizer,
                               name=args.solver, time_limit=args.time_limit, command=command)
-    except ValueError as exc:
+    except ValueError as exc:  # bad --fuzz, --time-limit...
         raise SystemExit(f"lmp verify: {exc}") from None
     return _print_report(report, args)
 
@@ -148,6 +148,8 @@ def _claims(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .testing.kit import TIME_LIMIT
+
     parser = argparse.ArgumentParser(prog="lmp", description="Loss max-pooling: theory and verification toolkit.")
     sub = parser.add_subparsers(dest="command", required=True)
     verify = sub.add_parser("verify", help="check the built-in solvers against the exact cvxpy reference")
@@ -170,8 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     verify.add_argument("--p", action="append", type=float, help="with --solver: only this p (repeatable; inf allowed)")
     verify.add_argument("--fuzz", type=int, metavar="N", help="with --solver: fuzz with N drawn problems instead")
     verify.add_argument("--seed", type=int, default=0, help="with --fuzz: the seed (default 0)")
-    verify.add_argument("--time-limit", type=float, default=10.0, metavar="S",
-                        help="with --solver/--pool: seconds per case before 'timeout' (default 10)")
+    verify.add_argument("--time-limit", type=float, default=TIME_LIMIT, metavar="S",
+                        help=f"with --solver/--pool: seconds per case before 'timeout' (default {TIME_LIMIT:g})")
     verify.add_argument("--json", action="store_true", help="with --solver/--pool: the report as JSON")
     verify.add_argument("-v", "--verbose", action="store_true",
                         help="with --solver/--pool: every case, the full breakdown and the code's captured output")

@@ -106,3 +106,5 @@ def test_cli_survives_sys_exit_and_refuses_empty_choices(user_module):
     assert empty.returncode != 0 and "--solver must look like" in empty.stderr
     nothing = run(user_module, "--solver", "user_kit:chatty", "--family", "no-such-family")
     assert nothing.returncode != 0 and "select no case" in nothing.stderr
+    bad = run(user_module, "--solver", "user_kit:chatty", "--fuzz", "0")
+    assert bad.returncode != 0 and "examples must be an int >= 1" in bad.stderr
