@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     verify.add_argument("--dtype", choices=["float64", "float32"], default="float64", help="with --solver")
     verify.add_argument("--batched", action="store_true", help="with --solver: fn takes (..., n) batches")
     verify.add_argument("--torch", action="store_true", help="with --solver: fn takes and returns tensors")
-    verify.add_argument("--device", default="cpu", help="with --torch: the tensors' device")
+    verify.add_argument("--device", default="cpu", help="with --torch or --pool: the tensors' device")
     verify.add_argument("--any-maximizer", action="store_true",
                         help="with --solver: accept optimal but non-canonical weights")
     verify.add_argument("--pool", metavar="MODULE:FUNCTION",
