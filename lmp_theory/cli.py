@@ -12,46 +12,92 @@ import numpy as np
 __all__ = ["main"]
 
 
-def _load_function(spec: str):
+def _load_function(spec: str, option: str = "--solver"):
     """``package.module:function`` -> the function (the current directory is importable)."""
     import importlib
 
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
-        raise SystemExit(f"lmp verify: --solver must look like package.module:function, got {spec!r}")
+        raise SystemExit(f"lmp verify: {option} must look like package.module:function, got {spec!r}")
     if "" not in sys.path:
         sys.path.insert(0, "")
     try:
         obj = importlib.import_module(module_name)
         for part in attr.split("."):
             obj = getattr(obj, part)
-    except (ImportError, AttributeError) as exc:
-        raise SystemExit(f"lmp verify: cannot load {spec!r}: {exc}") from None
+    except (Exception, SystemExit) as exc:  # noqa: BLE001  (a module that fails or exits on import)
+        raise SystemExit(f"lmp verify: cannot load {spec!r}: {type(exc).__name__}: {exc}") from None
     if not callable(obj):
         raise SystemExit(f"lmp verify: {spec!r} is not callable")
     return obj
 
 
+def _print_report(report, args) -> int:
+    import json
+
+    if args.json:
+        print(json.dumps(report.as_json(), indent=2))
+        return 0 if report.passed else 1
+    print(report.summary())
+    if report.counterexample is not None:
+        print(f"\ncounterexample (shrunk): {report.counterexample!r}\n\nreproduce in Python:\n{report.code}\n")
+    if not report.passed or args.verbose:
+        if report.examples is None:
+            by = ("family", "p", "ratio") if args.verbose else ("family", "p")
+            print(f"\nby {', '.join(by)}{' (groups with failures)' if not args.verbose else ''}:")
+            print(report.breakdown_table(by, only_failing=not args.verbose))
+            print()
+        print(report.table(only_failing=not args.verbose, limit=args.show, verbose=args.verbose))
+    return 0 if report.passed else 1
+
+
 def _verify_third_party(args) -> int:
-    from .testing import batched, check_solver, conformance_cases, torch_solver
+    from .testing import batched, check_solver, conformance_cases, fuzz_solver, torch_solver
 
     fn = _load_function(args.solver)
     if args.batched:
         fn = batched(fn)
     if args.torch:
         fn = torch_solver(fn, device=args.device)
-    dtype = np.dtype(args.dtype)
-    report = check_solver(fn, dtype=dtype, cases=conformance_cases(large=args.large),
-                          canonical=not args.any_maximizer, name=args.solver)
-    print(report.summary())
-    if not report.passed:
-        print(report.table(limit=args.show))
-    return 0 if report.passed else 1
+    flags = (f" --dtype {args.dtype}" if args.dtype != "float64" else "") + (" --batched" if args.batched else "") \
+        + (f" --torch --device {args.device}" if args.torch else "") + (" --any-maximizer" if args.any_maximizer else "")
+    command = f"lmp verify --solver {args.solver}{flags}"
+    try:
+        if args.fuzz is not None:
+            report = fuzz_solver(fn, examples=args.fuzz, seed=args.seed, dtype=np.dtype(args.dtype),
+                                 canonical=not args.any_maximizer, time_limit=args.time_limit, name=args.solver,
+                                 command=f"{command} --fuzz {args.fuzz} --seed {args.seed}")
+            return _print_report(report, args)
+        selected = conformance_cases(large=args.large, names=args.case, families=args.family, p=args.p)
+        if not selected:
+            raise SystemExit("lmp verify: --case/--family/--p select no case of the corpus")
+        report = check_solver(fn, dtype=np.dtype(args.dtype), cases=selected, canonical=not args.any_maximizer,
+                              name=args.solver, time_limit=args.time_limit, command=command)
+    except ValueError as exc:  # bad --fuzz, --time-limit...
+        raise SystemExit(f"lmp verify: {exc}") from None
+    return _print_report(report, args)
+
+
+def _verify_pool(args) -> int:
+    from .testing import check_pool
+
+    fn = _load_function(args.pool, "--pool")
+    command = f"lmp verify --pool {args.pool}" + (f" --device {args.device}" if args.device != "cpu" else "")
+    try:
+        report = check_pool(fn, device=args.device, names=args.case, time_limit=args.time_limit, name=args.pool,
+                            command=command)
+    except ValueError as exc:
+        raise SystemExit(f"lmp verify: {exc}") from None
+    return _print_report(report, args)
 
 
 def _verify(args) -> int:
-    if args.solver:
+    if args.solver is not None and args.pool is not None:
+        raise SystemExit("lmp verify: give --solver or --pool, not both")
+    if args.solver is not None:
         return _verify_third_party(args)
+    if args.pool is not None:
+        return _verify_pool(args)
     from . import __version__
     from .corpus import cases
     from .verify import builtin_solvers, compute_references, format_table, measure, reference_row
@@ -114,21 +160,35 @@ def _positive_int(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .testing.kit import TIME_LIMIT
+
     parser = argparse.ArgumentParser(prog="lmp", description="Loss max-pooling: theory and verification toolkit.")
     sub = parser.add_subparsers(dest="command", required=True)
     verify = sub.add_parser("verify", help="check the built-in solvers against the exact cvxpy reference")
     verify.add_argument("--full", action="store_true", help="every p with every ratio (about 1,100 cases; slower)")
     verify.add_argument("--large", action="store_true", help="add pools of 2^16 and 2^20 losses (certificate-checked)")
     verify.add_argument("--no-torch", action="store_true", help="leave out the Torch backend")
-    verify.add_argument("--show", type=int, default=10, help="failing cases to list per solver (default 10)")
+    verify.add_argument("--show", type=int, default=20, help="failing cases to list (default 20)")
     verify.add_argument("--solver", metavar="MODULE:FUNCTION",
                         help="run the conformance kit on fn(losses, p, gamma, tau) -> weights instead")
     verify.add_argument("--dtype", choices=["float64", "float32"], default="float64", help="with --solver")
     verify.add_argument("--batched", action="store_true", help="with --solver: fn takes (..., n) batches")
     verify.add_argument("--torch", action="store_true", help="with --solver: fn takes and returns tensors")
-    verify.add_argument("--device", default="cpu", help="with --torch: the tensors' device")
+    verify.add_argument("--device", default="cpu", help="with --torch or --pool: the tensors' device")
     verify.add_argument("--any-maximizer", action="store_true",
                         help="with --solver: accept optimal but non-canonical weights")
+    verify.add_argument("--pool", metavar="MODULE:FUNCTION",
+                        help="check a loss layer fn(losses (pools, n), p, ratio, mask) -> values, gradients included")
+    verify.add_argument("--case", action="append", metavar="NAME", help="with --solver/--pool: only this case (repeatable)")
+    verify.add_argument("--family", action="append", help="with --solver: only this family (repeatable)")
+    verify.add_argument("--p", action="append", type=float, help="with --solver: only this p (repeatable; inf allowed)")
+    verify.add_argument("--fuzz", type=int, metavar="N", help="with --solver: fuzz with N drawn problems instead")
+    verify.add_argument("--seed", type=int, default=0, help="with --fuzz: the seed (default 0)")
+    verify.add_argument("--time-limit", type=float, default=TIME_LIMIT, metavar="S",
+                        help=f"with --solver/--pool: seconds per case before 'timeout' (default {TIME_LIMIT:g})")
+    verify.add_argument("--json", action="store_true", help="with --solver/--pool: the report as JSON")
+    verify.add_argument("-v", "--verbose", action="store_true",
+                        help="with --solver/--pool: every case, the full breakdown and the code's captured output")
     claims = sub.add_parser("claims", help="check the theory's claims symbolically (sympy) and numerically")
     claims.add_argument("ids", nargs="*", help="claim ids to run (default: all)")
     claims.add_argument("--json", action="store_true", help="JSON objects: id, statement, hypotheses, symbolic, numeric, searched")

@@ -5,7 +5,7 @@ families cover what public LMP code gets wrong: exact zeros and ties, many tiny 
 float32's 1.2e-7), all-zero and all-negative pools, a single loss, ranges from 1e-30 to 1e30
 (and, in float64 only, 1e-300 to 1e300 and subnormals), one huge outlier, ``tau`` above
 ``gamma``, and ``p`` from 1 to 1e6 and infinity. Losses of cases marked ``float32`` are exactly
-representable in float32, so one float64 reference serves both precisions.
+representable in float32 (checked, not declared), so one float64 reference serves both precisions.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ class Case:
 
     ``family`` groups cases by what they stress; ``ratio`` is the paper's ratio when
     ``(gamma, tau)`` came from :func:`~lmp_theory.paper_parameters` (None otherwise);
-    ``float32`` says whether the losses are exactly representable in float32.
+    ``float32`` says whether the losses are exactly representable in float32 (and, for float32
+    runs, whether the case is used).
     """
 
     name: str
@@ -57,42 +58,47 @@ def _powers_of_ten(exponents: np.ndarray) -> np.ndarray:
     return np.array([10.0 ** float(x) for x in exponents])
 
 
+def _representable_in_float32(x: np.ndarray) -> bool:
+    with np.errstate(over="ignore"):
+        return bool(np.array_equal(x.astype(np.float32).astype(np.float64), x))
+
+
 def _families(rng: np.random.Generator, large: bool):
-    """(family, label, losses, float32-representable) for every loss vector of the corpus."""
+    """(family, label, losses) for every loss vector of the corpus."""
     out = []
     for n, scale in [(1, 1.0), (2, 1.0), (7, 1e-3), (50, 1.0), (300, 1e3)]:
-        out.append(("random", f"normal-n{n}-s{scale:g}", _f32(scale * rng.standard_normal(n)), True))
-    out.append(("random", "exponential-n200", _f32(rng.exponential(1.0, 200)), True))
-    out.append(("random", "lognormal-n500", _f32(rng.lognormal(0.0, 3.0, 500)), True))
-    out.append(("ties", "ties-0to3-n60", rng.integers(0, 4, 60).astype(np.float64), True))
-    out.append(("ties", "ties-all-equal-n40", np.full(40, 2.5), True))
+        out.append(("random", f"normal-n{n}-s{scale:g}", _f32(scale * rng.standard_normal(n))))
+    out.append(("random", "exponential-n200", _f32(rng.exponential(1.0, 200))))
+    out.append(("random", "lognormal-n500", _f32(rng.lognormal(0.0, 3.0, 500))))
+    out.append(("ties", "ties-0to3-n60", rng.integers(0, 4, 60).astype(np.float64)))
+    out.append(("ties", "ties-all-equal-n40", np.full(40, 2.5)))
     zeros = _f32(rng.exponential(1.0, 80))
     zeros[rng.random(80) < 0.4] = 0.0
-    out.append(("zeros", "exact-zeros-n80", zeros, True))
+    out.append(("zeros", "exact-zeros-n80", zeros))
     for share in (0.25, 0.5, 0.75):
         n = 120
         x = _f32(rng.uniform(0.1, 3.0, n))
         tiny = rng.permutation(n)[: int(share * n)]
         x[tiny] = _f32(rng.uniform(1e-12, 1.19e-7, tiny.size))
-        out.append(("tiny", f"tiny-{int(share * 100)}pct-n{n}", x, True))
-    out.append(("degenerate", "all-zero-n10", np.zeros(10), True))
-    out.append(("degenerate", "all-negative-n10", -_f32(rng.uniform(0.1, 2.0, 10)), True))
-    out.append(("degenerate", "mixed-sign-n30", _f32(rng.standard_normal(30)), True))
-    out.append(("degenerate", "single-n1", np.array([1.75]), True))
-    out.append(("extreme", "range-1e-30-1e30-n100", _f32(_powers_of_ten(rng.uniform(-30, 30, 100))), True))
-    out.append(("extreme", "range-1e-300-1e300-n100", _powers_of_ten(rng.uniform(-300, 300, 100)), False))
+        out.append(("tiny", f"tiny-{int(share * 100)}pct-n{n}", x))
+    out.append(("degenerate", "all-zero-n10", np.zeros(10)))
+    out.append(("degenerate", "all-negative-n10", -_f32(rng.uniform(0.1, 2.0, 10))))
+    out.append(("degenerate", "mixed-sign-n30", _f32(rng.standard_normal(30))))
+    out.append(("degenerate", "single-n1", np.array([1.75])))
+    out.append(("extreme", "range-1e-30-1e30-n100", _f32(_powers_of_ten(rng.uniform(-30, 30, 100)))))
+    out.append(("extreme", "range-1e-300-1e300-n100", _powers_of_ten(rng.uniform(-300, 300, 100))))
     sub = np.concatenate([rng.uniform(1, 100, 20) * 5e-324, [1e-310, 3e-309]])
-    out.append(("extreme", "subnormal-n22", sub, False))
-    out.append(("extreme", "huge-1e300-n50", rng.uniform(0.5, 1.0, 50) * 1e300, False))
+    out.append(("extreme", "subnormal-n22", sub))
+    out.append(("extreme", "huge-1e300-n50", rng.uniform(0.5, 1.0, 50) * 1e300))
     outlier = _f32(rng.uniform(0.0, 1.0, 100))
     outlier[17] = 1e12
-    out.append(("outlier", "outlier-1e12-n100", outlier, True))
+    out.append(("outlier", "outlier-1e12-n100", outlier))
     if large:
         for n in (2**16, 2**20):
             x = _f32(rng.exponential(1.0, n))
             tiny = rng.random(n) < 0.3
             x[tiny] = _f32(rng.uniform(0.0, 1e-7, int(np.count_nonzero(tiny))))
-            out.append(("large", f"exponential-n{n}", x, True))
+            out.append(("large", f"exponential-n{n}", x))
     return out
 
 
@@ -113,7 +119,8 @@ def cases(*, full: bool = False, large: bool = False, seed: int = 20170404) -> l
     """
     rng = np.random.default_rng(seed)
     out: list[Case] = []
-    for index, (family, label, losses, f32) in enumerate(_families(rng, large)):
+    for index, (family, label, losses) in enumerate(_families(rng, large)):
+        f32 = _representable_in_float32(losses)
         if full:
             grid = list(itertools.product(P_VALUES, RATIOS))
         else:
@@ -127,13 +134,14 @@ def cases(*, full: bool = False, large: bool = False, seed: int = 20170404) -> l
         for gamma, tau in [(1.0, 2.0), (0.5, 0.05), (3.0, math.inf), (2.0, 1e-3)]:
             name = f"explicit-n64/p={p:g}/gamma={gamma:g}/tau={tau:g}"
             family = "tau-above-gamma" if tau > gamma else "explicit"
-            out.append(Case(name, family, explicit, p, gamma, tau, None, True))
+            out.append(Case(name, family, explicit, p, gamma, tau, None, _representable_in_float32(explicit)))
     return out
 
 
-def case_by_name(name: str, **kwargs) -> Case:
-    """Look up one case of :func:`cases` (same keyword arguments) by its name."""
-    for case in cases(**kwargs):
-        if case.name == name:
-            return case
+def case_by_name(name: str, *, seed: int = 20170404) -> Case:
+    """Look up any case of the corpus by its name: standard, full or large (for ``seed``)."""
+    for large in (False, True):
+        for case in cases(full=True, large=large, seed=seed):
+            if case.name == name:
+                return case
     raise KeyError(f"no corpus case named {name!r}")

@@ -99,16 +99,16 @@ def first_tie_takes_all(l, p, g, t):
 
 
 # (broken solver, the status its bug must produce, every status it may produce)
-ANY = {"suboptimal", "infeasible", "non-finite", "raised", "optimal-not-canonical"}
+ANY = {"suboptimal", "infeasible", "non-finite", "raised", "wrong-weights"}
 GALLERY = [
     (two_percent_over, "infeasible", {"infeasible"}),
     (zero_when_many_tiny, "suboptimal", {"suboptimal"}),
     (raw_powers, "non-finite", ANY),  # overflow: non-finite; underflow: wrong values; Python's ** raises
     (weights_on_negatives, "suboptimal", {"suboptimal", "infeasible"}),
-    (p_inf_as_max_pooling, "suboptimal", {"suboptimal", "optimal-not-canonical"}),  # same value where the rest is ~0
-    (float32_inside, "suboptimal", {"suboptimal", "infeasible", "raised", "optimal-not-canonical"}),  # 1e300 -> inf
+    (p_inf_as_max_pooling, "suboptimal", {"suboptimal", "wrong-weights"}),  # same value where the rest is ~0
+    (float32_inside, "suboptimal", {"suboptimal", "infeasible", "raised", "wrong-weights"}),  # 1e300 -> inf
     # a near-optimal threshold: the value may pass to tolerance while the weights do not (first order in t)
-    (coarse_bisection, "suboptimal", {"suboptimal", "infeasible", "optimal-not-canonical"}),
+    (coarse_bisection, "suboptimal", {"suboptimal", "infeasible", "wrong-weights"}),
 ]
 
 

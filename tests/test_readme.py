@@ -16,11 +16,18 @@ def test_readme_has_examples():
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_readme_example_runs(index, monkeypatch, tmp_path):
     if "from my_package" in BLOCKS[index]:  # the conformance-kit pattern: run it on our own solver
-        (tmp_path / "my_package.py").write_text("from solvers.numpy import lmp_weights as my_lmp_weights\n")
+        (tmp_path / "my_package.py").write_text(
+            "from solvers.numpy import lmp_weights as my_lmp_weights\n"
+            "from solvers.torch import lmp_pool\n"
+            "def my_lmp_layer(losses, p, ratio, mask):\n"
+            "    return lmp_pool(losses, p, ratio, mask=mask, reduction='none')\n")
         monkeypatch.syspath_prepend(str(tmp_path))
         namespace = {}
         exec(compile(BLOCKS[index], "README", "exec"), namespace)
         namespace["test_conforms"]()
+        for name in ("test_layer", "test_fuzz"):
+            if name in namespace:
+                namespace[name]()
         cases = namespace["conformance_cases"]()[:20]
         for case in cases:
             namespace["test_case"](case)

@@ -1,12 +1,23 @@
-"""Conformance kit: test any LMP implementation against exact answers (see :mod:`.kit`).
+"""Conformance kit: test any LMP implementation against exact answers.
+
+* :func:`check_solver` / :func:`assert_conforms` / :func:`check_case` (:mod:`.kit`): a weight
+  function ``fn(losses, p, gamma, tau) -> weights`` on the corpus of hard cases;
+* :func:`check_pool` / :func:`assert_pool_conforms` (:mod:`.pool`): an autograd loss layer
+  ``fn(losses, p, ratio, mask) -> values``, gradients included;
+* :func:`fuzz_solver` (:mod:`.fuzz`): a weight function on problems drawn by hypothesis from
+  :mod:`.strategies`, the failure shrunk to the smallest problem.
 
 Typical use in your own test suite::
 
     import pytest
-    from lmp_theory.testing import assert_conforms, check_case, conformance_cases
+    from lmp_theory.testing import assert_conforms, check_case, conformance_cases, fuzz_solver
 
     def test_my_solver_conforms():
-        assert_conforms(my_lmp_weights)                 # the whole corpus, one readable failure table
+        assert_conforms(my_lmp_weights)                 # the whole corpus, one readable failure report
+
+    def test_my_solver_survives_fuzzing():
+        report = fuzz_solver(my_lmp_weights, examples=300)
+        assert report.passed, report.summary()          # .counterexample, .code reproduce a failure
 
     @pytest.mark.parametrize("case", conformance_cases(), ids=lambda c: c.name)
     def test_my_solver_case(case):                      # or: every case its own test
@@ -14,11 +25,10 @@ Typical use in your own test suite::
         assert result.status == "pass", result
 """
 
+from .fuzz import check_instance, fuzz_solver
 from .kit import (
     STATUSES,
-    TOLERANCES,
-    CaseResult,
-    Report,
+    TIME_LIMIT,
     assert_conforms,
     batched,
     check_case,
@@ -26,6 +36,10 @@ from .kit import (
     conformance_cases,
     torch_solver,
 )
+from .pool import POOL_STATUSES, assert_pool_conforms, check_pool
+from .report import CaseResult, Report
+from .verdict import TOLERANCES
 
-__all__ = ["STATUSES", "TOLERANCES", "CaseResult", "Report", "assert_conforms", "batched", "check_case",
-           "check_solver", "conformance_cases", "torch_solver"]
+__all__ = ["STATUSES", "POOL_STATUSES", "TIME_LIMIT", "TOLERANCES", "CaseResult", "Report", "assert_conforms",
+           "assert_pool_conforms", "batched", "check_case", "check_instance", "check_pool", "check_solver",
+           "conformance_cases", "fuzz_solver", "torch_solver"]

@@ -1,174 +1,95 @@
 """The conformance kit: regression-test any LMP implementation against the exact answers.
 
-``check_solver(fn)`` runs ``fn(losses, p, gamma, tau) -> weights`` on the corpus and classifies
-every case:
+``check_solver(fn)`` runs ``fn(losses, p, gamma, tau) -> weights`` on the corpus and gives every
+case one status (:mod:`.verdict` has the full list and the tolerances): ``pass``,
+``optimal-not-canonical`` (a failure only when canonical weights are demanded, as gradients need),
+``wrong-weights``, ``suboptimal``, ``infeasible``, ``non-finite``, ``wrong-shape``, ``wrong-type``,
+``timeout`` (the case ran past the time limit) or ``raised`` (an exception, ``sys.exit`` included).
+What the implementation prints is captured, not mixed into the report (``Report.table(verbose=True)``
+shows it).
 
-================================  ==================================================================
-``pass``                          feasible, optimal and canonical, to the dtype's tolerance
-``optimal-not-canonical``         the value is optimal but the weights are another maximizer; a
-                                  failure only when ``canonical=True`` (needed for gradients)
-``suboptimal``                    feasible but the value is below the optimum
-``infeasible``                    weights negative, above ``tau`` or over the norm budget
-``non-finite``                    NaN or infinite weights
-``wrong-shape``                   weights not of the losses' shape
-``raised``                        ``fn`` raised an exception
-================================  ==================================================================
-
-Expected answers come from paths independent of the solvers: the mpmath evaluation of the closed
-form stored in ``golden.npz`` for the small cases, and the duality certificate (an exact dual
-bound and the threshold that fixes the canonical weights) for the large pools. Tolerances follow
-the dtype (``../shared/SPEC.md`` section 7): 1e-10 in float64, 1e-5 in float32, plus the case's
-conditioning slack (see :mod:`lmp_theory.testing.golden`).
+Expected answers come from paths independent of the solvers (:mod:`.oracle`): the mpmath
+evaluation of the closed form stored in ``golden.npz`` for the corpus, and the duality certificate
+(an exact dual bound and the threshold that fixes the canonical weights) for the large pools.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 
-from ..certificate import certify
 from ..corpus import Case, cases
 from . import golden
+from .golden import Expected
+from .invoke import call
+from .oracle import certificate_answer, stored_answer
+from .report import CaseResult, Report
+from .verdict import TOLERANCES, judge
 
-STATUSES = ("pass", "optimal-not-canonical", "suboptimal", "infeasible", "non-finite", "wrong-shape", "raised")
-TOLERANCES = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-5}
-EXACT_MAX_N = 5000  # larger pools are checked against the certificate, not an mpmath evaluation
-
-
-@dataclass(frozen=True)
-class CaseResult:
-    """The verdict on one case, with the measured errors (relative; NaN where not measured)."""
-
-    name: str
-    family: str
-    n: int
-    p: float
-    status: str
-    value_error: float = math.nan
-    weight_error: float = math.nan
-    violation: float = math.nan
-    message: str = ""
+STATUSES = ("pass", "optimal-not-canonical", "wrong-weights", "suboptimal", "infeasible", "non-finite",
+            "wrong-shape", "wrong-type", "timeout", "raised")
+TIME_LIMIT = 10.0  # seconds per case
 
 
-@dataclass
-class Report:
-    """All case verdicts of one solver; ``passed`` is False on any failing status."""
+def conformance_cases(*, large: bool = False, names: Iterable[str] | None = None,
+                      families: Iterable[str] | None = None, p: Iterable[float] | None = None) -> list[Case]:
+    """The kit's cases: the full corpus (about 1,100, golden answers), optionally the large pools.
 
-    solver: str
-    dtype: np.dtype
-    canonical: bool
-    results: list[CaseResult] = field(default_factory=list)
-
-    def counts(self) -> dict[str, int]:
-        return {s: sum(r.status == s for r in self.results) for s in STATUSES if any(r.status == s for r in self.results)}
-
-    def failing(self) -> list[CaseResult]:
-        allowed = {"pass"} if self.canonical else {"pass", "optimal-not-canonical"}
-        return [r for r in self.results if r.status not in allowed]
-
-    @property
-    def passed(self) -> bool:
-        return not self.failing()
-
-    def summary(self) -> str:
-        counts = ", ".join(f"{k} {v}" for k, v in self.counts().items())
-        verdict = "CONFORMS" if self.passed else "DOES NOT CONFORM"
-        demand = "canonical weights demanded" if self.canonical else "any optimal weights accepted"
-        return f"{self.solver} [{self.dtype}, {demand}]: {len(self.results)} cases: {counts} -> {verdict}"
-
-    def table(self, only_failing: bool = True, limit: int = 40) -> str:
-        rows = self.failing() if only_failing else self.results
-        head = f"{'case':58} {'status':22} {'value err':>9} {'weight err':>10} {'violation':>9}"
-        lines = [head, "-" * len(head)]
-        for r in rows[:limit]:
-            lines.append(f"{r.name[:58]:58} {r.status:22} {r.value_error:9.1e} {r.weight_error:10.1e} {r.violation:9.1e}"
-                         + (f"  {r.message[:60]}" if r.message else ""))
-        if len(rows) > limit:
-            lines.append(f"... and {len(rows) - limit} more")
-        return "\n".join(lines)
-
-
-def conformance_cases(*, large: bool = False) -> list[Case]:
-    """The kit's cases: the full corpus (about 1,100, golden answers) and optionally large pools."""
+    ``names``, ``families`` and ``p`` keep only the cases with those names, families or exponents;
+    naming a large pool selects it without ``large=True``.
+    """
+    names = None if names is None else set(names)
     out = golden.golden_cases()
-    if large:
+    if large or (names is not None and not names <= {c.name for c in out}):
         out += [c for c in cases(large=True) if c.family == "large"]
+    if names is not None:
+        out = [c for c in out if c.name in names]
+    if families is not None:
+        out = [c for c in out if c.family in set(families)]
+    if p is not None:
+        out = [c for c in out if c.p in {float(x) for x in p}]
     return out
 
 
-def _canonical_from_threshold(l: np.ndarray, p: float, gamma: float, tau: float, t: float) -> np.ndarray:
-    """Canonical weights from the certificate's threshold t* (used for pools without golden answers)."""
-    lp = np.maximum(l, 0.0)
-    if math.isinf(p):
-        return np.where(lp > 0, min(gamma, tau), 0.0)
-    if p == 1.0:
-        above, tied = np.count_nonzero(lp > t), np.count_nonzero((lp == t) & (lp > 0))
-        share = min(tau, (gamma - (tau * above if above else 0.0)) / max(tied, 1))
-        return np.where(lp > t, tau, np.where((lp == t) & (lp > 0), share, 0.0))
-    q = p / (p - 1.0)
-    if math.isinf(t):  # no cap: Hölder's weighting
-        top = lp.max()
-        shape = (lp / top) ** (q - 1.0)
-        return gamma * shape / np.sum((lp / top) ** q) ** (1.0 / p)
-    with np.errstate(divide="ignore"):
-        return np.where(lp > 0, tau * np.minimum(1.0, lp / t) ** (q - 1.0), 0.0) if t > 0 else np.where(lp > 0, tau, 0.0)
-
-
-_GOLDEN_CACHE: dict | None = None
-
-
-def _golden() -> dict:
-    global _GOLDEN_CACHE
-    if _GOLDEN_CACHE is None:
-        _GOLDEN_CACHE = golden.load()
-    return _GOLDEN_CACHE
-
-
-def check_case(fn: Callable, case: Case, *, dtype=np.float64) -> CaseResult:
+def check_case(fn: Callable, case: Case, *, dtype=np.float64, time_limit: float | None = TIME_LIMIT) -> CaseResult:
     """Run ``fn`` on one case and classify the result (see the module docs)."""
+    return run_and_judge(fn, case.losses, case.p, case.gamma, case.tau, stored_answer(case), dtype=dtype,
+                         time_limit=time_limit, name=case.name, family=case.family, ratio=case.ratio)
+
+
+def run_and_judge(fn: Callable, losses: np.ndarray, p: float, gamma: float, tau: float, expected: Expected | None,
+                  *, dtype=np.float64, time_limit: float | None = TIME_LIMIT, name: str = "", family: str = "",
+                  ratio: float | None = None) -> CaseResult:
+    """Call ``fn`` on ``losses`` in ``dtype`` (exactly representable there) and judge its answer.
+
+    ``expected=None``: the certificate's answer, its conditioning slack computed only for an
+    answer that fails without it.
+    """
     dtype = np.dtype(dtype)
-    tol = TOLERANCES[dtype]
-    losses = case.losses.astype(dtype)
-    base = dict(name=case.name, family=case.family, n=case.n, p=case.p)
-    try:
-        w = fn(losses, case.p, case.gamma, case.tau)
-        w = np.asarray(w.detach().cpu() if hasattr(w, "detach") else w)
-    except Exception as exc:  # the kit reports what any implementation does, crashes included
-        return CaseResult(**base, status="raised", message=f"{type(exc).__name__}: {exc}")
-    if w.shape != losses.shape:
-        return CaseResult(**base, status="wrong-shape", message=f"got shape {w.shape}, expected {losses.shape}")
-    w = w.astype(np.float64)
-    if not np.all(np.isfinite(w)):
-        return CaseResult(**base, status="non-finite", message=f"{np.count_nonzero(~np.isfinite(w))} non-finite weights")
-    cert = certify(case.losses, w, case.p, case.gamma, case.tau)
-    expected = _golden().get(case.name)
-    if (expected is None or expected.fingerprint != golden.fingerprint(case)) and case.n <= EXACT_MAX_N:
-        expected = golden.compute(case)  # not stored (or stored for other inputs): evaluate it now
+    base = dict(name=name, family=family, n=int(losses.size), p=p, ratio=ratio)
+    with np.errstate(over="ignore"):
+        cast = losses.astype(dtype)
+    outcome = call(fn, cast, p, gamma, tau, time_limit=time_limit)
+    if outcome.timed_out:
+        return CaseResult(**base, status="timeout", output=outcome.output,
+                          message=f"no answer within the time limit of {time_limit:g} s")
+    if outcome.error:
+        return CaseResult(**base, status="raised", message=outcome.error, output=outcome.output)
+    if expected is None:
+        verdict = judge(outcome.value, losses, p, gamma, tau, certificate_answer(losses, p, gamma, tau, slack=False),
+                        TOLERANCES[dtype])
+        if verdict.status != "pass":
+            expected = certificate_answer(losses, p, gamma, tau)
     if expected is not None:
-        exact_w, exact_v = expected.weights, expected.value
-        w_slack, v_slack = expected.weight_slack, expected.value_slack
-    else:  # large pools: the certificate is the reference
-        exact_v = cert.upper_bound
-        exact_w = _canonical_from_threshold(case.losses, case.p, case.gamma, case.tau, cert.threshold)
-        w_slack = v_slack = 0.0
-    top = float(np.max(exact_w, initial=0.0))
-    weight_error = float(np.max(np.abs(w - exact_w), initial=0.0)) / top if top > 0 else float(np.max(np.abs(w), initial=0.0))
-    value_error = abs(cert.value - exact_v) / abs(exact_v) if exact_v != 0 else abs(cert.value)
-    measured = dict(value_error=value_error, weight_error=weight_error, violation=cert.violation)
-    if cert.violation > tol:
-        return CaseResult(**base, status="infeasible", **measured)
-    if exact_v - cert.value > tol * abs(exact_v) + v_slack or (exact_v == 0 and cert.value < 0):
-        return CaseResult(**base, status="suboptimal", **measured)
-    if weight_error * top > tol * top + 2 * w_slack:
-        return CaseResult(**base, status="optimal-not-canonical", **measured)
-    return CaseResult(**base, status="pass", **measured)
+        verdict = judge(outcome.value, losses, p, gamma, tau, expected, TOLERANCES[dtype])
+    return CaseResult(**base, status=verdict.status, value_error=verdict.value_error,
+                      weight_error=verdict.weight_error, violation=verdict.violation, message=verdict.message,
+                      value_tol=verdict.value_tol, weight_tol=verdict.weight_tol, output=outcome.output)
 
 
 def check_solver(fn: Callable, *, dtype=np.float64, cases: list[Case] | None = None, canonical: bool = True,
-                 name: str | None = None) -> Report:
+                 name: str | None = None, time_limit: float | None = TIME_LIMIT, command: str | None = None) -> Report:
     """Check ``fn(losses, p, gamma, tau) -> weights`` (1-D NumPy in, array-like out) on the corpus.
 
     Parameters
@@ -179,35 +100,52 @@ def check_solver(fn: Callable, *, dtype=np.float64, cases: list[Case] | None = N
         float64 (tolerance 1e-10) or float32 (1e-5); losses are passed in this dtype and cases
         whose losses are not representable in float32 are left out for float32.
     cases : list of Case, optional
-        Defaults to :func:`conformance_cases` (the full corpus with golden answers).
+        Defaults to :func:`conformance_cases` (the full corpus with golden answers). Must not be
+        empty: a check of nothing proves nothing.
     canonical : bool
         Demand the canonical (least-norm) maximizer, as back-propagation through LMP needs.
         With False, ``optimal-not-canonical`` is reported but not counted as a failure.
+    time_limit : float or None
+        Seconds per case before it is reported as ``timeout`` (None: no limit).
+    command : str, optional
+        The ``lmp verify`` command that runs this check, for the reproducers; by default built
+        from ``fn``'s module and name when it can be imported.
     """
     dtype = np.dtype(dtype)
     if dtype not in TOLERANCES:
         raise ValueError(f"dtype must be float64 or float32, got {dtype}")
-    selected = conformance_cases() if cases is None else cases
-    report = Report(name or getattr(fn, "__qualname__", repr(fn)), dtype, canonical)
-    for case in selected:
-        if dtype == np.float32 and not case.float32:
-            continue
-        report.results.append(check_case(fn, case, dtype=dtype))
+    selected = conformance_cases() if cases is None else list(cases)
+    runnable = [c for c in selected if dtype == np.float64 or c.float32]
+    if not runnable:
+        raise ValueError(f"cases must hold at least one case{' representable in float32' if selected else ''}; "
+                         f"got {len(selected)} case(s) and nothing to check")
+    if command is None:
+        command = _command_for(fn, dtype, canonical)
+    report = Report(name or getattr(fn, "__qualname__", repr(fn)), str(dtype), canonical, command=command)
+    report.results = [check_case(fn, case, dtype=dtype, time_limit=time_limit) for case in runnable]
     return report
 
 
+def _command_for(fn: Callable, dtype: np.dtype, canonical: bool) -> str:
+    module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", "")
+    if not module or module == "__main__" or "<" in qualname or "(" in qualname:
+        return ""
+    flags = ("" if dtype == np.float64 else f" --dtype {dtype}") + ("" if canonical else " --any-maximizer")
+    return f"lmp verify --solver {module}:{qualname}{flags}"
+
+
 def assert_conforms(fn: Callable, **kwargs) -> Report:
-    """:func:`check_solver`, raising ``AssertionError`` with a table of the failing cases."""
+    """:func:`check_solver`, raising ``AssertionError`` with the breakdown and the worst failures."""
     report = check_solver(fn, **kwargs)
     if not report.passed:
-        raise AssertionError(f"{report.summary()}\n{report.table()}")
+        raise AssertionError(f"{report.summary()}\n{report.breakdown_table()}\n\n{report.table()}")
     return report
 
 
 def batched(fn: Callable) -> Callable:
     """Adapt ``fn(losses (..., n), p, gamma, tau) -> weights (..., n)`` to the kit's 1-D calls."""
     def one_pool(losses, p, gamma, tau):
-        return np.asarray(fn(losses[None, :], p, gamma, tau))[0]
+        return fn(losses[None, :], p, gamma, tau)[0]
 
     one_pool.__qualname__ = f"batched({getattr(fn, '__qualname__', fn)})"
     return one_pool
@@ -215,12 +153,12 @@ def batched(fn: Callable) -> Callable:
 
 def torch_solver(fn: Callable, *, device="cpu", dtype=None) -> Callable:
     """Adapt a Torch ``fn(losses tensor, p, gamma, tau) -> weights tensor``; losses go to ``device``
-    in ``dtype`` (default: the NumPy dtype the kit passes), weights come back as NumPy."""
+    in ``dtype`` (default: the NumPy dtype the kit passes); the kit reads the returned tensor."""
     import torch
 
     def on_device(losses, p, gamma, tau):
         x = torch.as_tensor(losses, device=device, dtype=dtype)
-        return fn(x, p, gamma, tau).detach().cpu().to(torch.float64).numpy()
+        return fn(x, p, gamma, tau)  # the kit converts tensors itself (and rejects complex ones)
 
     on_device.__qualname__ = f"torch({getattr(fn, '__qualname__', fn)}, {device})"
     return on_device

@@ -13,8 +13,9 @@ public LMP code gets wrong:
 
 with ``p`` from 1 through 1 + 1e-3, 1.7, 10 and 1e6 to infinity (and arbitrary reals between),
 and either the paper's parameters at many ratios or raw ``gamma``/``tau`` (``tau > gamma`` and
-``tau = inf`` included). Every strategy shrinks towards short pools of small integers, so a
-failure found anywhere ends as an instance a person can read.
+``tau = inf`` included). Pools are short by default; ``loss_vectors(bulk=N)`` also draws pools of
+up to ``N`` losses (the fuzzer uses thousands). Every strategy shrinks towards short pools of
+small integers, so a failure found anywhere ends as an instance a person can read.
 """
 
 from __future__ import annotations
@@ -95,12 +96,24 @@ _FAMILY = {"integers": _integers, "reals": _reals, "outlier": _outlier, "tiny": 
            "decades": _decades, "subnormal": _subnormal}
 
 
+def _expand(base: np.ndarray, size: int, seed: int, distinct: bool) -> np.ndarray:
+    """``size`` losses: ``base`` and draws from it, half exact copies (ties), half rescaled by up to 2x."""
+    rng = np.random.default_rng(seed)
+    extra = rng.choice(base, size - base.size)
+    rescale = np.ones(extra.size, dtype=bool) if distinct else rng.random(extra.size) < 0.5
+    extra[rescale] *= 2.0 ** rng.uniform(-1.0, 1.0, int(np.count_nonzero(rescale)))
+    return rng.permutation(np.concatenate([base, extra]))
+
+
 def loss_vectors(*, min_size: int = 1, max_size: int = 8, families=FAMILIES, positive: bool = False,
-                 distinct: bool = False) -> st.SearchStrategy[np.ndarray]:
+                 distinct: bool = False, bulk: int = 0) -> st.SearchStrategy[np.ndarray]:
     """1-D float64 loss vectors from the adversarial ``families``.
 
     ``positive``: every loss > 0. ``distinct``: no two losses equal and no exact zero (where the
-    value is differentiable). Shrinks towards a single small integer.
+    value is differentiable). ``bulk``: when above ``max_size``, also draw pools of up to ``bulk``
+    losses (up to 300 as often as beyond, so thousands are occasional): a drawn vector expanded by
+    NumPy from a drawn seed, with ties and rescaled copies of its values.
+    Shrinks towards a single small integer.
     """
     unknown = set(families) - set(_FAMILY)
     if unknown or not families:
@@ -110,6 +123,13 @@ def loss_vectors(*, min_size: int = 1, max_size: int = 8, families=FAMILIES, pos
     size = {"min_size": min_size, "max_size": max_size}
     vectors = st.one_of(*(_FAMILY[f](size, positive) for f in families)).map(
         lambda xs: np.asarray(xs, dtype=np.float64))
+    if bulk > max_size:
+        middle = min(bulk, max(300, max_size + 1))
+        sizes = st.integers(max_size + 1, middle)
+        if bulk > middle:
+            sizes = st.one_of(sizes, st.integers(middle + 1, bulk))
+        vectors = st.one_of(vectors, st.builds(_expand, vectors, sizes, st.integers(0, 2**32 - 1),
+                                               st.just(distinct)))
     if positive:
         vectors = vectors.filter(lambda x: bool(np.all(x > 0)))
     if distinct:

@@ -1,0 +1,152 @@
+"""The verdict on one proposed weighting: what is wrong with it, by how much, and where.
+
+:func:`judge` takes whatever an implementation returned and the exact answer
+(:class:`~lmp_theory.testing.golden.Expected`) and gives one status, in this order of checks:
+
+================================  ==================================================================
+``wrong-type``                    not a real numeric array (complex, object, strings, ``None``,
+                                  integers too large for float64...)
+``wrong-shape``                   not of the losses' shape
+``non-finite``                    NaN or infinite weights
+``infeasible``                    a constraint is violated: negativity, the cap ``tau`` or the norm
+                                  budget ``gamma`` (the message says which, where, by how much)
+``suboptimal``                    feasible, value below the optimum (the message gives the gap and
+                                  says when every weight is zero)
+``wrong-weights``                 feasible with an optimal value to tolerance, but weights differ
+                                  from the answer where the maximizer is unique
+``optimal-not-canonical``         an optimal weighting that differs from the canonical one only
+                                  where the problem has several maximizers
+``pass``                          the canonical weights, to tolerance
+================================  ==================================================================
+
+Tolerances are relative to scales that always exist: weights to the largest exact weight, or to
+``min(gamma, tau)`` (the largest any weight may be) when every exact weight is 0; values to the
+exact value, or to ``min(gamma, tau) * max|l|`` when it is 0. The dtype's tolerance (1e-10 in
+float64, 1e-5 in float32) is widened by the case's conditioning slack.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..certificate import certify, scaled_norm
+from .golden import Expected
+from .oracle import free_entries, scale_exponent
+
+__all__ = ["Verdict", "TOLERANCES", "judge", "as_weights"]
+
+TOLERANCES = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-5}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A status with its measurements: errors and the tolerances in force, both relative to the
+    scales of the module docs (NaN where not measured), and a message that pinpoints the problem."""
+
+    status: str
+    value_error: float = math.nan
+    weight_error: float = math.nan
+    violation: float = math.nan
+    value_tol: float = math.nan
+    weight_tol: float = math.nan
+    message: str = ""
+
+
+def as_weights(obj) -> tuple[np.ndarray | None, str]:
+    """``(float64 array, "")`` for a real numeric result (NumPy, Torch, lists), else ``(None, why)``."""
+    if obj is None:
+        return None, "returned None instead of weights (does not convert to an array)"
+    try:
+        if hasattr(obj, "detach") and hasattr(obj, "is_complex"):  # a Torch tensor (bfloat16 included)
+            if obj.is_complex():
+                return None, f"complex weights (dtype {obj.dtype}); weights must be real"
+            obj = obj.detach().cpu()
+            obj = obj.double() if obj.is_floating_point() else obj
+            obj = obj.numpy()
+        arr = np.asarray(obj)
+    except Exception as exc:  # noqa: BLE001
+        return None, f"weights are not an array ({type(exc).__name__}: {exc})"
+    if arr.dtype.kind in "fiu":
+        return arr.astype(np.float64), ""
+    if arr.dtype.kind == "c":
+        return None, f"complex weights (dtype {arr.dtype}); weights must be real"
+    if arr.dtype.kind == "O":
+        odd = next((x for x in arr.ravel() if isinstance(x, bool) or not isinstance(x, numbers.Real)), None)
+        if odd is not None:
+            return None, f"weights do not convert to float64 (an element is {type(odd).__name__})"
+        try:  # element by element: NumPy turns ints beyond float64 into inf or NaN without a word
+            return np.array([float(x) for x in arr.ravel()], dtype=np.float64).reshape(arr.shape), ""
+        except Exception as exc:  # noqa: BLE001  (huge Python ints...)
+            return None, f"weights do not convert to float64 ({type(exc).__name__}: {exc})"
+    return None, f"weights of dtype {arr.dtype} ({type(obj).__name__}); expected real numbers"
+
+
+def judge(result, losses: np.ndarray, p: float, gamma: float, tau: float, expected: Expected,
+          tol: float) -> Verdict:
+    """The verdict on ``result`` as the weights of the 1-D float64 ``losses`` (see the module docs)."""
+    w, why = as_weights(result)
+    if w is None:
+        return Verdict("wrong-type", message=why)
+    if w.shape != losses.shape:
+        return Verdict("wrong-shape", message=f"got shape {w.shape}, expected {losses.shape}")
+    bad = np.flatnonzero(~np.isfinite(w))
+    if bad.size:
+        return Verdict("non-finite", message=f"{bad.size} non-finite weights, first w[{bad[0]}] = {w[bad[0]]}")
+
+    # values are compared on the losses scaled by a power of two (the maximizer does not change),
+    # so that an optimum among subnormal losses keeps its precision
+    e = scale_exponent(np.abs(losses))
+    scaled = np.ldexp(losses, -e)
+    exact_value = float(np.ldexp(expected.value, -e))
+    if 0 < abs(expected.value) < np.finfo(np.float64).tiny:  # a subnormal optimum: from the exact weights
+        exact_value = math.fsum(expected.weights * scaled)
+    weight_scale = float(np.max(expected.weights, initial=0.0)) or min(gamma, tau)
+    value_scale = abs(exact_value) or weight_scale * float(np.max(np.abs(scaled), initial=0.0))
+    cert = certify(scaled, w, p, gamma, tau)
+    diff = np.abs(w - expected.weights)
+    value_tol = tol + (float(np.ldexp(expected.value_slack, -e)) / value_scale if value_scale else 0.0)
+    weight_tol = tol + 2 * expected.weight_slack / weight_scale
+    gap = exact_value - cert.value
+    measured = dict(value_error=abs(gap) / value_scale if value_scale else abs(gap),
+                    weight_error=float(np.max(diff, initial=0.0)) / weight_scale, violation=cert.violation,
+                    value_tol=value_tol, weight_tol=weight_tol)
+
+    if cert.violation > tol:
+        return Verdict("infeasible", message=_infeasibility(w, p, gamma, tau, tol), **measured)
+    if gap > value_tol * value_scale:
+        zero = "; all weights zero" if not np.any(w) else ""
+        return Verdict("suboptimal", message=f"value {np.ldexp(cert.value, e):.6g} below the optimum "
+                                             f"{expected.value:.6g} by {gap / value_scale:.2e} (relative){zero}",
+                       **measured)
+    off = diff > weight_tol * weight_scale
+    if not np.any(off):
+        return Verdict("pass", **measured)
+    unique_off = off & ~free_entries(losses, p, gamma, tau, expected.threshold)
+    if np.any(unique_off):
+        i = int(np.argmax(np.where(unique_off, diff, -1.0)))
+        return Verdict("wrong-weights", message=(
+            f"value optimal to tolerance, but {np.count_nonzero(unique_off)} weights differ where the maximizer "
+            f"is unique; worst w[{i}] = {w[i]:.6g}, canonical {expected.weights[i]:.6g} (loss {losses[i]:.6g})"),
+            **measured)
+    return Verdict("optimal-not-canonical", message=(
+        f"another maximizer: {np.count_nonzero(off)} weights differ, all on "
+        f"{'ties at the cut' if np.any(losses[off] > 0) else 'zero losses with budget left'}"), **measured)
+
+
+def _infeasibility(w: np.ndarray, p: float, gamma: float, tau: float, tol: float) -> str:
+    """Which constraints ``w`` violates beyond ``tol`` (relative), worst first, with index and amount."""
+    found = []
+    i, j = int(np.argmin(w)), int(np.argmax(w))
+    if w[i] < 0:
+        found.append((-w[i] / min(gamma, tau), f"negativity: w[{i}] = {w[i]:.3g}"))
+    if math.isfinite(tau) and w[j] > tau:
+        found.append((w[j] / tau - 1, f"cap: w[{j}] = {w[j]:.6g} > tau = {tau:.6g} (+{w[j] / tau - 1:.1e})"))
+    norm = scaled_norm(np.maximum(w, 0.0), p)
+    if norm > gamma:
+        found.append((norm / gamma - 1, f"norm: ||w||_p = {norm:.6g} > gamma = {gamma:.6g} (+{norm / gamma - 1:.1e})"))
+    found.sort(key=lambda item: -item[0])
+    return "; ".join(text for excess, text in found if excess > tol) or "; ".join(text for _, text in found)

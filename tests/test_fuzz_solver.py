@@ -1,0 +1,93 @@
+"""fuzz_solver: hypothesis-drawn problems, the certificate as oracle, failures shrunk and reproducible."""
+
+import contextlib
+import io
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import Phase, find, settings
+
+from lmp_theory.instance import Instance
+from lmp_theory.testing import check_instance, fuzz_solver
+from lmp_theory.testing.strategies import loss_vectors
+from solvers.numpy import lmp_weights
+from solvers.torch import lmp_weights as torch_weights
+
+
+def wrong_above_50(l, p, g, t):
+    """Correct on small pools; a size-dependent bug (a second code path for larger pools loses 1 %)."""
+    w = lmp_weights(l, p, g, t)
+    return w * 0.99 if l.size > 50 else w
+
+
+def test_a_correct_solver_passes():
+    report = fuzz_solver(lmp_weights, examples=150, seed=1)
+    assert report.passed and report.counterexample is None and report.examples >= 150, report.summary()
+
+
+def test_torch_backend_passes_in_float32():
+    def torch_float32(l, p, g, t):
+        import torch
+
+        return torch_weights(torch.as_tensor(l), p, g, t)
+
+    report = fuzz_solver(torch_float32, examples=60, dtype=np.float32)
+    assert report.passed, report.summary() + "\n" + report.code
+
+
+def test_size_dependent_bug_is_found_and_shrunk_to_the_smallest_pool():
+    report = fuzz_solver(wrong_above_50, examples=300, seed=0)
+    assert not report.passed
+    found = report.counterexample
+    assert isinstance(found, Instance) and found.n == 51  # shrunk to the smallest failing size
+    assert report.results[0].status in ("suboptimal", "wrong-weights", "optimal-not-canonical")
+    # the reproducer runs as printed and gives the same verdict
+    assert "from tests.test_fuzz_solver import wrong_above_50" in report.code
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(report.code, {})
+    assert f"status='{report.results[0].status}'" in printed.getvalue()
+
+
+def test_same_seed_same_counterexample():
+    first = fuzz_solver(wrong_above_50, examples=200, seed=3)
+    second = fuzz_solver(wrong_above_50, examples=200, seed=3)
+    assert repr(first.counterexample) == repr(second.counterexample)
+
+
+def test_counterexample_on_a_typical_bug():
+    report = fuzz_solver(lambda l, p, g, t: lmp_weights(np.abs(l), p, g, t), examples=200)
+    inst = report.counterexample
+    assert inst is not None and inst.n <= 3 and np.any(inst.losses < 0)
+    assert check_instance(lambda l, p, g, t: lmp_weights(np.abs(l), p, g, t), inst).status in (
+        "suboptimal", "infeasible")
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="examples"):
+        fuzz_solver(lmp_weights, examples=0)
+    with pytest.raises(ValueError, match="dtype"):
+        fuzz_solver(lmp_weights, dtype=np.float16)
+
+
+def test_bulk_pools_reach_thousands_and_the_default_is_unchanged():
+    config = settings(max_examples=150, database=None, phases=(Phase.generate,))
+    big = find(loss_vectors(bulk=3000), lambda x: x.size > 1000, settings=settings(config, max_examples=1000))
+    assert 1000 < big.size <= 3000
+    small = find(loss_vectors(), lambda x: x.size >= 8, settings=config)
+    assert small.size == 8
+    with pytest.raises(Exception):
+        find(loss_vectors(), lambda x: x.size > 8, settings=config)
+
+
+def test_lmp_verify_fuzz(tmp_path):
+    (tmp_path / "user_fuzz.py").write_text(
+        "import numpy as np\nfrom solvers.numpy import lmp_weights\n"
+        "def on_abs(l, p, g, t):\n    return lmp_weights(np.abs(l), p, g, t)\n")
+    out = subprocess.run([sys.executable, "-m", "lmp_theory.cli", "verify", "--solver", "user_fuzz:on_abs",
+                          "--fuzz", "100"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "counterexample (shrunk): Instance(losses=" in out.stdout
+    assert "from user_fuzz import on_abs" in out.stdout and "check_instance(on_abs" in out.stdout
