@@ -1,4 +1,4 @@
-"""Conformance kit: test any LMP implementation against exact answers (see :mod:`.kit`).
+"""Conformance kit: test any LMP implementation against exact answers (see ``kit``).
 
 Typical use in your own test suite::
 

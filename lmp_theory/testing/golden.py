@@ -87,7 +87,7 @@ def generate(corpus: list[Case] | None = None) -> dict[str, np.ndarray]:
 
 
 def load(path: Path = GOLDEN_PATH) -> dict[str, Expected]:
-    """Case name -> :class:`Expected`, from the stored file."""
+    """Case name -> ``Expected``, from the stored file."""
     with np.load(path) as data:
         arrays = {key: data[key] for key in data.files}
     out = {}

@@ -18,7 +18,7 @@ Expected answers come from paths independent of the solvers: the mpmath evaluati
 form stored in ``golden.npz`` for the small cases, and the duality certificate (an exact dual
 bound and the threshold that fixes the canonical weights) for the large pools. Tolerances follow
 the dtype (``../shared/SPEC.md`` section 7): 1e-10 in float64, 1e-5 in float32, plus the case's
-conditioning slack (see :mod:`lmp_theory.testing.golden`).
+conditioning slack (see ``lmp_theory.testing.golden``).
 """
 
 from __future__ import annotations
@@ -174,12 +174,12 @@ def check_solver(fn: Callable, *, dtype=np.float64, cases: list[Case] | None = N
     Parameters
     ----------
     fn : callable
-        The implementation under test; see :func:`batched` and :func:`torch_solver` for adapters.
+        The implementation under test; see ``batched`` and ``torch_solver`` for adapters.
     dtype : numpy dtype
         float64 (tolerance 1e-10) or float32 (1e-5); losses are passed in this dtype and cases
         whose losses are not representable in float32 are left out for float32.
     cases : list of Case, optional
-        Defaults to :func:`conformance_cases` (the full corpus with golden answers).
+        Defaults to ``conformance_cases`` (the full corpus with golden answers).
     canonical : bool
         Demand the canonical (least-norm) maximizer, as back-propagation through LMP needs.
         With False, ``optimal-not-canonical`` is reported but not counted as a failure.
@@ -197,7 +197,7 @@ def check_solver(fn: Callable, *, dtype=np.float64, cases: list[Case] | None = N
 
 
 def assert_conforms(fn: Callable, **kwargs) -> Report:
-    """:func:`check_solver`, raising ``AssertionError`` with a table of the failing cases."""
+    """``check_solver``, raising ``AssertionError`` with a table of the failing cases."""
     report = check_solver(fn, **kwargs)
     if not report.passed:
         raise AssertionError(f"{report.summary()}\n{report.table()}")
