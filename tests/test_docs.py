@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-NOTEBOOKS = ("01_what_lmp_does", "02_exact_vs_fast", "03_deriving_with_sympy", "04_imbalanced_segmentation")
+NOTEBOOKS = ("01_what_lmp_does", "02_deriving_with_sympy", "03_exact_vs_fast", "04_imbalanced_segmentation")
 
 
 def test_mkdocs_build_strict(built_site):
