@@ -8,11 +8,22 @@ NOTEBOOKS = ("01_what_lmp_does", "02_deriving_with_sympy", "03_exact_vs_fast", "
 
 
 def test_mkdocs_build_strict(built_site):
-    for page in ("index.html", "theory/index.html", "guide/index.html", "conformance/index.html", "api/index.html",
+    for page in ("index.html", "theory/index.html", "claims/index.html", "guide/index.html", "conformance/index.html", "api/index.html",
                  "benchmarks/index.html", *(f"notebooks/{name}/index.html" for name in NOTEBOOKS)):
         assert (built_site / page).exists(), page
     api = (built_site / "api" / "index.html").read_text()
     assert "lmp_weights" in api and "certify" in api and "LossMaxPooling" in api
+
+
+def test_theory_claim_ids_link_to_the_generated_claims_page(built_site):
+    from lmp_theory.claims import REGISTRY
+
+    theory = (built_site / "theory" / "index.html").read_text()
+    claims = (built_site / "claims" / "index.html").read_text()
+    for claim_id in REGISTRY:
+        assert f'id="{claim_id}"' in claims, claim_id
+        assert f'href="../claims/#{claim_id}"' in theory, claim_id
+    assert "arxiv.org/abs/1704.02966" in theory
 
 
 def test_site_bundles_mathjax_and_loads_nothing_remote(built_site):

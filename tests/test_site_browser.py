@@ -17,7 +17,7 @@ import pytest
 from tests.test_docs import NOTEBOOKS
 
 BROWSER = next((path for name in ("chromium", "chromium-browser") if (path := shutil.which(name))), None)
-PAGES = ["theory/", "api/", *(f"notebooks/{name}/" for name in NOTEBOOKS)]
+PAGES = ["theory/", "claims/", "api/", *(f"notebooks/{name}/" for name in NOTEBOOKS)]
 
 # Text the reader sees outside code, with MathJax's output removed: any TeX left there was not typeset.
 VISIBLE_TEXT = """() => {
