@@ -14,6 +14,11 @@ from urllib.parse import urlparse
 
 import pytest
 
+try:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+except ImportError:  # the browser fixture skips, saying so
+    PlaywrightTimeout = TimeoutError
+
 from tests.test_docs import NOTEBOOKS
 
 BROWSER = next((path for name in ("chromium", "chromium-browser") if (path := shutil.which(name))), None)
@@ -48,8 +53,8 @@ def site_url(built_site):
 def browser():
     if BROWSER is None:
         pytest.skip("no Chromium on this machine (Debian: apt-get install chromium); the browser test needs one")
-    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
-    with sync_playwright() as pw:
+    playwright = pytest.importorskip("playwright.sync_api", reason="the browser test drives Chromium with playwright")
+    with playwright.sync_playwright() as pw:
         chromium = pw.chromium.launch(executable_path=BROWSER, args=["--no-sandbox"])
         yield chromium
         chromium.close()
@@ -65,7 +70,10 @@ def test_page_renders_offline(browser, site_url, path):
             else None)
     page.route(lambda url: urlparse(url).hostname not in ("127.0.0.1", None), lambda route: route.abort())
     page.goto(site_url + path, wait_until="load")
-    page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise", timeout=20_000)
+    try:
+        page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise", timeout=20_000)
+    except PlaywrightTimeout:
+        pytest.fail(f"{path}: MathJax did not start within 20 s; requests that left 127.0.0.1: {remote}")
     page.evaluate("() => MathJax.startup.promise")
     page.wait_for_load_state("networkidle")
 
