@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from hypothesis import settings
 
-from tests.site import build_site
+from tests.site_build import build_site
 
 settings.register_profile("ci", max_examples=60, deadline=None)
 settings.load_profile("ci")
