@@ -6,8 +6,8 @@ Solves, independently for every pool ``losses[..., :]``,
 
     L(l) = \max \{ \langle w, l \rangle : w \ge 0,\ \|w\|_p \le \gamma,\ w_i \le \tau \}
 
-and returns the canonical (least Euclidean norm) maximizer (``../shared/SPEC.md`` sections 1
-and 3). With $q = p/(p-1)$ and the cap count $m = (\gamma/\tau)^p$, the maximizer is
+and returns the canonical (least Euclidean norm) maximizer (``docs/theory.md``, "The closed
+form"). With $q = p/(p-1)$ and the cap count $m = (\gamma/\tau)^p$, the maximizer is
 
 .. math::
 
@@ -101,7 +101,7 @@ def lmp_solve(losses, p, gamma, tau, *, mask=None, method: str = "auto") -> LMPR
 
     $t^*$ is the root of $\sum_i \min(1, (l_i^+/t)^q) = m$, the loss level at which
     weights reach the cap ($w_i = \tau \min(1, (l_i/t^*)^{q-1})$); it minimises the dual
-    function $g(t) = \tau \sum_i (l_i - t)^+ + \gamma \|\min(l^+, t)\|_q$ (SPEC section 4).
+    function $g(t) = \tau \sum_i (l_i - t)^+ + \gamma \|\min(l^+, t)\|_q$ (claim ``dual``).
     It is 0 when every positive loss is capped and ``inf`` when there is no cap.
     Same arguments as ``lmp_weights``.
     """
