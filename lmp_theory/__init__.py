@@ -1,8 +1,8 @@
 """lmp-theory: loss max-pooling (Rota Bulò, Neuhold, Kontschieder, CVPR 2017), checked.
 
-The problem, its parameters and validation (:mod:`lmp_theory.problem`), the paper's
-parameterisation (:func:`paper_parameters`), duality certificates (:func:`certify`) and the
-exact cvxpy reference (:mod:`lmp_theory.reference`, imported lazily because cvxpy is slow to
+The problem, its parameters and validation (``lmp_theory.problem``), the paper's
+parameterisation (``paper_parameters``), duality certificates (``certify``) and the
+exact cvxpy reference (``lmp_theory.reference``, imported lazily because cvxpy is slow to
 import). Fast solvers live in the sibling package ``solvers``.
 """
 

@@ -106,9 +106,13 @@ def dual_function(losses, t: float, p: float, gamma: float, tau: float) -> float
 
 
 def dual_minimum(losses, p: float, gamma: float, tau: float) -> tuple[float, float]:
-    """``(min_t g(t), t*)`` for 1-D losses; ``t*`` is the root of ``h(t) = m`` (see module docs).
+    """``(min_t g(t), t*)`` for 1-D losses, with $g$ the dual function (``dual_function``).
 
-    ``t*`` minimises ``g``; weights reach the cap at it: $w_i = \\tau \\min(1, (l_i/t^*)^{q-1})$.
+    Away from the losses $g'(t) = \\#\\{l_i > t\\}\\,(\\gamma\\, h(t)^{-1/p} - \\tau)$ with
+    $h(t) = \\sum_i \\min(1, (l_i^+/t)^q)$ non-increasing, so $g$ is quasi-convex and its minimiser
+    ``t*`` is the root of $h(t) = m = (\\gamma/\\tau)^p$: found by bisection over the sorted losses
+    (which interval holds the root), then the closed-form root inside that interval.
+    The weights reach the cap at ``t*``: $w_i = \\tau \\min(1, (l_i/t^*)^{q-1})$.
     It is 0 when every positive loss is capped and ``inf`` when there is no cap; when nothing is
     capped it exceeds the largest loss (``g`` is flat there).
     """

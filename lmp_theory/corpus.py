@@ -29,7 +29,7 @@ class Case:
     """One LMP problem: ``losses`` (1-D float64), ``p``, ``gamma``, ``tau``.
 
     ``family`` groups cases by what they stress; ``ratio`` is the paper's ratio when
-    ``(gamma, tau)`` came from :func:`~lmp_theory.paper_parameters` (None otherwise);
+    ``(gamma, tau)`` came from ``lmp_theory.paper_parameters`` (None otherwise);
     ``float32`` says whether the losses are exactly representable in float32 (and, for float32
     runs, whether the case is used).
     """
@@ -108,9 +108,9 @@ def cases(*, full: bool = False, large: bool = False, seed: int = 20170404) -> l
     Parameters
     ----------
     full : bool
-        Every loss vector with every ``p`` in :data:`P_VALUES` and every ratio in :data:`RATIOS`
+        Every loss vector with every ``p`` in ``P_VALUES`` and every ratio in ``RATIOS``
         (about 1,300 cases). Otherwise (the default, used by ``lmp verify``) each loss vector
-        gets every ``p`` once, with the ratio cycling through :data:`RATIOS`, plus the
+        gets every ``p`` once, with the ratio cycling through ``RATIOS``, plus the
         ``tau > gamma`` and explicit-parameter cases (about 300).
     large : bool
         Add pools of 2^16 and 2^20 losses (checked by certificate, not by cvxpy).

@@ -56,7 +56,7 @@ def paper_parameters(n, p, ratio):
 
 
 def gamma_tau(counts, p: float, ratio: float):
-    """The formula of :func:`paper_parameters` on validated inputs, for NumPy arrays and Torch tensors.
+    """The formula of ``paper_parameters`` on validated inputs, for NumPy arrays and Torch tensors.
 
     ``counts`` (``>= 1``) may be a float64 ndarray or tensor; ``p`` and ``ratio`` are Python
     floats, so the only branches are on them, never on the data (no host synchronisation).

@@ -14,8 +14,8 @@ entry point rejects bad input with the same message (``../shared/SPEC.md`` secti
 
 Two derived quantities recur everywhere:
 
-* the conjugate exponent $q = p / (p - 1)$ (:func:`conjugate`), and
-* the *cap count* $m = (\gamma / \tau)^p$ (:func:`cap_count`): the (real) number of
+* the conjugate exponent $q = p / (p - 1)$ (``conjugate``), and
+* the *cap count* $m = (\gamma / \tau)^p$ (``cap_count``): the (real) number of
   weights that can sit at the cap $\tau$ before the $p$-norm budget is spent.
   With the paper's parameters it is exactly ``ratio * n``.
 """
@@ -99,7 +99,7 @@ def check_tau(tau) -> np.ndarray:
 def check_scalar_parameter(value, name: str) -> float:
     """Validate a scalar ``gamma`` (finite, > 0) or ``tau`` (> 0, inf allowed) with plain floats.
 
-    The same rule and message as :func:`check_gamma` / :func:`check_tau`, without NumPy, for
+    The same rule and message as ``check_gamma`` / ``check_tau``, without NumPy, for
     code that is traced (``torch.compile``).
     """
     x = _real_scalar(value, name)

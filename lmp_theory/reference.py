@@ -16,7 +16,7 @@ weights), so it is *refined*: the number of capped losses is read off the conic 
 exact weights are recomputed on that active set, the active set is corrected by a monotone
 search if the KKT conditions are violated, and the result is verified two ways: the KKT
 conditions with the multipliers written out, and the duality certificate of
-:mod:`lmp_theory.certificate`. If verification fails, :class:`VerificationError` is raised
+``lmp_theory.certificate``. If verification fails, ``VerificationError`` is raised
 instead of returning a doubtful answer. The result is the canonical (least-norm) maximizer:
 zero weight on non-positive losses and equal weights on equal losses.
 """
@@ -90,7 +90,7 @@ def solve(losses, p, gamma, tau, *, verify: bool = True, solver_options: dict | 
     tau : float
         Cap ``> 0``; ``inf`` for none.
     verify : bool
-        Raise :class:`VerificationError` if the KKT residual or the certificate's relative gap
+        Raise ``VerificationError`` if the KKT residual or the certificate's relative gap
         exceeds 1e-9 or the weights are infeasible by more than 1e-12 (default True).
     solver_options : dict, optional
         Extra keyword arguments for Clarabel (defaults: tolerances 1e-10, 500 iterations).

@@ -1,6 +1,6 @@
 """``lmp verify``: the built-in solvers against the exact reference on the corpus.
 
-For every case of :mod:`lmp_theory.corpus` the cvxpy reference (:func:`lmp_theory.reference.solve`,
+For every case of ``lmp_theory.corpus`` the cvxpy reference (``lmp_theory.reference.solve``,
 refined and verified) gives the canonical weights and the value; pools too large for cvxpy are
 checked by their duality certificate alone. Each solver is then measured on every case: value
 error (relative), weight error (relative to the largest reference weight), the certificate's
@@ -85,7 +85,7 @@ def _torch_solvers():
 
 
 def compute_references(cases: list[Case], progress: Callable[[str], None] | None = None):
-    """Case name -> reference :class:`~lmp_theory.reference.Solution` (None above CVXPY_MAX_N)."""
+    """Case name -> reference ``lmp_theory.reference.Solution`` (None above CVXPY_MAX_N)."""
     from .reference import solve
 
     refs = {}

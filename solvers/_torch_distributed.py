@@ -2,15 +2,15 @@ r"""One loss max-pooling pool over every process of a ``torch.distributed`` grou
 
 Each process holds a slice of the pool (its own images' valid pixels). The pool's threshold is
 found without moving any loss between processes: the sort-free kernels of
-:mod:`solvers._torch_select` compute per-process statistics of fixed size (the valid count, the
+``solvers._torch_select`` compute per-process statistics of fixed size (the valid count, the
 radix selection's per-bin counts and power sums, counts and sums around the threshold) and pass
-them through :class:`Collectives`, which all-reduces them over the group. Every process then holds
+them through ``Collectives``, which all-reduces them over the group. Every process then holds
 the same global statistics, bit for bit (an all-reduce hands every process the same result), so
 every process takes the same decisions, returns the same $L$ and computes the global pool's
 canonical weights for its own pixels.
 
 The collectives are a fixed sequence that depends on ``p`` and the dtype only, never on the
-data or the pool size; :func:`global_pool_traffic` lists them. Nothing here reads a tensor back
+data or the pool size; ``global_pool_traffic`` lists them. Nothing here reads a tensor back
 to the host except the input check of ``check_finite=True``, after the first collective.
 """
 
@@ -47,7 +47,7 @@ class Collectives:
     """Sums and maxima of per-process statistics over ``group``; each call is recorded.
 
     ``communicate=False`` records without communicating (one process's statistics are the pool's):
-    :func:`global_pool_traffic` lists the collectives of a call that way.
+    ``global_pool_traffic`` lists the collectives of a call that way.
     """
 
     def __init__(self, group=None, communicate: bool = True):
@@ -174,7 +174,7 @@ class _GlobalValue(torch.autograd.Function):
 
 
 def global_value(losses, pooled, valid, p, ratio, group, check_finite, out_dtype) -> torch.Tensor:
-    """$L$ of one pool over the processes of ``group``, differentiable (see :func:`solvers.torch.lmp_pool`).
+    """$L$ of one pool over the processes of ``group``, differentiable (see ``solvers.torch.lmp_pool``).
 
     ``losses``: this process's ``(1, n)`` losses as given (for autograd); ``pooled``: the same,
     validated, masked and in the work dtype; ``valid``: its count of valid pixels (0-d tensor).

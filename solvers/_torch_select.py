@@ -1,4 +1,4 @@
-"""Sort-free Torch paths: the private core of ``method="select"`` in :mod:`solvers.torch`.
+"""Sort-free Torch paths: the private core of ``method="select"`` in ``solvers.torch``.
 
 * ``p = inf``: every positive loss gets ``min(gamma, tau)``; one elementwise pass.
 * ``p = 1``: the threshold is the ``floor(m)``-th largest loss of each pool (0-based), found by
@@ -7,9 +7,9 @@
   (``bincount``) and a descending cumulative count. Exact, no sort, no host synchronisation, and
   each pool may have its own rank (per-pool ``gamma``/``tau``, masks).
 * ``1 < p < inf`` on the device: radix selection of the bin holding $t^*$, with per-bin
-  counts and power sums (:func:`select_holder_radix`), then the exact closed form.
+  counts and power sums (``select_holder_radix``), then the exact closed form.
 * CPU tensors (``p = 1`` and ``1 < p < inf``): the NumPy selection core
-  (:mod:`solvers._numpy_select`) on zero-copy views of the tensor, because scatter-based
+  (``solvers._numpy_select``) on zero-copy views of the tensor, because scatter-based
   histograms are slow on CPU (the radix path measured 6x slower there). A CPU tensor has no device
   queue to stall, so this reads data on the host by design; the answer is the same exact one.
 """

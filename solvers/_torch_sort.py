@@ -1,6 +1,6 @@
-r"""Sort-based closed form of loss max-pooling in Torch: the private core of :mod:`solvers.torch`.
+r"""Sort-based closed form of loss max-pooling in Torch: the private core of ``solvers.torch``.
 
-The same mathematics as :mod:`solvers.numpy` (``../shared/SPEC.md`` section 3), written with
+The same mathematics as ``solvers.numpy`` (``../shared/SPEC.md`` section 3), written with
 tensor operations only: every pool of a ``(pools, n)`` tensor is solved at once, on the
 tensor's device, with no host synchronisation and no Python branching on tensor values
 (``p`` is a Python float, so branching on it is free). Per-pool scalars (``gamma``, ``tau``,
@@ -12,8 +12,8 @@ shape ``(pools,)`` in float64. Outputs: weights in ``lp``'s dtype and thresholds
 
 Kernels that only need per-pool statistics of the losses (counts, sums, maxima) take an
 ``across`` argument through which those statistics pass before they are used: the identity
-(:data:`ONE_PROCESS`) when one process holds the whole pool, all-reduces over a process group
-in :mod:`solvers._torch_distributed`, which solves one pool spread over many processes.
+(``ONE_PROCESS``) when one process holds the whole pool, all-reduces over a process group
+in ``solvers._torch_distributed``, which solves one pool spread over many processes.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def log_ratio(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def cap_count(p: float, gamma: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
     """$m = (\\gamma/\\tau)^p$ in float64, via ``log1p`` where the ratio is near 1 (see
-    :func:`lmp_theory.problem.cap_count`); 0 for ``tau = inf``."""
+    ``lmp_theory.problem.cap_count``); 0 for ``tau = inf``."""
     ratio = gamma / tau
     near = (ratio > 0.5) & (ratio < 2.0)
     safe_tau = torch.where(near, tau, torch.ones_like(tau))

@@ -6,8 +6,8 @@ Solves, independently for every pool ``losses[..., :]``,
 
     L(l) = \max \{ \langle w, l \rangle : w \ge 0,\ \|w\|_p \le \gamma,\ w_i \le \tau \}
 
-and returns the canonical (least Euclidean norm) maximizer (``../shared/SPEC.md`` sections 1
-and 3). With $q = p/(p-1)$ and the cap count $m = (\gamma/\tau)^p$, the maximizer is
+and returns the canonical (least Euclidean norm) maximizer (``docs/theory.md``, "The closed
+form"). With $q = p/(p-1)$ and the cap count $m = (\gamma/\tau)^p$, the maximizer is
 
 .. math::
 
@@ -90,7 +90,7 @@ def lmp_weights(losses, p, gamma, tau, *, mask=None, method: str = "auto") -> np
 def lmp_value(losses, p, gamma, tau, *, mask=None, method: str = "auto"):
     r"""The pooled loss $L(l) = \langle w^*, l \rangle$, one value per pool.
 
-    Same arguments as :func:`lmp_weights`; returns an array of shape ``losses.shape[:-1]``
+    Same arguments as ``lmp_weights``; returns an array of shape ``losses.shape[:-1]``
     (a scalar for 1-D losses). An empty pool has value 0.
     """
     return lmp_solve(losses, p, gamma, tau, mask=mask, method=method).value
@@ -101,9 +101,9 @@ def lmp_solve(losses, p, gamma, tau, *, mask=None, method: str = "auto") -> LMPR
 
     $t^*$ is the root of $\sum_i \min(1, (l_i^+/t)^q) = m$, the loss level at which
     weights reach the cap ($w_i = \tau \min(1, (l_i/t^*)^{q-1})$); it minimises the dual
-    function $g(t) = \tau \sum_i (l_i - t)^+ + \gamma \|\min(l^+, t)\|_q$ (SPEC section 4).
+    function $g(t) = \tau \sum_i (l_i - t)^+ + \gamma \|\min(l^+, t)\|_q$ (claim ``dual``).
     It is 0 when every positive loss is capped and ``inf`` when there is no cap.
-    Same arguments as :func:`lmp_weights`.
+    Same arguments as ``lmp_weights``.
     """
     p = check_p(p)
     if method not in ("auto", "sort", "select"):

@@ -8,10 +8,10 @@ Solves, independently for every pool ``losses[..., :]``,
 
 (Rota Bulò, Neuhold, Kontschieder, CVPR 2017, eq. 3; ``../shared/SPEC.md``), returning the
 canonical (least-norm) maximizer. The layers follow the usual pattern: a private core that finds
-the threshold and the capped set (:mod:`solvers._torch_sort`), a ``torch.autograd.Function``
+the threshold and the capped set (``solvers._torch_sort``), a ``torch.autograd.Function``
 whose backward is analytic (Danskin: $\nabla_l L = w^*$), functional wrappers
-(:func:`lmp_weights`, :func:`lmp_value`, :func:`lmp_pool`) and an ``nn.Module``
-(:class:`LossMaxPooling`) that replaces ``nn.CrossEntropyLoss``.
+(``lmp_weights``, ``lmp_value``, ``lmp_pool``) and an ``nn.Module``
+(``LossMaxPooling``) that replaces ``nn.CrossEntropyLoss``.
 
 No host synchronisation in the default path: no ``.item()``, ``.cpu()``, ``.tolist()``,
 ``nonzero()`` or Python branching on tensor values. The only exception is the input check of
@@ -238,7 +238,7 @@ def lmp_value(losses: torch.Tensor, p, gamma, tau, *, mask=None, check_finite: b
     The gradient with respect to ``losses`` is the canonical maximizer (Danskin), computed
     analytically rather than through the sort; ``gamma`` and ``tau`` tensors get
     $\|\min(l^+, t^*)\|_q$ and $\sum_i (l_i - t^*)^+$. An empty pool has value 0 and
-    zero gradient. Arguments as in :func:`lmp_weights`.
+    zero gradient. Arguments as in ``lmp_weights``.
     """
     return _LMPValue.apply(losses, gamma, tau, p, mask, check_finite, method)
 
@@ -254,7 +254,7 @@ def lmp_pool(pixel_losses: torch.Tensor, p: float = 1.7, ratio: float = 0.3, *, 
         Per-pixel losses (cross-entropy, focal, BCE, Dice terms...), first axis = images.
     p, ratio : float
         The paper's ``p`` in ``[1, inf]`` and ``ratio`` in ``[0, 1]``; ``gamma`` and ``tau``
-        come from each pool's own count of valid pixels (:func:`lmp_theory.paper_parameters`).
+        come from each pool's own count of valid pixels (``lmp_theory.paper_parameters``).
     mask : bool Tensor of ``pixel_losses.shape``, optional
         True = valid pixel (e.g. ``target != ignore_index``).
     pool : {"image", "batch", "global"}
@@ -277,7 +277,7 @@ def lmp_pool(pixel_losses: torch.Tensor, p: float = 1.7, ratio: float = 0.3, *, 
     ``DistributedDataParallel`` averages the parameter gradients over the processes, they equal
     the gradients of the single-process run on the concatenated batches. Every process must
     back-propagate the same multiple of $L$ (as ``loss.backward()`` on the same expression does).
-    The cost is a fixed number of small all-reduces (:func:`global_pool_traffic`); no loss is
+    The cost is a fixed number of small all-reduces (``global_pool_traffic``); no loss is
     gathered.
     """
     p = check_p(p)
@@ -332,13 +332,13 @@ class LossMaxPooling(nn.Module):
         Target value of pixels that are out of the pool.
     pool : {"image", "batch", "global"}
         One pool per image (default), one for the whole batch, or one for the batches of every
-        process of ``group`` under ``torch.distributed`` (see :func:`lmp_pool`).
+        process of ``group`` under ``torch.distributed`` (see ``lmp_pool``).
     reduction : {"mean", "sum", "none"}
-        Over images, as in :func:`lmp_pool`.
+        Over images, as in ``lmp_pool``.
     weight : Tensor, optional
         Class weights passed to the per-pixel cross-entropy, as in ``nn.CrossEntropyLoss``.
     check_finite, method
-        See :func:`lmp_weights`.
+        See ``lmp_weights``.
     group : ProcessGroup, optional
         With ``pool="global"``: the processes sharing the pool (default: the world).
     """

@@ -2,6 +2,8 @@ import numpy as np
 import pytest
 from hypothesis import settings
 
+from tests.site_build import build_site
+
 settings.register_profile("ci", max_examples=60, deadline=None)
 settings.load_profile("ci")
 
@@ -12,3 +14,9 @@ RATIO_GRID = [0.0, 0.1, 0.3, 1.0]
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+@pytest.fixture(scope="session")
+def built_site(tmp_path_factory):
+    """The documentation site, built strictly once per session."""
+    return build_site(tmp_path_factory.mktemp("site") / "site")

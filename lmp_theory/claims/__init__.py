@@ -1,7 +1,7 @@
 """The theory's claims: each stated with its hypotheses, checked symbolically and by a counterexample search.
 
 ``run_claims()`` runs them all; ``lmp claims`` prints the table (``--json`` for machines).
-``find_counterexample(prop)`` attacks any property of an :class:`Instance` the same way.
+``find_counterexample(prop)`` attacks any property of an ``Instance`` the same way.
 """
 
 from . import bounds, closed_form, duality, imbalance  # noqa: F401  (each module registers its claims)

@@ -1,7 +1,7 @@
 """The stated formulas evaluated exactly (mpmath) on one pool, for the claims' searches.
 
 Each claim's property compares what the solvers (or the certificate) return with the formula as
-the claim states it, evaluated here with the formulas of :mod:`.formulas` in mpmath (the registry
+the claim states it, evaluated here with the formulas of ``formulas`` in mpmath (the registry
 runs every property at 80 digits) with an unbounded exponent range: ``l^q`` for ``q ~ 1000`` and
 subnormal or 1e300 losses need no tricks. The number of capped losses comes from the ``k-rule``
 as stated (the smallest ``k < m`` with ``c_k l_(k+1)^(q-1) <= tau``); nothing here is shared with
@@ -159,7 +159,7 @@ def weights_close(got, expected: list, rtol: float) -> bool:
 
 
 def weights_agree(got, expected: list, instance: Instance, rtol: float) -> bool:
-    """:func:`weights_close`, allowing also the problem's conditioning.
+    """``weights_close``, allowing also the problem's conditioning.
 
     Where ``m`` lies within rounding of an integer, the exact weights for the given float ``gamma``
     and ``tau`` move by much more than ``rtol`` when either moves by a few ulps; no float evaluation

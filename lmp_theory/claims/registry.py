@@ -4,10 +4,10 @@ A claim has an ``id``, a plain-text and a LaTeX statement, its ``hypotheses`` (t
 statement is about), a source (the paper, a textbook result, or derived here), a *symbolic* check
 with sympy that can genuinely fail (an identity that must simplify to zero, a sign that sympy must
 establish from the assumptions, a limit that must evaluate to the stated value) and a *numeric*
-check: a :class:`Search` of the claim's hypotheses for a counterexample to the statement as written
-(:func:`~lmp_theory.claims.find_counterexample`). Where sympy proves a piece (one interval, one
+check: a ``Search`` of the claim's hypotheses for a counterexample to the statement as written
+(``lmp_theory.claims.find_counterexample``). Where sympy proves a piece (one interval, one
 symbolic ``k``), the symbolic detail says which piece and the statement says how the rest follows.
-A symbolic check returns a short detail string when it passes and raises :class:`ClaimFailed`
+A symbolic check returns a short detail string when it passes and raises ``ClaimFailed``
 (or any exception) when it does not; a search fails with the shrunk counterexample.
 """
 
@@ -42,7 +42,7 @@ class Search:
     """A claim's numeric check: no instance of ``instances()`` may falsify ``prop``.
 
     ``prop(x) -> bool`` is the statement as written, True where it holds, evaluated on what the
-    strategy draws (an :class:`~lmp_theory.claims.Instance`, or a tuple holding one where the
+    strategy draws (an ``lmp_theory.claims.Instance``, or a tuple holding one where the
     statement needs more, such as class labels); ``instances`` builds the hypothesis strategy of
     the claim's hypotheses; ``budget`` instances are tried.
     """
@@ -116,7 +116,7 @@ def claim(id: str, title: str, statement: str, hypotheses: str, latex: str, sour
 
 
 def require(condition, message: str) -> None:
-    """Raise :class:`ClaimFailed` unless ``condition`` holds.
+    """Raise ``ClaimFailed`` unless ``condition`` holds.
 
     Python and NumPy booleans count as they are; a sympy query (``expr.is_positive``) must be
     exactly ``True``: its ``None`` ("cannot tell") fails the check.

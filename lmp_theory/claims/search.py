@@ -1,6 +1,6 @@
 """The counterexample search: attack a property of loss max-pooling over adversarial instances.
 
-``find_counterexample(prop)`` draws problems from :mod:`lmp_theory.testing.strategies` (every
+``find_counterexample(prop)`` draws problems from ``lmp_theory.testing.strategies`` (every
 adversarial family, every kind of ``p`` and of parameters), stops at the first instance where
 ``prop`` is false (or raises), and lets hypothesis shrink it to the smallest failing instance it
 can find: a handful of losses, usually small integers. Same seed, same answer.
@@ -37,12 +37,12 @@ def find_counterexample(prop: Callable[[Instance], bool], *, budget: int = 2000,
     instances : hypothesis strategy, optional
         Where to search: the property's hypotheses, e.g.
         ``strategies.instances(p=strategies.exponents(1, math.inf, exclude_min=True, exclude_max=True))``.
-        Default: every family of :func:`lmp_theory.testing.strategies.instances`.
+        Default: every family of ``lmp_theory.testing.strategies.instances``.
 
     Returns
     -------
     Instance or None
-        The shrunk counterexample (``repr`` and :meth:`Instance.reproducer` print it exactly).
+        The shrunk counterexample (``repr`` and ``Instance.reproducer`` print it exactly).
     """
     if not callable(prop):
         raise TypeError(f"prop must be callable (instance -> bool), got {type(prop).__name__}")

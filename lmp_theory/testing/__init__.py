@@ -1,11 +1,11 @@
 """Conformance kit: test any LMP implementation against exact answers.
 
-* :func:`check_solver` / :func:`assert_conforms` / :func:`check_case` (:mod:`.kit`): a weight
+* ``check_solver`` / ``assert_conforms`` / ``check_case`` (``kit``): a weight
   function ``fn(losses, p, gamma, tau) -> weights`` on the corpus of hard cases;
-* :func:`check_pool` / :func:`assert_pool_conforms` (:mod:`.pool`): an autograd loss layer
+* ``check_pool`` / ``assert_pool_conforms`` (``pool``): an autograd loss layer
   ``fn(losses, p, ratio, mask) -> values``, gradients included;
-* :func:`fuzz_solver` (:mod:`.fuzz`): a weight function on problems drawn by hypothesis from
-  :mod:`.strategies`, the failure shrunk to the smallest problem.
+* ``fuzz_solver`` (``fuzz``): a weight function on problems drawn by hypothesis from
+  ``strategies``, the failure shrunk to the smallest problem.
 
 Typical use in your own test suite::
 

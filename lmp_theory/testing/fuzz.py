@@ -1,11 +1,11 @@
 """Fuzzing beyond the fixed corpus: problems drawn by hypothesis, failures shrunk.
 
-``fuzz_solver(fn)`` draws problems from :func:`lmp_theory.testing.strategies.instances` (every
+``fuzz_solver(fn)`` draws problems from ``lmp_theory.testing.strategies.instances`` (every
 adversarial family, pools from 1 to thousands of losses, ``p`` from 1 to 1e6 and infinity, the
 paper's and raw parameters), judges ``fn``'s weights against the duality certificate and the
-canonical weights from its threshold (:func:`.oracle.certificate_answer`, which works at any
+canonical weights from its threshold (``oracle.certificate_answer``, which works at any
 size), and on the first failure lets hypothesis shrink the problem to the smallest one that still
-fails. The report's ``counterexample`` is that :class:`~lmp_theory.instance.Instance` and its
+fails. The report's ``counterexample`` is that ``lmp_theory.instance.Instance`` and its
 ``code`` a Python snippet that reproduces the verdict. Same seed, same examples.
 
 Problems whose positive losses span more than 1e300 are not drawn: the certificate scales the
@@ -33,7 +33,7 @@ __all__ = ["check_instance", "fuzz_solver"]
 
 def check_instance(fn: Callable, instance: Instance, *, dtype=np.float64,
                    time_limit: float | None = TIME_LIMIT) -> CaseResult:
-    """Run ``fn`` on one :class:`~lmp_theory.instance.Instance` and judge it against the certificate."""
+    """Run ``fn`` on one ``lmp_theory.instance.Instance`` and judge it against the certificate."""
     return run_and_judge(fn, instance.losses, instance.p, instance.gamma, instance.tau, None, dtype=dtype,
                          time_limit=time_limit, name=f"fuzz n={instance.n} p={instance.p:g}", family="fuzz",
                          ratio=instance.ratio)
@@ -80,7 +80,7 @@ def fuzz_solver(fn: Callable, *, examples: int = 200, seed: int = 0, dtype=np.fl
     Returns
     -------
     Report
-        ``passed``; ``counterexample`` (the shrunk :class:`~lmp_theory.instance.Instance`, or
+        ``passed``; ``counterexample`` (the shrunk ``lmp_theory.instance.Instance``, or
         None) with its verdict in ``results`` and a reproducer in ``code``; ``examples`` is the
         number of calls made.
     """

@@ -16,7 +16,7 @@ and a gap of many orders of magnitude below the last capped loss) that moves the
 weights by more than 1e-10 of the largest; the kit allows exactly that much movement and no more.
 The same slack covers ``paper_parameters`` rounding differently in the last place on another
 machine (NumPy's vectorised ``power`` differs between CPUs): a stored answer serves a case whose
-``gamma`` and ``tau`` are within 4 ulps of the stored ones (:meth:`Expected.serves`).
+``gamma`` and ``tau`` are within 4 ulps of the stored ones (``Expected.serves``).
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def generate(corpus: list[Case] | None = None) -> dict[str, np.ndarray]:
 
 
 def load(path: Path = GOLDEN_PATH) -> dict[str, Expected]:
-    """Case name -> :class:`Expected`, from the stored file."""
+    """Case name -> ``Expected``, from the stored file."""
     with np.load(path) as data:
         arrays = {key: data[key] for key in data.files}
     out = {}

@@ -1,6 +1,6 @@
 """Calling code under test so that nothing it does can take the kit down with it.
 
-:func:`call` runs ``fn(*args)`` with its stdout and stderr captured, a time limit, and every way
+``call`` runs ``fn(*args)`` with its stdout and stderr captured, a time limit, and every way
 out turned into a record: a return value, an exception (``SystemExit`` from ``sys.exit``
 included), or the time limit running out. Only ``KeyboardInterrupt`` passes through, so that a
 person can still stop a run.

@@ -1,14 +1,14 @@
 """The conformance kit: regression-test any LMP implementation against the exact answers.
 
 ``check_solver(fn)`` runs ``fn(losses, p, gamma, tau) -> weights`` on the corpus and gives every
-case one status (:mod:`.verdict` has the full list and the tolerances): ``pass``,
+case one status (``verdict`` has the full list and the tolerances): ``pass``,
 ``optimal-not-canonical`` (a failure only when canonical weights are demanded, as gradients need),
 ``wrong-weights``, ``suboptimal``, ``infeasible``, ``non-finite``, ``wrong-shape``, ``wrong-type``,
 ``timeout`` (the case ran past the time limit) or ``raised`` (an exception, ``sys.exit`` included).
 What the implementation prints is captured, not mixed into the report (``Report.table(verbose=True)``
 shows it).
 
-Expected answers come from paths independent of the solvers (:mod:`.oracle`): the mpmath
+Expected answers come from paths independent of the solvers (``oracle``): the mpmath
 evaluation of the closed form stored in ``golden.npz`` for the corpus, and the duality certificate
 (an exact dual bound and the threshold that fixes the canonical weights) for the large pools.
 """
@@ -95,12 +95,12 @@ def check_solver(fn: Callable, *, dtype=np.float64, cases: list[Case] | None = N
     Parameters
     ----------
     fn : callable
-        The implementation under test; see :func:`batched` and :func:`torch_solver` for adapters.
+        The implementation under test; see ``batched`` and ``torch_solver`` for adapters.
     dtype : numpy dtype
         float64 (tolerance 1e-10) or float32 (1e-5); losses are passed in this dtype and cases
         whose losses are not representable in float32 are left out for float32.
     cases : list of Case, optional
-        Defaults to :func:`conformance_cases` (the full corpus with golden answers). Must not be
+        Defaults to ``conformance_cases`` (the full corpus with golden answers). Must not be
         empty: a check of nothing proves nothing.
     canonical : bool
         Demand the canonical (least-norm) maximizer, as back-propagation through LMP needs.
@@ -135,7 +135,7 @@ def _command_for(fn: Callable, dtype: np.dtype, canonical: bool) -> str:
 
 
 def assert_conforms(fn: Callable, **kwargs) -> Report:
-    """:func:`check_solver`, raising ``AssertionError`` with the breakdown and the worst failures."""
+    """``check_solver``, raising ``AssertionError`` with the breakdown and the worst failures."""
     report = check_solver(fn, **kwargs)
     if not report.passed:
         raise AssertionError(f"{report.summary()}\n{report.breakdown_table()}\n\n{report.table()}")

@@ -2,14 +2,14 @@
 
 Two independent sources give the exact canonical weights and the value of a problem:
 
-* the mpmath evaluation of the closed form stored in ``golden.npz`` (:mod:`.golden`), for the
+* the mpmath evaluation of the closed form stored in ``golden.npz`` (``golden``), for the
   corpus;
-* the duality certificate (:func:`lmp_theory.certificate.dual_minimum`): its minimum is the exact
+* the duality certificate (``lmp_theory.certificate.dual_minimum``): its minimum is the exact
   value and its threshold ``t*`` fixes the canonical weights, ``w_i = tau min(1, l_i / t*)^(q-1)``
-  for positive losses (:func:`canonical_weights`). This works for any pool size, so the fuzzer and
+  for positive losses (``canonical_weights``). This works for any pool size, so the fuzzer and
   the large pools use it.
 
-:func:`free_entries` says where other maximizers may differ from the canonical one; anywhere else
+``free_entries`` says where other maximizers may differ from the canonical one; anywhere else
 the maximizer is unique, and weights that differ there are wrong however good their value looks.
 """
 

@@ -3,7 +3,7 @@
 ``check_pool(fn)`` tests ``fn(losses, p, ratio, mask) -> values``: ``losses`` a ``(pools, n)``
 tensor with ``requires_grad``, ``mask`` a bool tensor of the same shape (True = in the pool),
 ``values`` of shape ``(pools,)``, each pool's ``gamma`` and ``tau`` the paper's for its own count
-of valid entries (:func:`lmp_theory.paper_parameters`). One batch of five pools with 40, 25, 7, 1
+of valid entries (``lmp_theory.paper_parameters``). One batch of five pools with 40, 25, 7, 1
 and 0 valid entries (distinct losses, exactly representable in bfloat16) is pooled for every
 dtype, ``p`` and ratio asked for; each run gets one status:
 
@@ -22,7 +22,7 @@ dtype, ``p`` and ratio asked for; each run gets one status:
 
 The first run places large finite losses (1e4) under the mask, so reading them changes the
 answer; the second places NaN there. Expected values and gradients come from the duality
-certificate (:func:`.oracle.certificate_answer`). Tolerances, relative to each pool's value and
+certificate (``oracle.certificate_answer``). Tolerances, relative to each pool's value and
 largest weight: 1e-10 in float64, 1e-5 in float32, 1e-2 in bfloat16.
 """
 
@@ -193,7 +193,7 @@ def check_pool(fn: Callable, *, p_values: Iterable[float] = (1.0, 1.7, 4.0, math
 
 
 def assert_pool_conforms(fn: Callable, **kwargs) -> Report:
-    """:func:`check_pool`, raising ``AssertionError`` with the failing runs."""
+    """``check_pool``, raising ``AssertionError`` with the failing runs."""
     report = check_pool(fn, **kwargs)
     if not report.passed:
         raise AssertionError(f"{report.summary()}\n{report.table()}")

@@ -1,6 +1,6 @@
 """Reports of the conformance kit: verdicts per case, broken down so that they find the bug.
 
-A :class:`Report` holds one :class:`CaseResult` per case (or, for the fuzzer, the shrunk
+A ``Report`` holds one ``CaseResult`` per case (or, for the fuzzer, the shrunk
 counterexample). It prints a summary line, a breakdown by family x p (x ratio) with the count of
 each status, and the failures worst first, every status represented, each with its tolerance, a
 message that says what is wrong and where, and a one-line command that reproduces it. ``as_json``
@@ -26,7 +26,7 @@ _MEASURE = {"infeasible": "violation", "suboptimal": "value_error", "wrong-value
 
 @dataclass(frozen=True)
 class CaseResult:
-    """The verdict on one case. Errors and tolerances are relative (see :mod:`.verdict`); NaN
+    """The verdict on one case. Errors and tolerances are relative (see ``verdict``); NaN
     where not measured. ``output`` is what the code under test printed (shown with ``verbose``)."""
 
     name: str
@@ -57,7 +57,7 @@ class Report:
 
     ``command`` is the ``lmp verify`` command line that runs the same check (it gives each
     failure its reproducer); the fuzzer sets ``examples`` (how many it tried) and
-    ``counterexample`` (the shrunk failing :class:`~lmp_theory.instance.Instance`, or None).
+    ``counterexample`` (the shrunk failing ``lmp_theory.instance.Instance``, or None).
     """
 
     solver: str

@@ -1,6 +1,6 @@
 """hypothesis strategies for loss max-pooling problems: the adversarial families, in one place.
 
-The claims' counterexample search (:func:`lmp_theory.claims.find_counterexample`) and the
+The claims' counterexample search (``lmp_theory.claims.find_counterexample``) and the
 conformance kit's fuzzer draw from these generators, so both attack the same hard inputs that
 public LMP code gets wrong:
 
@@ -139,7 +139,7 @@ def loss_vectors(*, min_size: int = 1, max_size: int = 8, families=FAMILIES, pos
 
 def instances(*, p: st.SearchStrategy[float] | None = None, losses: st.SearchStrategy | None = None,
               parameters: str = "any", cap: bool | None = None) -> st.SearchStrategy[Instance]:
-    """Problems built from ``p`` (default :func:`exponents`) and ``losses`` (default :func:`loss_vectors`).
+    """Problems built from ``p`` (default ``exponents``) and ``losses`` (default ``loss_vectors``).
 
     ``parameters``: ``"paper"`` (``paper_parameters`` at a drawn ratio), ``"raw"`` (``gamma`` and
     ``tau`` drawn over six decades each, ``tau > gamma`` and ``tau = inf`` included) or ``"any"``.

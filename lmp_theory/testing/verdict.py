@@ -1,7 +1,7 @@
 """The verdict on one proposed weighting: what is wrong with it, by how much, and where.
 
-:func:`judge` takes whatever an implementation returned and the exact answer
-(:class:`~lmp_theory.testing.golden.Expected`) and gives one status, in this order of checks:
+``judge`` takes whatever an implementation returned and the exact answer
+(``lmp_theory.testing.golden.Expected``) and gives one status, in this order of checks:
 
 ================================  ==================================================================
 ``wrong-type``                    not a real numeric array (complex, object, strings, ``None``,
