@@ -35,6 +35,7 @@ from .problem import (
     check_single_pool_scalar,
     check_tau,
     conjugate,
+    exp_or_inf,
 )
 
 __all__ = ["Certificate", "certify", "dual_function", "dual_minimum"]
@@ -165,7 +166,7 @@ def _threshold(y: np.ndarray, p: float, gamma: float, tau: float) -> float:
         return ref
     if log_t_over_ref >= math.log(upper / ref):
         return upper
-    return ref * math.exp(log_t_over_ref)
+    return exp_or_inf(math.log(ref) + log_t_over_ref)  # m underflowing to ~0 puts t* beyond float range
 
 
 def certify(losses, weights, p, gamma, tau) -> Certificate:

@@ -41,6 +41,7 @@ __all__ = [
     "conjugate",
     "cap_count",
     "log_ratio",
+    "exp_or_inf",
 ]
 
 
@@ -221,3 +222,9 @@ def log_ratio(a, b):
         ratio = np.asarray(a, dtype=np.float64) / b
         normal = (ratio >= np.finfo(np.float64).tiny) & (ratio <= np.finfo(np.float64).max)
         return np.where(normal, np.log(np.where(normal, ratio, 1.0)), np.log(a) - np.log(b))
+
+
+def exp_or_inf(v: float) -> float:
+    """``math.exp`` that overflows to ``inf`` instead of raising (a threshold beyond float range
+    means: nothing is capped)."""
+    return math.exp(v) if v < 709.0 else math.inf

@@ -20,15 +20,11 @@ import math
 
 import numpy as np
 
+from lmp_theory.problem import exp_or_inf as _exp
 from lmp_theory.problem import log_ratio
 
 SAMPLE = 4096
 MARGIN = 4.0  # bracket half-width in standard deviations of the sample rank
-
-
-def _exp(v: float) -> float:
-    """``exp`` that overflows to ``inf`` (a threshold beyond float range means: nothing capped)."""
-    return math.exp(v) if v < 709.0 else math.inf
 
 
 def _sample(x: np.ndarray) -> np.ndarray:
