@@ -190,10 +190,10 @@ def certify(losses, weights, p, gamma, tau) -> Certificate:
     p = check_p(p)
     gamma = check_single_pool_scalar(check_gamma(gamma), "gamma")
     tau = check_single_pool_scalar(check_tau(tau), "tau")
-    l, _ = check_losses(losses)
+    l, _ = check_losses(losses, masked_arrays=False)
     if l.ndim != 1:
         raise ValueError(f"losses must be 1-D (one pool), got shape {l.shape}")
-    w, _ = check_losses(weights, name="weights")
+    w, _ = check_losses(weights, name="weights", masked_arrays=False)
     if w.shape != l.shape:
         raise ValueError(f"weights must have the shape of losses {l.shape}, got {w.shape}")
     l = l.astype(np.float64)

@@ -29,7 +29,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmp_theory.parameters import gamma_tau
-from lmp_theory.problem import check_p, check_ratio, check_scalar_parameter
+from lmp_theory.problem import (
+    SMALLEST_PARAMETER,
+    check_flag,
+    check_gamma,
+    check_p,
+    check_ratio,
+    check_scalar_parameter,
+    check_tau,
+)
 
 from ._torch_select import select_holder_device, select_on_cpu, select_p1
 from ._torch_sort import pinf_weights, solve_sorted
@@ -45,6 +53,8 @@ def _prepare(losses, p, gamma, tau, mask, check_finite, method="auto"):
     """Validate, broadcast and flatten; returns everything the core and autograd need."""
     if not isinstance(losses, torch.Tensor):
         raise TypeError(f"losses must be a torch.Tensor, got {type(losses).__name__}")
+    _check_dense(losses, "losses")
+    check_finite = check_flag(check_finite, "check_finite")
     if losses.is_complex() or losses.dtype == torch.bool:
         raise TypeError(f"losses must be a real tensor, got dtype {losses.dtype}")
     if losses.dim() < 1:
@@ -63,6 +73,7 @@ def _prepare(losses, p, gamma, tau, mask, check_finite, method="auto"):
     if mask is not None:
         if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
             raise TypeError(f"mask must be a bool tensor, got {getattr(mask, 'dtype', type(mask).__name__)}")
+        _check_dense(mask, "mask")
         if mask.shape != losses.shape:
             raise ValueError(f"mask must have the shape of losses {tuple(losses.shape)}, got {tuple(mask.shape)}")
     x = losses.detach().to(work)
@@ -74,16 +85,25 @@ def _prepare(losses, p, gamma, tau, mask, check_finite, method="auto"):
     return p, pooled, gamma.reshape(-1), tau.reshape(-1), batch_shape, out_dtype
 
 
+def _check_dense(tensor: torch.Tensor, name: str) -> None:
+    """Sparse, nested and meta tensors have no dense data to pool: a clear TypeError, not a crash inside."""
+    kind = ("nested" if tensor.is_nested else "sparse" if tensor.layout != torch.strided
+            else "meta" if tensor.is_meta else None)
+    if kind is not None:
+        raise TypeError(f"{name} must be a dense (strided) tensor with data, got a {kind} tensor")
+
+
 def _pool_parameter(value, name, batch_shape, device, check_finite):
     """``gamma``/``tau`` as a float64 tensor of the batch shape (validated; tensors when checking)."""
     if isinstance(value, torch.Tensor):
+        _check_dense(value, name)
         if value.is_complex() or value.dtype == torch.bool:
             raise TypeError(f"{name} must be a real number or tensor, got dtype {value.dtype}")
         value = value.detach().to(device=device, dtype=torch.float64)
         if check_finite:
-            ok = (value > 0) & (torch.isfinite(value) if name == "gamma" else ~torch.isnan(value))
-            if not bool(ok.all()):
-                check_scalar_parameter(float("nan"), name)  # the same message as for a bad scalar
+            ok = (value >= SMALLEST_PARAMETER) & (torch.isfinite(value) if name == "gamma" else ~torch.isnan(value))
+            if not bool(ok.all()):  # the message of the NumPy check, which names the bad values
+                (check_gamma if name == "gamma" else check_tau)(value.cpu().numpy())
     else:
         value = torch.as_tensor(check_scalar_parameter(value, name), dtype=torch.float64, device=device)
     try:
@@ -249,7 +269,7 @@ def lmp_value(losses: torch.Tensor, p, gamma, tau, *, mask=None, check_finite: b
 
 def lmp_pool(pixel_losses: torch.Tensor, p: float = 1.7, ratio: float = 0.3, *, mask=None,
              pool: Literal["image", "batch"] = "image", reduction: Literal["mean", "sum", "none"] = "mean",
-             check_finite: bool = True, method: str = "auto") -> torch.Tensor:
+             check_finite: bool = True, method: str = "auto", size_weight=None) -> torch.Tensor:
     """Loss max-pooling of any per-pixel loss with the paper's parameters.
 
     Parameters
@@ -266,9 +286,16 @@ def lmp_pool(pixel_losses: torch.Tensor, p: float = 1.7, ratio: float = 0.3, *, 
     reduction : {"mean", "sum", "none"}
         Over images (``pool="image"``): the mean over images with at least one valid pixel, the
         sum, or the ``(N,)`` values. With ``pool="batch"`` the single value is returned.
+    size_weight : Tensor of ``pixel_losses.shape``, optional
+        How much each valid pixel counts towards its pool's size ``n`` (default 1). The pool's
+        ``gamma`` and ``tau`` are the paper's for ``n`` = the sum of its valid pixels' size
+        weights; :class:`LossMaxPooling` passes the class weight of each pixel's target.
+
+    An empty batch (``N = 0``) gives 0 with zero gradient, like a batch whose pixels are all masked.
     """
     p = check_p(p)
     ratio = check_ratio(ratio)
+    check_finite = check_flag(check_finite, "check_finite")
     if pool not in ("image", "batch"):
         raise ValueError(f"pool must be 'image' or 'batch', got {pool!r}")
     if reduction not in ("mean", "sum", "none"):
@@ -277,15 +304,23 @@ def lmp_pool(pixel_losses: torch.Tensor, p: float = 1.7, ratio: float = 0.3, *, 
         raise ValueError("pixel_losses must be a tensor of shape (N, ...)")
     if mask is not None and (not isinstance(mask, torch.Tensor) or mask.shape != pixel_losses.shape):
         raise ValueError(f"mask must be a bool tensor of shape {tuple(pixel_losses.shape)}")
-    flat = pixel_losses.reshape(1, -1) if pool == "batch" else pixel_losses.reshape(pixel_losses.shape[0], -1)
+    if size_weight is not None and (not isinstance(size_weight, torch.Tensor) or size_weight.shape != pixel_losses.shape):
+        raise ValueError(f"size_weight must be a tensor of shape {tuple(pixel_losses.shape)}")
+    images = pixel_losses.shape[0]
+    pools = 1 if pool == "batch" else images
+    flat = pixel_losses.reshape(pools, pixel_losses.numel() // max(pools, 1))  # N = 0: a (0, 0) batch
     flat_mask = None if mask is None else mask.reshape(flat.shape)
     n = flat.shape[1]
     valid = torch.full((flat.shape[0],), float(n), dtype=torch.float64, device=flat.device) if flat_mask is None \
         else flat_mask.sum(dim=1).to(torch.float64)
-    gamma, tau = gamma_tau(torch.clamp(valid, min=1.0), p, ratio)
+    size = valid
+    if size_weight is not None:
+        sizes = size_weight.detach().to(torch.float64).reshape(flat.shape)
+        size = (sizes if flat_mask is None else torch.where(flat_mask, sizes, 0.0)).sum(dim=1)
+    gamma, tau = gamma_tau(torch.where(size > 0, size, 1.0), p, ratio)  # an empty pool's value is 0 anyway
     values = lmp_value(flat, p, gamma, tau, mask=flat_mask, check_finite=check_finite, method=method)
     if pool == "batch":
-        return values[0]
+        return values.sum()  # the one pool's value (0 for an empty batch)
     if reduction == "none":
         return values
     if reduction == "sum":
@@ -302,7 +337,13 @@ class LossMaxPooling(nn.Module):
     of the pool; each pool's ``gamma`` and ``tau`` come from its own count of valid pixels and
     the paper's ``p`` and ``ratio`` (Rota Bulò et al., CVPR 2017, section 3.1). An image whose
     pixels are all ignored contributes 0 and zero gradient. With ``p = inf`` and
-    ``pool="batch"`` this is exactly ``nn.CrossEntropyLoss(ignore_index=...)``.
+    ``pool="batch"`` this is exactly ``nn.CrossEntropyLoss(weight=..., ignore_index=...)``,
+    value and gradient.
+
+    Class weights ``w_c``: a pixel of class ``c`` has the loss ``w_c * ce`` (as in
+    ``nn.CrossEntropyLoss``) and counts ``w_c`` towards its pool's size, so the pool's ``gamma``
+    and ``tau`` are the paper's for ``n`` = the sum of its valid pixels' class weights (at
+    ``p = inf``: the weighted mean of ``nn.CrossEntropyLoss``, sum(w_y ce) / sum(w_y)).
 
     Parameters
     ----------
@@ -317,7 +358,7 @@ class LossMaxPooling(nn.Module):
     reduction : {"mean", "sum", "none"}
         Over images, as in :func:`lmp_pool`.
     weight : Tensor, optional
-        Class weights passed to the per-pixel cross-entropy, as in ``nn.CrossEntropyLoss``.
+        Class weights (1-D, finite, ``>= 0``), as in ``nn.CrossEntropyLoss``; see above.
     check_finite, method
         See :func:`lmp_weights`.
     """
@@ -334,9 +375,9 @@ class LossMaxPooling(nn.Module):
             raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
         if method not in METHODS:
             raise ValueError(f"method must be 'auto', 'sort' or 'select', got {method!r}")
-        self.ignore_index, self.pool, self.reduction, self.check_finite = ignore_index, pool, reduction, check_finite
-        self.method = method
-        self.register_buffer("weight", weight)
+        self.ignore_index, self.pool, self.reduction = ignore_index, pool, reduction
+        self.check_finite, self.method = check_flag(check_finite, "check_finite"), method
+        self.register_buffer("weight", _check_class_weight(weight))
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if logits.dim() < 2 or target.shape != logits.shape[:1] + logits.shape[2:]:
@@ -345,8 +386,24 @@ class LossMaxPooling(nn.Module):
         pixel = F.cross_entropy(logits, target, weight=self.weight, ignore_index=self.ignore_index, reduction="none")
         mask = target != self.ignore_index
         pool = "batch" if logits.dim() == 2 else self.pool
+        size_weight = None if self.weight is None else self.weight[torch.where(mask, target, 0)]
         return lmp_pool(pixel, self.p, self.ratio, mask=mask, pool=pool, reduction=self.reduction,
-                        check_finite=self.check_finite, method=self.method)
+                        check_finite=self.check_finite, method=self.method, size_weight=size_weight)
 
     def extra_repr(self) -> str:
         return f"p={self.p}, ratio={self.ratio}, ignore_index={self.ignore_index}, pool={self.pool!r}, reduction={self.reduction!r}"
+
+
+def _check_class_weight(weight):
+    """Class weights: ``None`` or a dense, real, 1-D tensor of finite values ``>= 0``."""
+    if weight is None:
+        return None
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"weight must be a 1-D tensor of class weights, got {type(weight).__name__}")
+    _check_dense(weight, "weight")
+    if not weight.is_floating_point() or weight.dim() != 1:
+        raise TypeError(f"weight must be a 1-D floating tensor of class weights, got dtype {weight.dtype} "
+                        f"and shape {tuple(weight.shape)}")
+    if not bool((torch.isfinite(weight) & (weight >= 0)).all()):  # once, at construction
+        raise ValueError(f"weight must hold finite class weights >= 0 (the range [0, inf)), got {weight.tolist()}")
+    return weight
