@@ -39,6 +39,7 @@ from lmp_theory.problem import (
     check_tau,
 )
 
+from ._torch_active_set import value_on_active_set
 from ._torch_select import select_holder_device, select_on_cpu, select_p1
 from ._torch_sort import pinf_weights, solve_sorted
 
@@ -165,22 +166,28 @@ class _LMPValue(torch.autograd.Function):
     $\\partial L / \\partial l = w^*$ (the canonical maximizer), and from the dual formula
     $L = \\min_t \\tau \\sum_i (l_i - t)^+ + \\gamma \\|\\min(l^+, t)\\|_q$:
     $\\partial L/\\partial \\gamma = \\|\\min(l^+, t^*)\\|_q$ and
-    $\\partial L/\\partial \\tau = \\sum_i (l_i - t^*)^+$.
+    $\\partial L/\\partial \\tau = \\sum_i (l_i - t^*)^+$. With ``create_graph=True`` the
+    backward pass rebuilds $L$ on the active set with differentiable operations
+    (:mod:`solvers._torch_active_set`), so that second derivatives are right too.
     """
 
     @staticmethod
     def forward(ctx, losses, gamma, tau, p, mask, check_finite, method):
         p, pooled, g, t, batch_shape, out_dtype = _prepare(losses, p, gamma, tau, mask, check_finite, method)
         weights, value, threshold = _solve(pooled, p, g, t, method)
-        ctx.save_for_backward(weights, pooled, threshold)
+        inputs = [v if isinstance(v, torch.Tensor) else None for v in (losses, gamma, tau)]
+        ctx.save_for_backward(weights, pooled, threshold, *inputs)
         ctx.p, ctx.shape, ctx.batch_shape = p, losses.shape, batch_shape
         ctx.gamma_shape = gamma.shape if isinstance(gamma, torch.Tensor) else None
         ctx.tau_shape = tau.shape if isinstance(tau, torch.Tensor) else None
+        ctx.scalars = (gamma, tau)
         return value.reshape(batch_shape).to(out_dtype)
 
     @staticmethod
     def backward(ctx, grad_value):
-        weights, pooled, threshold = ctx.saved_tensors
+        weights, pooled, threshold, *inputs = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: a gradient that autograd can differentiate
+            return _differentiable_backward(ctx, grad_value, pooled, threshold, inputs)
         g = grad_value.reshape(-1, 1).to(weights.dtype)
         grad_losses = (g * weights).reshape(ctx.shape).to(grad_value.dtype)
         grad_gamma = grad_tau = None
@@ -194,6 +201,23 @@ class _LMPValue(torch.autograd.Function):
             grad_gamma = _reduce_to(gv * dgamma, ctx.batch_shape, ctx.gamma_shape, grad_value.dtype)
             grad_tau = _reduce_to(gv * dtau, ctx.batch_shape, ctx.tau_shape, grad_value.dtype)
         return grad_losses, grad_gamma, grad_tau, None, None, None, None
+
+
+def _differentiable_backward(ctx, grad_value, pooled, threshold, inputs):
+    """The gradients as a differentiable function of the inputs (double backward)."""
+    pools = pooled.shape[0]
+    x = inputs[0].to(pooled.dtype).reshape(pooled.shape)
+    gamma, tau = (saved if saved is not None else torch.as_tensor(scalar, dtype=torch.float64, device=pooled.device)
+                  for saved, scalar in zip(inputs[1:], ctx.scalars))
+    gamma, tau = (v.to(torch.float64).broadcast_to(ctx.batch_shape).reshape(pools) for v in (gamma, tau))
+    value = value_on_active_set(x, gamma, tau, ctx.p, pooled > 0, threshold)  # masked out: 0 in pooled
+    wanted = [(i, v) for i, v in enumerate(inputs) if v is not None and ctx.needs_input_grad[i]]
+    grads = torch.autograd.grad(value, [v for _, v in wanted], grad_value.reshape(pools).to(value.dtype),
+                                create_graph=True, allow_unused=True)
+    out = [None] * 7
+    for (i, v), grad in zip(wanted, grads):
+        out[i] = torch.zeros_like(v) if grad is None else grad
+    return tuple(out)
 
 
 def _qnorm(v: torch.Tensor, p: float) -> torch.Tensor:
