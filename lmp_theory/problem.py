@@ -41,6 +41,7 @@ __all__ = [
     "check_flag",
     "SMALLEST_PARAMETER",
     "conjugate",
+    "p_is_inf",
     "cap_count",
     "log_ratio",
     "exp_or_inf",
@@ -74,7 +75,7 @@ def check_flag(value, name: str) -> bool:
 def check_p(p) -> float:
     """Validate the norm exponent: a real number in ``[1, inf]`` (``inf`` allowed, NaN not)."""
     value = _real_scalar(p, "p")
-    if math.isnan(value) or value < 1.0:
+    if not value >= 1.0:  # also NaN (a comparison, not math.isnan: p may be a symbolic float under torch.compile)
         raise ValueError(f"p must be a real number in [1, inf], got {p!r}")
     return value
 
@@ -226,11 +227,25 @@ def check_pool_parameter(value: np.ndarray, name: str, batch_shape: tuple) -> np
         ) from None
 
 
+def p_is_inf(p: float) -> bool:
+    """``p = inf``, for a validated ``p``, written so that ``torch.compile`` can trace it.
+
+    Under ``torch.compile`` ``p`` may be a symbolic float (a module attribute that changed between
+    compilations): ``math.isinf`` cannot be traced, and Dynamo (torch 2.13) records no guard for
+    an equality with ``inf``, so a graph built for a finite ``p`` would be reused for ``p = inf``.
+    A comparison with the largest float is guarded.
+    """
+    return p > _LARGEST_FLOAT
+
+
+_LARGEST_FLOAT = float(np.finfo(np.float64).max)
+
+
 def conjugate(p: float) -> float:
     """Conjugate exponent ``q = p / (p - 1)``: ``inf`` for ``p = 1`` and ``1`` for ``p = inf``."""
     if p == 1.0:
         return math.inf
-    if math.isinf(p):
+    if p_is_inf(p):
         return 1.0
     return p / (p - 1.0)
 

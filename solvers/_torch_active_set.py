@@ -24,7 +24,7 @@ import math
 
 import torch
 
-from lmp_theory.problem import conjugate
+from lmp_theory.problem import conjugate, p_is_inf
 
 
 def value_on_active_set(losses: torch.Tensor, gamma: torch.Tensor, tau: torch.Tensor, p: float,
@@ -36,7 +36,7 @@ def value_on_active_set(losses: torch.Tensor, gamma: torch.Tensor, tau: torch.Te
     gamma, tau = gamma.to(dtype), tau.to(dtype)
     zero = torch.zeros((), dtype=dtype, device=losses.device)
     lp = torch.where(positive, losses, zero)
-    if math.isinf(p):
+    if p_is_inf(p):
         return torch.minimum(gamma, tau) * lp.sum(dim=1)
     t = threshold.to(dtype)[:, None]
     capped = positive & (losses.detach() > t)

@@ -17,7 +17,7 @@ import math
 
 import torch
 
-from lmp_theory.problem import conjugate
+from lmp_theory.problem import conjugate, p_is_inf
 
 
 def log_ratio(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -42,7 +42,7 @@ def solve_sorted(lp: torch.Tensor, p: float, gamma: torch.Tensor, tau: torch.Ten
     """Weights and thresholds of every pool (rows of ``lp``), by sorting (p = inf needs no sort)."""
     if p == 1.0:
         return p1_weights(lp, gamma, tau, _kth_largest_by_sort)
-    if math.isinf(p):
+    if p_is_inf(p):
         return pinf_weights(lp, gamma, tau)
     return _holder(lp, p, gamma, tau)
 

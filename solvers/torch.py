@@ -37,6 +37,7 @@ from lmp_theory.problem import (
     check_ratio,
     check_scalar_parameter,
     check_tau,
+    p_is_inf,
 )
 
 from ._torch_active_set import value_on_active_set
@@ -131,14 +132,16 @@ def _solve(pooled, p, gamma, tau, method="auto"):
     if pools == 0 or n == 0:
         zeros = torch.zeros(pools, dtype=torch.float64, device=pooled.device)
         return torch.zeros_like(pooled), zeros, zeros
-    on_cpu = pooled.device.type == "cpu" and not _DEVICE_PATHS_ON_CPU
+    # CPU tensors select with the NumPy core, except under torch.compile (which cannot trace it):
+    # then they take the device paths, as on CUDA
+    numpy_core = pooled.device.type == "cpu" and not (_DEVICE_PATHS_ON_CPU or torch.compiler.is_compiling())
     select = method == "select" or (
-        method == "auto" and n >= AUTO_SELECT_MIN_N and (on_cpu or p == 1.0 or math.isinf(p))
+        method == "auto" and n >= AUTO_SELECT_MIN_N and (numpy_core or p == 1.0 or p_is_inf(p))
     )
-    if math.isinf(p):  # every positive loss gets min(gamma, tau): L = min(gamma, tau) sum(l+)
+    if p_is_inf(p):  # every positive loss gets min(gamma, tau): L = min(gamma, tau) sum(l+)
         weights, threshold = pinf_weights(pooled, gamma, tau)
         return weights, torch.minimum(gamma, tau) * _positive_sums(pooled), threshold
-    if select and on_cpu:  # the NumPy core reads the positive entries itself: no clamped copy
+    if select and numpy_core:  # the NumPy core reads the positive entries itself: no clamped copy
         return select_on_cpu(pooled, p, gamma, tau)
     lp = pooled.clamp(min=0)
     if select and p == 1.0:
@@ -224,7 +227,7 @@ def _qnorm(v: torch.Tensor, p: float) -> torch.Tensor:
     """Row-wise ``||v||_q`` (``q = p/(p-1)``) of non-negative rows, scaled against overflow."""
     if p == 1.0:
         return v.max(dim=1).values.to(torch.float64)
-    if math.isinf(p):
+    if p_is_inf(p):
         return v.sum(dim=1, dtype=torch.float64)
     q = p / (p - 1.0)
     top = v.max(dim=1, keepdim=True).values

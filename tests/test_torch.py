@@ -110,6 +110,38 @@ def test_no_host_synchronisation_in_the_default_hot_path(p):
     assert torch.isfinite(out) and torch.isfinite(logits.grad).all()
 
 
+def test_fullgraph_compile_for_every_p_after_another_instance_was_compiled():
+    """Recompiling for a second instance makes p a symbolic float: p is only ever compared, never math.isnan'd."""
+    torch._dynamo.reset()
+    logits = torch.randn(2, 4, 6, 6)
+    target = torch.randint(0, 4, (2, 6, 6))
+    for p in (1.7, 3.0, 1.0, math.inf, 1.05, 1.0):  # the second compile makes p symbolic
+        layer = LossMaxPooling(p=p, ratio=0.3, check_finite=False)
+        out = torch.compile(layer, fullgraph=True, backend="eager")(logits, target)
+        torch.testing.assert_close(out, layer(logits, target), rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("p", [1.0, 1.7, math.inf])
+def test_fullgraph_compile_with_gamma_tau_tensors_and_large_cpu_pools(p):
+    """No host synchronisation with check_finite=False: tensor gamma/tau, and CPU pools of 16,384+ losses
+    (the NumPy selection core cannot be traced, so compiled code takes the device paths)."""
+    torch._dynamo.reset()
+    gen = torch.Generator().manual_seed(5)
+    for n in (64, 20000):
+        x = torch.rand(3, n, generator=gen, dtype=torch.float64).requires_grad_()
+        gamma = torch.tensor([0.02, 0.03, 0.04], dtype=torch.float64, requires_grad=True)
+        tau = torch.tensor([0.003, 0.002, 0.001], dtype=torch.float64, requires_grad=True)
+        compiled = torch.compile(lambda l, g, t: lmp_value(l, p, g, t, check_finite=False).sum(),
+                                 fullgraph=True, backend="eager")
+        out = compiled(x, gamma, tau)
+        grads = torch.autograd.grad(out, (x, gamma, tau), allow_unused=True, materialize_grads=True)
+        expected = lmp_value(x, p, gamma, tau).sum()  # eager: the NumPy core for the large pools
+        torch.testing.assert_close(out, expected, rtol=1e-13, atol=0)
+        expected_grads = torch.autograd.grad(expected, (x, gamma, tau), allow_unused=True, materialize_grads=True)
+        for got, want in zip(grads, expected_grads):
+            torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-15)
+
+
 def test_the_no_sync_test_can_fail():
     """The documented synchronisation of check_finite=True is caught as a graph break."""
     torch._dynamo.reset()
