@@ -22,6 +22,7 @@ NaN/inf losses or bad ``gamma``/``tau`` tensors; pass ``check_finite=False`` in 
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Literal
 
 import torch
@@ -43,6 +44,7 @@ from lmp_theory.problem import (
 from ._torch_active_set import value_on_active_set
 from ._torch_select import select_holder_device, select_on_cpu, select_p1
 from ._torch_sort import pinf_weights, solve_sorted
+from .numpy import SORT_CHUNK_MIN, chunk_rows
 
 __all__ = ["lmp_weights", "lmp_value", "lmp_pool", "LossMaxPooling"]
 
@@ -79,7 +81,7 @@ def _prepare(losses, p, gamma, tau, mask, check_finite, method="auto"):
         if mask.shape != losses.shape:
             raise ValueError(f"mask must have the shape of losses {tuple(losses.shape)}, got {tuple(mask.shape)}")
     x = losses.detach().to(work)
-    pooled = x if mask is None else torch.where(mask, x, torch.zeros_like(x))
+    pooled = x if mask is None else torch.where(mask, x, 0.0)
     if check_finite and not bool(torch.isfinite(pooled.sum())):  # the one documented host synchronisation
         if not bool(torch.isfinite(pooled).all()):  # (a cheap sum first: NaN and inf propagate)
             raise ValueError("losses must be finite (NaN and +-inf are not allowed in the pool)")
@@ -118,6 +120,7 @@ def _pool_parameter(value, name, batch_shape, device, check_finite):
 
 
 AUTO_SELECT_MIN_N = 16384
+CUDA_CHUNK_MIN = 2**22
 # Tests set this to run the device (CUDA) select paths on CPU tensors.
 _DEVICE_PATHS_ON_CPU = False
 METHODS = ("auto", "sort", "select")
@@ -138,29 +141,34 @@ def _solve(pooled, p, gamma, tau, method="auto"):
     select = method == "select" or (
         method == "auto" and n >= AUTO_SELECT_MIN_N and (numpy_core or p == 1.0 or p_is_inf(p))
     )
-    if p_is_inf(p):  # every positive loss gets min(gamma, tau): L = min(gamma, tau) sum(l+)
-        weights, threshold = pinf_weights(pooled, gamma, tau)
-        return weights, torch.minimum(gamma, tau) * _positive_sums(pooled), threshold
-    if select and numpy_core:  # the NumPy core reads the positive entries itself: no clamped copy
+    if select and numpy_core and not p_is_inf(p):  # the NumPy core reads the positive losses itself
         return select_on_cpu(pooled, p, gamma, tau)
-    lp = pooled.clamp(min=0)
-    if select and p == 1.0:
-        weights, threshold = select_p1(lp, gamma, tau)
+    if p_is_inf(p):  # every positive loss gets min(gamma, tau): one elementwise pass
+        solve_rows = pinf_weights
     elif select:
-        weights, threshold = select_holder_device(lp, p, gamma, tau)
+        solve_rows = select_p1 if p == 1.0 else partial(select_holder_device, p=p)
     else:  # the sort path (small pools, method="sort", and auto for 1 < p < inf on CUDA)
-        weights, threshold = solve_sorted(lp, p, gamma, tau)
-    # No rescaling needed: every term is >= 0 and at most the value, so a term overflows only
-    # when the value itself is beyond the dtype's range.
-    value = (weights * lp).sum(dim=1).to(torch.float64)
+        solve_rows = partial(solve_sorted, p=p)
+    # Chunks of pools bound the temporaries (a dozen per loss); on CUDA only beyond 2^22 losses,
+    # where one launch per chunk costs nothing next to the work.
+    rows = chunk_rows(pools, n, CUDA_CHUNK_MIN if pooled.is_cuda else SORT_CHUNK_MIN)
+    if rows >= pools:  # one chunk: no copies
+        return _solve_rows(solve_rows, pooled, gamma, tau)
+    weights = torch.empty_like(pooled)
+    value = torch.empty(pools, dtype=torch.float64, device=pooled.device)
+    threshold = torch.empty_like(value)
+    for start in range(0, pools, rows):
+        chunk = slice(start, start + rows)
+        weights[chunk], value[chunk], threshold[chunk] = _solve_rows(solve_rows, pooled[chunk], gamma[chunk], tau[chunk])
     return weights, value, threshold
 
 
-def _positive_sums(pooled: torch.Tensor) -> torch.Tensor:
-    """Row sums of the positive part in float64; row by row for long rows (smaller temporaries)."""
-    if pooled.shape[1] < 2**16:
-        return pooled.clamp(min=0).sum(dim=1, dtype=torch.float64)
-    return torch.stack([row.clamp(min=0).sum(dtype=torch.float64) for row in pooled])
+def _solve_rows(solve_rows, pooled, gamma, tau):
+    lp = pooled.clamp(min=0)
+    weights, threshold = solve_rows(lp, gamma=gamma, tau=tau)
+    # No rescaling needed: every term is >= 0 and at most the value, so a term overflows only
+    # when the value itself is beyond the dtype's range.
+    return weights, (weights * lp).sum(dim=1).to(torch.float64), threshold
 
 
 class _LMPValue(torch.autograd.Function):
