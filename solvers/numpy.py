@@ -65,6 +65,7 @@ def lmp_weights(losses, p, gamma, tau, *, mask=None, method: str = "auto") -> np
     ----------
     losses : array_like, shape (..., n)
         Every leading index is an independent pool over the last axis. Must be finite in the pool.
+        A ``np.ma.MaskedArray``'s masked entries are out of the pool (combined with ``mask``).
     p : float
         Norm exponent: ``1``, any float ``> 1``, or ``inf``.
     gamma : float or array_like
@@ -74,9 +75,10 @@ def lmp_weights(losses, p, gamma, tau, *, mask=None, method: str = "auto") -> np
     mask : bool ndarray of shape ``losses.shape``, optional
         True = in the pool. Entries outside get weight 0 and are not inspected.
     method : {"auto", "sort", "select"}
-        ``"sort"``: vectorised over pools, $O(n \log n)$; ``"select"``: pool by pool,
-        expected $O(n)$ (sampled bracket, then exact); ``"auto"``: select for pools of
-        at least 16,384 losses, sort otherwise. All give the same canonical answer.
+        ``"sort"``: vectorised over chunks of pools, $O(n \log n)$; ``"select"``: pool by pool,
+        expected $O(n)$ (sampled bracket, then exact; pools below 4,096 losses take the sort
+        path); ``"auto"``: select for pools of at least 16,384 losses, sort otherwise. All give
+        the same canonical answer.
 
     Returns
     -------
