@@ -48,7 +48,7 @@ def value_on_active_set(losses: torch.Tensor, gamma: torch.Tensor, tau: torch.Te
         count = tied.sum(dim=1).to(dtype)
         mean_tied = torch.where(tied, lp, zero).sum(dim=1) / torch.clamp(count, min=1)
         return value + (gamma - k * finite_tau) * mean_tied
-    return value + _budget(gamma, finite_tau, k, p) * _qnorm(lp, positive & ~capped, conjugate(p))
+    return value + _budget(gamma, finite_tau, k, p) * _norm_over(lp, positive & ~capped, conjugate(p))
 
 
 def _budget(gamma, tau, k, p):
@@ -59,7 +59,7 @@ def _budget(gamma, tau, k, p):
     return torch.where(ok, gamma * torch.exp(torch.log1p(-torch.where(ok, spent, 0.0)) / p), 0.0)
 
 
-def _qnorm(lp, members, q):
+def _norm_over(lp, members, q):
     """Row-wise $\\|l_U\\|_q$ over ``members``, scaled by the (constant) largest member."""
     zero = torch.zeros((), dtype=lp.dtype, device=lp.device)
     top = torch.where(members, lp.detach(), zero).max(dim=1, keepdim=True).values
@@ -68,3 +68,22 @@ def _qnorm(lp, members, q):
     total = torch.where(members, ratio**q, zero).sum(dim=1)
     some = total > 0
     return torch.where(some, scale[:, 0] * torch.where(some, total, 1.0) ** (1.0 / q), zero)
+
+
+def differentiable_backward(ctx, grad_value, pooled, threshold, inputs):
+    """The backward pass of :mod:`solvers.torch`'s autograd Function under ``create_graph=True``: the
+    gradients of :func:`value_on_active_set` as differentiable functions of the saved ``inputs``
+    (losses, and ``gamma``/``tau`` where they are tensors; ``ctx.scalars`` holds the others)."""
+    pools = pooled.shape[0]
+    x = inputs[0].to(pooled.dtype).reshape(pooled.shape)
+    gamma, tau = (saved if saved is not None else torch.as_tensor(scalar, dtype=torch.float64, device=pooled.device)
+                  for saved, scalar in zip(inputs[1:], ctx.scalars))
+    gamma, tau = (v.to(torch.float64).broadcast_to(ctx.batch_shape).reshape(pools) for v in (gamma, tau))
+    value = value_on_active_set(x, gamma, tau, ctx.p, pooled > 0, threshold)  # masked out: 0 in pooled
+    wanted = [(i, v) for i, v in enumerate(inputs) if v is not None and ctx.needs_input_grad[i]]
+    grads = torch.autograd.grad(value, [v for _, v in wanted], grad_value.reshape(pools).to(value.dtype),
+                                create_graph=True, allow_unused=True)
+    out = [None] * len(ctx.needs_input_grad)
+    for (i, v), grad in zip(wanted, grads):
+        out[i] = torch.zeros_like(v) if grad is None else grad
+    return tuple(out)

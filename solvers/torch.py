@@ -41,7 +41,7 @@ from lmp_theory.problem import (
     p_is_inf,
 )
 
-from ._torch_active_set import value_on_active_set
+from ._torch_active_set import differentiable_backward
 from ._torch_select import select_holder_device, select_on_cpu, select_p1
 from ._torch_sort import pinf_weights, solve_sorted
 from .numpy import SORT_CHUNK_MIN, chunk_rows
@@ -198,7 +198,7 @@ class _LMPValue(torch.autograd.Function):
     def backward(ctx, grad_value):
         weights, pooled, threshold, *inputs = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: a gradient that autograd can differentiate
-            return _differentiable_backward(ctx, grad_value, pooled, threshold, inputs)
+            return differentiable_backward(ctx, grad_value, pooled, threshold, inputs)
         g = grad_value.reshape(-1, 1).to(weights.dtype)
         grad_losses = (g * weights).reshape(ctx.shape).to(grad_value.dtype)
         grad_gamma = grad_tau = None
@@ -212,23 +212,6 @@ class _LMPValue(torch.autograd.Function):
             grad_gamma = _reduce_to(gv * dgamma, ctx.batch_shape, ctx.gamma_shape, grad_value.dtype)
             grad_tau = _reduce_to(gv * dtau, ctx.batch_shape, ctx.tau_shape, grad_value.dtype)
         return grad_losses, grad_gamma, grad_tau, None, None, None, None
-
-
-def _differentiable_backward(ctx, grad_value, pooled, threshold, inputs):
-    """The gradients as a differentiable function of the inputs (double backward)."""
-    pools = pooled.shape[0]
-    x = inputs[0].to(pooled.dtype).reshape(pooled.shape)
-    gamma, tau = (saved if saved is not None else torch.as_tensor(scalar, dtype=torch.float64, device=pooled.device)
-                  for saved, scalar in zip(inputs[1:], ctx.scalars))
-    gamma, tau = (v.to(torch.float64).broadcast_to(ctx.batch_shape).reshape(pools) for v in (gamma, tau))
-    value = value_on_active_set(x, gamma, tau, ctx.p, pooled > 0, threshold)  # masked out: 0 in pooled
-    wanted = [(i, v) for i, v in enumerate(inputs) if v is not None and ctx.needs_input_grad[i]]
-    grads = torch.autograd.grad(value, [v for _, v in wanted], grad_value.reshape(pools).to(value.dtype),
-                                create_graph=True, allow_unused=True)
-    out = [None] * 7
-    for (i, v), grad in zip(wanted, grads):
-        out[i] = torch.zeros_like(v) if grad is None else grad
-    return tuple(out)
 
 
 def _qnorm(v: torch.Tensor, p: float) -> torch.Tensor:
@@ -307,6 +290,8 @@ def lmp_pool(pixel_losses: torch.Tensor, p: float = 1.7, ratio: float = 0.3, *, 
              check_finite: bool = True, method: str = "auto", size_weight=None) -> torch.Tensor:
     """Loss max-pooling of any per-pixel loss with the paper's parameters.
 
+    An empty batch (``N = 0``) gives 0 with zero gradient, like a batch whose pixels are all masked.
+
     Parameters
     ----------
     pixel_losses : Tensor, shape (N, ...) 
@@ -325,8 +310,6 @@ def lmp_pool(pixel_losses: torch.Tensor, p: float = 1.7, ratio: float = 0.3, *, 
         How much each valid pixel counts towards its pool's size ``n`` (default 1). The pool's
         ``gamma`` and ``tau`` are the paper's for ``n`` = the sum of its valid pixels' size
         weights; :class:`LossMaxPooling` passes the class weight of each pixel's target.
-
-    An empty batch (``N = 0``) gives 0 with zero gradient, like a batch whose pixels are all masked.
     """
     p = check_p(p)
     ratio = check_ratio(ratio)
