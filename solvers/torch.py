@@ -153,17 +153,19 @@ def _solve(pooled, p, gamma, tau, method="auto"):
     # where one launch per chunk costs nothing next to the work.
     rows = chunk_rows(pools, n, CUDA_CHUNK_MIN if pooled.is_cuda else SORT_CHUNK_MIN)
     if rows >= pools:  # one chunk: no copies
-        return _solve_rows(solve_rows, pooled, gamma, tau)
+        return _solve_chunk(solve_rows, pooled, gamma, tau)
     weights = torch.empty_like(pooled)
     value = torch.empty(pools, dtype=torch.float64, device=pooled.device)
     threshold = torch.empty_like(value)
     for start in range(0, pools, rows):
         chunk = slice(start, start + rows)
-        weights[chunk], value[chunk], threshold[chunk] = _solve_rows(solve_rows, pooled[chunk], gamma[chunk], tau[chunk])
+        parts = _solve_chunk(solve_rows, pooled[chunk], gamma[chunk], tau[chunk])
+        weights[chunk], value[chunk], threshold[chunk] = parts
     return weights, value, threshold
 
 
-def _solve_rows(solve_rows, pooled, gamma, tau):
+def _solve_chunk(solve_rows, pooled, gamma, tau):
+    """Weights, values and thresholds of a chunk of pools with one of the paths (``solve_rows``)."""
     lp = pooled.clamp(min=0)
     weights, threshold = solve_rows(lp, gamma=gamma, tau=tau)
     # No rescaling needed: every term is >= 0 and at most the value, so a term overflows only
