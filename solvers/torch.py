@@ -146,9 +146,9 @@ def _solve(pooled, p, gamma, tau, method="auto"):
     if p_is_inf(p):  # every positive loss gets min(gamma, tau): one elementwise pass
         solve_rows = pinf_weights
     elif select:
-        solve_rows = select_p1 if p == 1.0 else partial(select_holder_device, p=p)
+        solve_rows = _on_positive_part(select_p1 if p == 1.0 else partial(select_holder_device, p=p))
     else:  # the sort path (small pools, method="sort", and auto for 1 < p < inf on CUDA)
-        solve_rows = partial(solve_sorted, p=p)
+        solve_rows = _on_positive_part(partial(solve_sorted, p=p))
     # Chunks of pools bound the temporaries (a dozen per loss); on CUDA only beyond 2^22 losses,
     # where one launch per chunk costs nothing next to the work.
     rows = chunk_rows(pools, n, CUDA_CHUNK_MIN if pooled.is_cuda else SORT_CHUNK_MIN)
@@ -164,13 +164,17 @@ def _solve(pooled, p, gamma, tau, method="auto"):
     return weights, value, threshold
 
 
+def _on_positive_part(solve_rows):
+    """A path that takes the non-negative losses, applied to the clamped losses."""
+    return lambda pooled, gamma, tau: solve_rows(pooled.clamp(min=0), gamma=gamma, tau=tau)
+
+
 def _solve_chunk(solve_rows, pooled, gamma, tau):
     """Weights, values and thresholds of a chunk of pools with one of the paths (``solve_rows``)."""
-    lp = pooled.clamp(min=0)
-    weights, threshold = solve_rows(lp, gamma=gamma, tau=tau)
-    # No rescaling needed: every term is >= 0 and at most the value, so a term overflows only
-    # when the value itself is beyond the dtype's range.
-    return weights, (weights * lp).sum(dim=1).to(torch.float64), threshold
+    weights, threshold = solve_rows(pooled, gamma=gamma, tau=tau)
+    # Weights are 0 on non-positive losses, so <w, pooled> = <w, l+>. No rescaling needed: every
+    # term is >= 0 and at most the value, so a term overflows only when the value itself does.
+    return weights, (weights * pooled).sum(dim=1).to(torch.float64), threshold
 
 
 class _LMPValue(torch.autograd.Function):
