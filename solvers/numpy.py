@@ -227,7 +227,7 @@ def select_pools(flat: np.ndarray, mask: np.ndarray | None, p: float, gamma: np.
         if dense and not in_place:
             weights[i] = out
         elif not dense:
-            np.place(weights[i], positive, out)  # boolean assignment would build an index array
+            np.place(weights[i], positive, out.astype(weights.dtype, copy=False))  # no index array, unlike w[mask] = ...
     return weights, value, threshold
 
 

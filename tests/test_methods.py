@@ -137,6 +137,16 @@ def test_numpy_peak_extra_memory_is_at_most_4x_the_input(shape, method, p):
     assert peak <= 4 * x.nbytes
 
 
+def test_select_in_float64_for_float32_pools_with_zeros():
+    """p < 1.125 computes float32 pools in float64; the compressed weights are scattered back in float32."""
+    x = np.random.default_rng(4).exponential(size=(2, 20000)).astype(np.float32)
+    x[:, ::3] = 0.0
+    gamma, tau = paper_parameters(20000, 1.05, 0.2)
+    got = lmp_np.lmp_weights(x, 1.05, gamma, tau, method="select")
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, lmp_np.lmp_weights(x, 1.05, gamma, tau, method="sort"), rtol=1e-5, atol=0)
+
+
 def test_forced_select_on_tiny_pools_takes_the_vectorised_sort_path(monkeypatch):
     def per_pool(*args):
         raise AssertionError("a Python loop over 100,000 pools")
