@@ -54,7 +54,7 @@ def _memory_section(res) -> list[str]:
              "Peak memory of one `lmp_weights` call above what was held before it, output included, over the input's",
              "size: NumPy by `tracemalloc`, Torch CPU by the peak resident set size of a child process (one thread;",
              "freed blocks are returned to the system, the peak is reset before each call). The sort path runs over",
-             "chunks of pools (1/16 of the batch, at least 2^14 losses), so only a forced `method=\"sort\"` on a",
+             "chunks of pools (1/16 of the batch, at least 2^16 losses), so only a forced `method=\"sort\"` on a",
              "single large pool (marked *) keeps its dozen pool-sized temporaries.", "",
              "| shape | pools x n | p | method | NumPy | Torch CPU |", "|---|---|---:|---|---:|---:|"]
     torch_rows = {(r["shape"], r["p"], r["method"]): r["ratio"] for r in rows if r["lib"] == "torch"}

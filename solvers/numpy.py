@@ -144,10 +144,11 @@ AUTO_SELECT_MIN_N = 16384
 # Python loop: such pools take the vectorised sort path instead (same answer).
 SELECT_MIN_N = SAMPLE
 # The sort path holds about a dozen float64 temporaries per loss: it runs over chunks of pools of
-# at most 1/16 of the batch (at least 2^14 losses, at least one pool), so that its peak extra memory
-# stays a fraction of the input's size (benchmarks/run.py measures it).
+# at most 1/16 of the batch (at least 2^16 losses, below which chunks cost more time than they
+# save, and at least one pool), so that its peak extra memory stays a fraction of the input's size
+# (benchmarks/run.py measures it).
 SORT_CHUNKS = 16
-SORT_CHUNK_MIN = 2**14
+SORT_CHUNK_MIN = 2**16
 # Below this p a float32 ratio's rounding is amplified more than 8-fold by (l/t)^(q-1): compute in float64.
 FLOAT64_BELOW_P = 1.125
 
