@@ -6,8 +6,10 @@
 Every timing is a median over repeats, and each repeat runs all contenders of one configuration
 back to back (interleaved), so a noisy, shared machine slows them alike; the report quotes
 ratios measured in the same run, never absolute targets. Floors: ``np.sum``, ``np.partition``,
-``np.sort``, ``torch.sort``, ``torch.topk(sorted=False)``. Peak extra memory of the NumPy solver
-is measured with ``tracemalloc``, in units of one n-sized buffer of the input dtype.
+``np.sort``, ``torch.sort``, ``torch.topk(sorted=False)``. Peak extra memory (output included) is
+measured per shape and method, as a multiple of the input's size: NumPy with ``tracemalloc``, Torch CPU
+as the peak resident set size in a child process (glibc told to return freed blocks, peak reset
+before each call).
 """
 
 from __future__ import annotations
@@ -15,9 +17,13 @@ from __future__ import annotations
 import argparse
 import datetime
 import gc
+import json
 import math
+import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 import tracemalloc
 from pathlib import Path
@@ -108,20 +114,68 @@ def batched_suite(n: int, pools: int, repeats: int) -> list[dict]:
     return rows
 
 
-def memory_suite(n: int) -> list[dict]:
-    """Peak extra memory of the NumPy solver (tracemalloc), in n-sized buffers of the input dtype."""
+def _memory_cases(total: int):
+    """(shape name, float32 losses, p, gamma, tau, method) for ``total`` losses in four shapes."""
+    shapes = {"many pools": (total // 16383, 16383), "large pools": (16, total // 16), "one pool": (1, total),
+              "tiny pools": (total // 4, 4)}
+    for name, (pools, n) in shapes.items():
+        x = np.random.default_rng(n).exponential(size=(pools, n)).astype(np.float32)
+        x[:, 1::8] = 0.0  # zero and negative losses: the select path must not copy whole pools for them
+        x[:, 2::8] *= -1.0
+        for p in P_VALUES:
+            gamma, tau = paper_parameters(n, p, RATIO)
+            for method in ("auto", "sort", "select"):
+                yield name, x, p, gamma, tau, method
+
+
+def _peak_rss() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM"))
+
+
+def _rss() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS"))
+
+
+def torch_memory_rows(total: int) -> list[dict]:
+    """Torch CPU: peak RSS above the RSS before the call (run in a child, see ``memory_suite``)."""
+    torch.set_num_threads(1)
     rows = []
-    x = _data(n, np.float32)
-    for p in P_VALUES:
-        gamma, tau = paper_parameters(n, p, RATIO)
-        for method in ("sort", "select"):
-            gc.collect()
-            tracemalloc.start()
-            lmp_np.lmp_weights(x, p, gamma, tau, method=method)
-            _, peak = tracemalloc.get_traced_memory()
-            tracemalloc.stop()
-            rows.append(dict(p=p, method=method, buffers=peak / x.nbytes))
+    for name, x, p, gamma, tau, method in _memory_cases(total):
+        t = torch.from_numpy(x)
+        lmp_torch.lmp_weights(t[:1, :64], p, gamma, tau, method=method)  # warm-up: lazy initialisation
+        gc.collect()
+        before = _rss()
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets the peak RSS (Linux)
+        w = lmp_torch.lmp_weights(t, p, gamma, tau, method=method)
+        rows.append(dict(lib="torch", shape=name, pools=x.shape[0], n=x.shape[1], p=p, method=method,
+                         ratio=(_peak_rss() - before) / x.nbytes))
+        del w
     return rows
+
+
+def memory_suite(total: int) -> list[dict]:
+    """Peak extra memory (output included) over the input's size: NumPy (tracemalloc), Torch CPU (RSS)."""
+    rows = []
+    for name, x, p, gamma, tau, method in _memory_cases(total):
+        gc.collect()
+        tracemalloc.start()
+        lmp_np.lmp_weights(x, p, gamma, tau, method=method)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        rows.append(dict(lib="numpy", shape=name, pools=x.shape[0], n=x.shape[1], p=p, method=method,
+                         ratio=peak / x.nbytes))
+    if not Path("/proc/self/clear_refs").exists():
+        return rows
+    # glibc keeps freed heap for reuse, which hides later peaks: allocations above 64 kB are mapped
+    # and unmapped instead (MALLOC_MMAP_THRESHOLD_ also stops the threshold from adapting)
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    child = subprocess.run([sys.executable, __file__, "--torch-memory", str(total)], env=env, check=True,
+                           capture_output=True, text=True)
+    return rows + json.loads(child.stdout.splitlines()[-1])
 
 
 def cvxpy_suite(sizes) -> list[dict]:
@@ -194,14 +248,18 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, few repeats (a smoke run)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
+    parser.add_argument("--torch-memory", type=int, help=argparse.SUPPRESS)  # the child of memory_suite
     args = parser.parse_args()
+    if args.torch_memory:
+        print(json.dumps(torch_memory_rows(args.torch_memory)))
+        sys.exit(0)
     sizes = [2**10, 2**14] if args.quick else [2**10, 2**16, 2**21, 2**24]
     repeats = 3 if args.quick else 7
     results = {
         "machine": machine(),
         "cpu": cpu_suite(sizes, repeats),
         "batched": batched_suite(2**14 if args.quick else 2**21, 8, repeats),
-        "memory": memory_suite(2**14 if args.quick else 2**21),
+        "memory": memory_suite(2**16 if args.quick else 2**24),
         "cvxpy": cvxpy_suite([100, 1000] if args.quick else [100, 1000, 10000]),
         "gpu": gpu_suite(repeats),
         "quick": args.quick,

@@ -39,6 +39,7 @@ from .problem import (
     check_single_pool_scalar,
     check_tau,
     conjugate,
+    exp_or_inf,
 )
 
 __all__ = ["Certificate", "certify", "dual_function", "dual_minimum"]
@@ -173,7 +174,7 @@ def _threshold(y: np.ndarray, p: float, gamma: float, tau: float) -> float:
         return ref
     if log_t_over_ref >= math.log(upper / ref):
         return upper
-    return ref * math.exp(log_t_over_ref)
+    return exp_or_inf(math.log(ref) + log_t_over_ref)  # m underflowing to ~0 puts t* beyond float range
 
 
 def certify(losses, weights, p, gamma, tau) -> Certificate:
@@ -197,10 +198,10 @@ def certify(losses, weights, p, gamma, tau) -> Certificate:
     p = check_p(p)
     gamma = check_single_pool_scalar(check_gamma(gamma), "gamma")
     tau = check_single_pool_scalar(check_tau(tau), "tau")
-    l, _ = check_losses(losses)
+    l, _ = check_losses(losses, masked_arrays=False)
     if l.ndim != 1:
         raise ValueError(f"losses must be 1-D (one pool), got shape {l.shape}")
-    w, _ = check_losses(weights, name="weights")
+    w, _ = check_losses(weights, name="weights", masked_arrays=False)
     if w.shape != l.shape:
         raise ValueError(f"weights must have the shape of losses {l.shape}, got {w.shape}")
     l = l.astype(np.float64)

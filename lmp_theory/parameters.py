@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from .problem import check_counts, check_p, check_ratio
+from .problem import check_counts, check_p, check_ratio, p_is_inf
 
 __all__ = ["paper_parameters", "gamma_tau"]
 
@@ -61,7 +61,7 @@ def gamma_tau(counts, p: float, ratio: float):
     ``counts`` (``>= 1``) may be a float64 ndarray or tensor; ``p`` and ``ratio`` are Python
     floats, so the only branches are on them, never on the data (no host synchronisation).
     """
-    if math.isinf(p):
+    if p_is_inf(p):
         gamma = 1.0 / counts
         return gamma, gamma * 1.0
     gamma = counts ** (1.0 / p - 1.0)

@@ -38,10 +38,19 @@ __all__ = [
     "check_pool_parameter",
     "check_scalar_parameter",
     "check_single_pool_scalar",
+    "check_flag",
+    "SMALLEST_PARAMETER",
     "conjugate",
+    "p_is_inf",
     "cap_count",
     "log_ratio",
+    "exp_or_inf",
 ]
+
+
+# gamma and tau below the smallest normal float64 are rejected: their ratio and powers, and the
+# weights themselves, would be subnormal and lose digits without a word.
+SMALLEST_PARAMETER = float(np.finfo(np.float64).tiny)
 
 
 def _real_scalar(value, name: str) -> float:
@@ -49,13 +58,24 @@ def _real_scalar(value, name: str) -> float:
         if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf":
             return float(value)
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond float64
+        raise ValueError(f"{name} must fit in a float64 (pass float('inf') for infinity), "
+                         f"got an integer of {len(str(abs(value)))} digits") from None
+
+
+def check_flag(value, name: str) -> bool:
+    """Validate an on/off switch: ``True`` or ``False`` only (a string such as ``"no"`` is not one)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
 
 
 def check_p(p) -> float:
     """Validate the norm exponent: a real number in ``[1, inf]`` (``inf`` allowed, NaN not)."""
     value = _real_scalar(p, "p")
-    if math.isnan(value) or value < 1.0:
+    if not value >= 1.0:  # also NaN (a comparison, not math.isnan: p may be a symbolic float under torch.compile)
         raise ValueError(f"p must be a real number in [1, inf], got {p!r}")
     return value
 
@@ -71,6 +91,8 @@ def check_ratio(ratio) -> float:
 def _real_array(value, name: str) -> np.ndarray:
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be real, got bool")
+    if isinstance(value, numbers.Integral):
+        value = _real_scalar(value, name)
     try:
         arr = np.asarray(value)
     except Exception as exc:  # e.g. ragged sequences
@@ -80,33 +102,45 @@ def _real_array(value, name: str) -> np.ndarray:
     return arr.astype(np.float64, copy=False)
 
 
-def check_gamma(gamma) -> np.ndarray:
-    """Validate the norm budget: finite and ``> 0`` (scalar or array). Returns float64."""
-    arr = _real_array(gamma, "gamma")
-    if not np.all(np.isfinite(arr) & (arr > 0)):
-        raise ValueError(f"gamma must be finite and > 0 (the range (0, inf)), got {_show(arr)}")
+_PARAMETER_RANGE = {
+    "gamma": "gamma must be finite and > 0 (the range [2.2e-308, inf): normal float64)",
+    "tau": "tau must be > 0 (the range [2.2e-308, inf], normal float64, inf = no cap)",
+}
+
+
+def _parameter_ok(x, name: str):
+    """The rule for ``gamma`` (finite, normal, > 0) or ``tau`` (normal, > 0, inf allowed), elementwise."""
+    ok = x >= SMALLEST_PARAMETER  # also rejects NaN
+    return ok & (x < math.inf) if name == "gamma" else ok
+
+
+def _check_parameter(value, name: str) -> np.ndarray:
+    arr = _real_array(value, name)
+    ok = _parameter_ok(arr, name)
+    if not np.all(ok):
+        raise ValueError(f"{_PARAMETER_RANGE[name]}, got {_show(arr[~ok] if arr.ndim else arr)}")
     return arr
+
+
+def check_gamma(gamma) -> np.ndarray:
+    """Validate the norm budget: finite and ``> 0`` (scalar or array), not subnormal. Returns float64."""
+    return _check_parameter(gamma, "gamma")
 
 
 def check_tau(tau) -> np.ndarray:
-    """Validate the per-weight cap: ``> 0``; ``inf`` means no cap (scalar or array)."""
-    arr = _real_array(tau, "tau")
-    if not np.all(arr > 0):  # also rejects NaN
-        raise ValueError(f"tau must be > 0 (the range (0, inf], inf = no cap), got {_show(arr)}")
-    return arr
+    """Validate the per-weight cap: ``> 0``, not subnormal; ``inf`` means no cap (scalar or array)."""
+    return _check_parameter(tau, "tau")
 
 
 def check_scalar_parameter(value, name: str) -> float:
-    """Validate a scalar ``gamma`` (finite, > 0) or ``tau`` (> 0, inf allowed) with plain floats.
+    """Validate a scalar ``gamma`` or ``tau`` with plain floats.
 
     The same rule and message as ``check_gamma`` / ``check_tau``, without NumPy, for
     code that is traced (``torch.compile``).
     """
     x = _real_scalar(value, name)
-    if name == "gamma" and not (math.isfinite(x) and x > 0):
-        raise ValueError(f"gamma must be finite and > 0 (the range (0, inf)), got {value!r}")
-    if name == "tau" and not x > 0:
-        raise ValueError(f"tau must be > 0 (the range (0, inf], inf = no cap), got {value!r}")
+    if not _parameter_ok(x, name):
+        raise ValueError(f"{_PARAMETER_RANGE[name]}, got {value!r}")
     return x
 
 
@@ -134,14 +168,25 @@ def _show(arr: np.ndarray) -> str:
     return f"array with values such as {bad[:4].tolist()}"
 
 
-def check_losses(losses, mask=None, name: str = "losses") -> tuple[np.ndarray, np.ndarray | None]:
+def check_losses(losses, mask=None, name: str = "losses", *,
+                 masked_arrays: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """Validate a loss array (``(..., n)``, real, finite where in the pool) and its mask.
 
     Returns the losses as an ndarray of their own floating dtype (integers become float64)
     and the mask as a bool ndarray or ``None``. Entries outside the mask are not inspected.
+    A ``np.ma.MaskedArray``'s masked entries are out of the pool (combined with ``mask``);
+    with ``masked_arrays=False`` (functions that take one whole pool) it is rejected instead.
     """
     if isinstance(losses, (bool, np.bool_)):
         raise TypeError(f"{name} must be a real array, got bool")
+    if isinstance(losses, np.ma.MaskedArray):
+        if not masked_arrays:
+            raise TypeError(f"{name} must not be a np.ma.MaskedArray here (one whole pool is expected): "
+                            f"pass the entries in the pool, e.g. {name}.compressed()")
+        excluded = np.ma.getmaskarray(losses)
+        losses = np.ma.getdata(losses)
+        mask = check_mask(mask, losses.shape)
+        mask = ~excluded if mask is None else mask & ~excluded
     try:
         arr = np.asarray(losses)
     except Exception as exc:
@@ -182,11 +227,25 @@ def check_pool_parameter(value: np.ndarray, name: str, batch_shape: tuple) -> np
         ) from None
 
 
+def p_is_inf(p: float) -> bool:
+    """``p = inf``, for a validated ``p``, written so that ``torch.compile`` can trace it.
+
+    Under ``torch.compile`` ``p`` may be a symbolic float (a module attribute that changed between
+    compilations): ``math.isinf`` cannot be traced, and Dynamo (torch 2.13) records no guard for
+    an equality with ``inf``, so a graph built for a finite ``p`` would be reused for ``p = inf``.
+    A comparison with the largest float is guarded.
+    """
+    return p > _LARGEST_FLOAT
+
+
+_LARGEST_FLOAT = float(np.finfo(np.float64).max)
+
+
 def conjugate(p: float) -> float:
     """Conjugate exponent ``q = p / (p - 1)``: ``inf`` for ``p = 1`` and ``1`` for ``p = inf``."""
     if p == 1.0:
         return math.inf
-    if math.isinf(p):
+    if p_is_inf(p):
         return 1.0
     return p / (p - 1.0)
 
@@ -221,3 +280,9 @@ def log_ratio(a, b):
         ratio = np.asarray(a, dtype=np.float64) / b
         normal = (ratio >= np.finfo(np.float64).tiny) & (ratio <= np.finfo(np.float64).max)
         return np.where(normal, np.log(np.where(normal, ratio, 1.0)), np.log(a) - np.log(b))
+
+
+def exp_or_inf(v: float) -> float:
+    """``math.exp`` that overflows to ``inf`` instead of raising (a threshold beyond float range
+    means: nothing is capped)."""
+    return math.exp(v) if v < 709.0 else math.inf

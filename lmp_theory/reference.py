@@ -100,7 +100,7 @@ def solve(losses, p, gamma, tau, *, verify: bool = True, solver_options: dict | 
     p = check_p(p)
     gamma = check_single_pool_scalar(check_gamma(gamma), "gamma")
     tau = check_single_pool_scalar(check_tau(tau), "tau")
-    l, _ = check_losses(losses)
+    l, _ = check_losses(losses, masked_arrays=False)
     if l.ndim != 1:
         raise ValueError(f"losses must be 1-D (one pool), got shape {l.shape}")
     l = l.astype(np.float64)

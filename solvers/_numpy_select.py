@@ -20,15 +20,11 @@ import math
 
 import numpy as np
 
+from lmp_theory.problem import exp_or_inf as _exp
 from lmp_theory.problem import log_ratio
 
 SAMPLE = 4096
 MARGIN = 4.0  # bracket half-width in standard deviations of the sample rank
-
-
-def _exp(v: float) -> float:
-    """``exp`` that overflows to ``inf`` (a threshold beyond float range means: nothing capped)."""
-    return math.exp(v) if v < 709.0 else math.inf
 
 
 def _sample(x: np.ndarray) -> np.ndarray:
@@ -178,9 +174,9 @@ def capped_power_weights(x: np.ndarray, ref, coef, q: float, tau, out: np.ndarra
         tiny = (w < np.finfo(dtype).tiny) & (x > 0)
         np.power(w, dtype.type(q - 1.0), out=w)
         np.multiply(w, coef, out=w)
-        if tiny.any():
-            exact = np.broadcast_to(coef, x.shape) * np.exp((q - 1.0) * log_ratio(x, ref)).astype(dtype)
-            w[tiny] = exact[tiny]
+        if tiny.any():  # only the tiny ratios go through logs (no pool-sized float64 temporaries)
+            x_tiny, ref_tiny = x[tiny], np.broadcast_to(ref, x.shape)[tiny]
+            w[tiny] = np.broadcast_to(coef, x.shape)[tiny] * np.exp((q - 1.0) * log_ratio(x_tiny, ref_tiny)).astype(dtype)
         np.minimum(w, tau, out=w)
         np.copyto(w, np.broadcast_to(tau, x.shape), where=x > ref)
     return w

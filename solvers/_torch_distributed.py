@@ -115,8 +115,8 @@ def solve_global(pooled: torch.Tensor, valid: torch.Tensor, p: float, ratio: flo
     """Weights ``(1, n)`` of this process's slice of the global pool and $L$ ``(1,)`` in float64.
 
     ``pooled``: this process's losses in the work dtype, shape ``(1, n)``, masked-out entries 0;
-    ``valid``: its number of valid pixels (0-d tensor). ``gamma`` and ``tau`` come from the global
-    count and the paper's ``p`` and ``ratio``.
+    ``valid``: its pool size (valid pixels, or their summed size weights; 0-d tensor). ``gamma``
+    and ``tau`` come from the global size and the paper's ``p`` and ``ratio``.
     """
     n = pooled.shape[1]
     if n == 0:  # a process with nothing to pool still takes part in every collective
@@ -132,7 +132,7 @@ def solve_global(pooled: torch.Tensor, valid: torch.Tensor, p: float, ratio: flo
     total = across.sum(local)
     if check_finite:
         _check(total, across.size)
-    gamma, tau = gamma_tau(torch.clamp(total[:1], min=1.0), p, ratio)
+    gamma, tau = gamma_tau(torch.where(total[:1] > 0, total[:1], 1.0), p, ratio)  # an empty pool's L is 0
     lp = pooled.clamp(min=0)
     if p == 1.0:
         weights, _ = select_p1(lp, gamma, tau, across)

@@ -22,7 +22,7 @@ import math
 
 import torch
 
-from lmp_theory.problem import conjugate
+from lmp_theory.problem import conjugate, p_is_inf
 
 # Below this p (q - 1 > 8) a float32 ratio's rounding error is amplified more than 8-fold by the
 # power (l / t)^(q-1); float32 inputs are then computed in float64 to keep the 1e-5 accuracy.
@@ -73,7 +73,7 @@ def solve_sorted(lp: torch.Tensor, p: float, gamma: torch.Tensor, tau: torch.Ten
     """Weights and thresholds of every pool (rows of ``lp``), by sorting (p = inf needs no sort)."""
     if p == 1.0:
         return p1_weights(lp, gamma, tau, _kth_largest_by_sort)
-    if math.isinf(p):
+    if p_is_inf(p):
         return pinf_weights(lp, gamma, tau)
     return _holder(lp, p, gamma, tau)
 

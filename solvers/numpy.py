@@ -45,8 +45,7 @@ from lmp_theory.problem import (
     log_ratio,
 )
 
-from ._numpy_select import capped_power_weights
-from ._numpy_select import select_holder, select_p1
+from ._numpy_select import SAMPLE, capped_power_weights, select_holder, select_p1
 
 __all__ = ["lmp_weights", "lmp_value", "lmp_solve", "LMPResult"]
 
@@ -66,6 +65,7 @@ def lmp_weights(losses, p, gamma, tau, *, mask=None, method: str = "auto") -> np
     ----------
     losses : array_like, shape (..., n)
         Every leading index is an independent pool over the last axis. Must be finite in the pool.
+        A ``np.ma.MaskedArray``'s masked entries are out of the pool (combined with ``mask``).
     p : float
         Norm exponent: ``1``, any float ``> 1``, or ``inf``.
     gamma : float or array_like
@@ -75,9 +75,10 @@ def lmp_weights(losses, p, gamma, tau, *, mask=None, method: str = "auto") -> np
     mask : bool ndarray of shape ``losses.shape``, optional
         True = in the pool. Entries outside get weight 0 and are not inspected.
     method : {"auto", "sort", "select"}
-        ``"sort"``: vectorised over pools, $O(n \log n)$; ``"select"``: pool by pool,
-        expected $O(n)$ (sampled bracket, then exact); ``"auto"``: select for pools of
-        at least 16,384 losses, sort otherwise. All give the same canonical answer.
+        ``"sort"``: vectorised over chunks of pools, $O(n \log n)$; ``"select"``: pool by pool,
+        expected $O(n)$ (sampled bracket, then exact; pools below 4,096 losses take the sort
+        path); ``"auto"``: select for pools of at least 16,384 losses, sort otherwise. All give
+        the same canonical answer.
 
     Returns
     -------
@@ -129,14 +130,9 @@ def lmp_solve(losses, p, gamma, tau, *, mask=None, method: str = "auto") -> LMPR
         value = cap * np.sum(arr.reshape(pools, n), axis=1, where=positive, dtype=np.float64)
         threshold = np.where(gamma >= tau, 0.0, np.inf)
     elif method == "sort" or (method == "auto" and n < AUTO_SELECT_MIN_N):
-        lp = _positive_part(arr.reshape(pools, n).astype(np.float64), flat_mask)
-        weights, threshold = _solve_pools(lp, p, gamma, tau)
-        scale = lp.max(axis=1)
-        safe = np.where(scale > 0, scale, 1.0)
-        value = safe * np.sum(weights * (lp / safe[:, None]), axis=1)
+        weights, value, threshold = sort_pools(arr.reshape(pools, n), flat_mask, p, gamma, tau)
     else:
-        flat = arr.reshape(pools, n).astype(work_dtype(arr.dtype, p), copy=False)
-        weights, value, threshold = select_pools(flat, flat_mask, p, gamma, tau)
+        weights, value, threshold = select_pools(arr.reshape(pools, n), flat_mask, p, gamma, tau)
     weights = weights.reshape(arr.shape).astype(out_dtype, copy=False)
     value = value.reshape(batch_shape).astype(out_dtype, copy=False)[()]
     threshold = threshold.reshape(batch_shape)[()]
@@ -144,6 +140,15 @@ def lmp_solve(losses, p, gamma, tau, *, mask=None, method: str = "auto") -> LMPR
 
 
 AUTO_SELECT_MIN_N = 16384
+# method="select" on pools below the selection core's sample size would sort each whole pool in a
+# Python loop: such pools take the vectorised sort path instead (same answer).
+SELECT_MIN_N = SAMPLE
+# The sort path holds about a dozen float64 temporaries per loss: it runs over chunks of pools of
+# at most 1/16 of the batch (at least 2^16 losses, below which chunks cost more time than they
+# save, and at least one pool), so that its peak extra memory stays a fraction of the input's size
+# (benchmarks/run.py measures it).
+SORT_CHUNKS = 16
+SORT_CHUNK_MIN = 2**16
 # Below this p a float32 ratio's rounding is amplified more than 8-fold by (l/t)^(q-1): compute in float64.
 FLOAT64_BELOW_P = 1.125
 
@@ -166,9 +171,40 @@ def _positive_part(flat: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     return np.where(keep, flat, flat.dtype.type(0))
 
 
-def select_pools(flat: np.ndarray, mask: np.ndarray | None, p: float, gamma: np.ndarray, tau: np.ndarray):
-    """Pool by pool with the selection core (finite p): weights (work dtype), values and thresholds."""
+def chunk_rows(pools: int, n: int, min_elements: int = SORT_CHUNK_MIN) -> int:
+    """Pools per chunk of the sort path: 1/``SORT_CHUNKS`` of the batch, at least ``min_elements``
+    losses and at least one pool."""
+    return max(1, max(min_elements, pools * n // SORT_CHUNKS) // n)
+
+
+def sort_pools(flat: np.ndarray, mask: np.ndarray | None, p: float, gamma: np.ndarray, tau: np.ndarray):
+    """The sort path (finite p), chunk by chunk of pools: weights (``flat``'s dtype), values, thresholds."""
     pools, n = flat.shape
+    weights = np.empty((pools, n), dtype=flat.dtype)
+    value, threshold = np.empty(pools), np.empty(pools)
+    rows = chunk_rows(pools, n)
+    for start in range(0, pools, rows):
+        chunk = slice(start, start + rows)
+        lp = _positive_part(flat[chunk].astype(np.float64), None if mask is None else mask[chunk])
+        w, threshold[chunk] = _solve_pools(lp, p, gamma[chunk], tau[chunk])
+        scale = lp.max(axis=1)
+        safe = np.where(scale > 0, scale, 1.0)
+        value[chunk] = safe * np.sum(w * (lp / safe[:, None]), axis=1)
+        weights[chunk] = w
+    return weights, value, threshold
+
+
+def select_pools(flat: np.ndarray, mask: np.ndarray | None, p: float, gamma: np.ndarray, tau: np.ndarray):
+    """Pool by pool with the selection core (finite p): weights (``flat``'s dtype), values, thresholds.
+
+    Memory: the weights, the pool's positive losses (a copy unless every loss is positive, in the
+    work dtype), one weight buffer for them and a few boolean masks of one pool. Pools below
+    ``SELECT_MIN_N`` losses take the sort path, vectorised over pools.
+    """
+    pools, n = flat.shape
+    if n < SELECT_MIN_N:
+        return sort_pools(flat, mask, p, gamma, tau)
+    work = work_dtype(flat.dtype, p)
     weights = np.zeros((pools, n), dtype=flat.dtype)
     value, threshold = np.zeros(pools), np.zeros(pools)
     for i in range(pools):
@@ -177,19 +213,22 @@ def select_pools(flat: np.ndarray, mask: np.ndarray | None, p: float, gamma: np.
         if mask is not None:
             positive &= mask[i]
         dense = bool(positive.all())
-        x = row if dense else row[positive]
+        x = (row if dense else np.extract(positive, row)).astype(work, copy=False)  # extract: no index array
         if x.size == 0:
             continue
-        out = weights[i] if dense else np.empty_like(x)  # dense pools are solved in place
+        in_place = dense and work == flat.dtype  # dense pools are solved in place
+        out = weights[i] if in_place else np.empty_like(x)
         solved = _select_one(x, p, float(gamma[i]), float(tau[i]), out)
         if solved is None:  # the sampled bracket missed: the sort path for this pool
-            lp = _positive_part(row[None, :].astype(np.float64), None if mask is None else mask[i : i + 1])
-            w_row, t_row = _solve_pools(lp, p, gamma[i : i + 1], tau[i : i + 1])
-            out[...] = w_row[0][positive]
-            solved = float(t_row[0]), float(np.sum(w_row[0] * lp[0]))
+            w_row, v_row, t_row = sort_pools(flat[i : i + 1], None if mask is None else mask[i : i + 1],
+                                             p, gamma[i : i + 1], tau[i : i + 1])
+            weights[i], value[i], threshold[i] = w_row[0], v_row[0], t_row[0]
+            continue
         threshold[i], value[i] = solved
-        if not dense:
-            weights[i, positive] = out
+        if dense and not in_place:
+            weights[i] = out
+        elif not dense:
+            np.place(weights[i], positive, out.astype(weights.dtype, copy=False))  # no index array, unlike w[mask] = ...
     return weights, value, threshold
 
 

@@ -22,6 +22,7 @@ NaN/inf losses or bad ``gamma``/``tau`` tensors; pass ``check_finite=False`` in 
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Literal
 
 import torch
@@ -29,11 +30,22 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmp_theory.parameters import gamma_tau
-from lmp_theory.problem import check_p, check_ratio, check_scalar_parameter
+from lmp_theory.problem import (
+    SMALLEST_PARAMETER,
+    check_flag,
+    check_gamma,
+    check_p,
+    check_ratio,
+    check_scalar_parameter,
+    check_tau,
+    p_is_inf,
+)
 
+from ._torch_active_set import differentiable_backward
 from ._torch_distributed import Traffic, global_pool_traffic, global_value, spans_processes
 from ._torch_select import select_holder_device, select_on_cpu, select_p1
 from ._torch_sort import pinf_weights, solve_sorted, work_dtype
+from .numpy import SORT_CHUNK_MIN, chunk_rows
 
 __all__ = ["lmp_weights", "lmp_value", "lmp_pool", "LossMaxPooling", "global_pool_traffic", "Traffic"]
 
@@ -42,6 +54,8 @@ def _prepare(losses, p, gamma, tau, mask, check_finite, method="auto"):
     """Validate, broadcast and flatten; returns everything the core and autograd need."""
     if not isinstance(losses, torch.Tensor):
         raise TypeError(f"losses must be a torch.Tensor, got {type(losses).__name__}")
+    _check_dense(losses, "losses")
+    check_finite = check_flag(check_finite, "check_finite")
     if losses.is_complex() or losses.dtype == torch.bool:
         raise TypeError(f"losses must be a real tensor, got dtype {losses.dtype}")
     if losses.dim() < 1:
@@ -58,10 +72,11 @@ def _prepare(losses, p, gamma, tau, mask, check_finite, method="auto"):
     if mask is not None:
         if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
             raise TypeError(f"mask must be a bool tensor, got {getattr(mask, 'dtype', type(mask).__name__)}")
+        _check_dense(mask, "mask")
         if mask.shape != losses.shape:
             raise ValueError(f"mask must have the shape of losses {tuple(losses.shape)}, got {tuple(mask.shape)}")
     x = losses.detach().to(work)
-    pooled = x if mask is None else torch.where(mask, x, torch.zeros_like(x))
+    pooled = x if mask is None else torch.where(mask, x, 0.0)
     if check_finite and not bool(torch.isfinite(pooled.sum())):  # the one documented host synchronisation
         if not bool(torch.isfinite(pooled).all()):  # (a cheap sum first: NaN and inf propagate)
             raise ValueError("losses must be finite (NaN and +-inf are not allowed in the pool)")
@@ -69,16 +84,25 @@ def _prepare(losses, p, gamma, tau, mask, check_finite, method="auto"):
     return p, pooled, gamma.reshape(-1), tau.reshape(-1), batch_shape, out_dtype
 
 
+def _check_dense(tensor: torch.Tensor, name: str) -> None:
+    """Sparse, nested and meta tensors have no dense data to pool: a clear TypeError, not a crash inside."""
+    kind = ("nested" if tensor.is_nested else "sparse" if tensor.layout != torch.strided
+            else "meta" if tensor.is_meta else None)
+    if kind is not None:
+        raise TypeError(f"{name} must be a dense (strided) tensor with data, got a {kind} tensor")
+
+
 def _pool_parameter(value, name, batch_shape, device, check_finite):
     """``gamma``/``tau`` as a float64 tensor of the batch shape (validated; tensors when checking)."""
     if isinstance(value, torch.Tensor):
+        _check_dense(value, name)
         if value.is_complex() or value.dtype == torch.bool:
             raise TypeError(f"{name} must be a real number or tensor, got dtype {value.dtype}")
         value = value.detach().to(device=device, dtype=torch.float64)
         if check_finite:
-            ok = (value > 0) & (torch.isfinite(value) if name == "gamma" else ~torch.isnan(value))
-            if not bool(ok.all()):
-                check_scalar_parameter(float("nan"), name)  # the same message as for a bad scalar
+            ok = (value >= SMALLEST_PARAMETER) & (torch.isfinite(value) if name == "gamma" else ~torch.isnan(value))
+            if not bool(ok.all()):  # the message of the NumPy check, which names the bad values
+                (check_gamma if name == "gamma" else check_tau)(value.cpu().numpy())
     else:
         value = torch.as_tensor(check_scalar_parameter(value, name), dtype=torch.float64, device=device)
     try:
@@ -91,6 +115,7 @@ def _pool_parameter(value, name, batch_shape, device, check_finite):
 
 
 AUTO_SELECT_MIN_N = 16384
+CUDA_CHUNK_MIN = 2**22
 # Tests set this to run the device (CUDA) select paths on CPU tensors.
 _DEVICE_PATHS_ON_CPU = False
 METHODS = ("auto", "sort", "select")
@@ -106,33 +131,46 @@ def _solve(pooled, p, gamma, tau, method="auto"):
     if pools == 0 or n == 0:
         zeros = torch.zeros(pools, dtype=torch.float64, device=pooled.device)
         return torch.zeros_like(pooled), zeros, zeros
-    on_cpu = pooled.device.type == "cpu" and not _DEVICE_PATHS_ON_CPU
+    # CPU tensors select with the NumPy core, except under torch.compile (which cannot trace it):
+    # then they take the device paths, as on CUDA
+    numpy_core = pooled.device.type == "cpu" and not (_DEVICE_PATHS_ON_CPU or torch.compiler.is_compiling())
     select = method == "select" or (
-        method == "auto" and n >= AUTO_SELECT_MIN_N and (on_cpu or p == 1.0 or math.isinf(p))
+        method == "auto" and n >= AUTO_SELECT_MIN_N and (numpy_core or p == 1.0 or p_is_inf(p))
     )
-    if math.isinf(p):  # every positive loss gets min(gamma, tau): L = min(gamma, tau) sum(l+)
-        weights, threshold = pinf_weights(pooled, gamma, tau)
-        return weights, torch.minimum(gamma, tau) * _positive_sums(pooled), threshold
-    if select and on_cpu:  # the NumPy core reads the positive entries itself: no clamped copy
+    if select and numpy_core and not p_is_inf(p):  # the NumPy core reads the positive losses itself
         return select_on_cpu(pooled, p, gamma, tau)
-    lp = pooled.clamp(min=0)
-    if select and p == 1.0:
-        weights, threshold = select_p1(lp, gamma, tau)
+    if p_is_inf(p):  # every positive loss gets min(gamma, tau): one elementwise pass
+        solve_rows = pinf_weights
     elif select:
-        weights, threshold = select_holder_device(lp, p, gamma, tau)
+        solve_rows = _on_positive_part(select_p1 if p == 1.0 else partial(select_holder_device, p=p))
     else:  # the sort path (small pools, method="sort", and auto for 1 < p < inf on CUDA)
-        weights, threshold = solve_sorted(lp, p, gamma, tau)
-    # No rescaling needed: every term is >= 0 and at most the value, so a term overflows only
-    # when the value itself is beyond the dtype's range.
-    value = (weights * lp).sum(dim=1).to(torch.float64)
+        solve_rows = _on_positive_part(partial(solve_sorted, p=p))
+    # Chunks of pools bound the temporaries (a dozen per loss); on CUDA only beyond 2^22 losses,
+    # where one launch per chunk costs nothing next to the work.
+    rows = chunk_rows(pools, n, CUDA_CHUNK_MIN if pooled.is_cuda else SORT_CHUNK_MIN)
+    if rows >= pools:  # one chunk: no copies
+        return _solve_chunk(solve_rows, pooled, gamma, tau)
+    weights = torch.empty_like(pooled)
+    value = torch.empty(pools, dtype=torch.float64, device=pooled.device)
+    threshold = torch.empty_like(value)
+    for start in range(0, pools, rows):
+        chunk = slice(start, start + rows)
+        parts = _solve_chunk(solve_rows, pooled[chunk], gamma[chunk], tau[chunk])
+        weights[chunk], value[chunk], threshold[chunk] = parts
     return weights, value, threshold
 
 
-def _positive_sums(pooled: torch.Tensor) -> torch.Tensor:
-    """Row sums of the positive part in float64; row by row for long rows (smaller temporaries)."""
-    if pooled.shape[1] < 2**16:
-        return pooled.clamp(min=0).sum(dim=1, dtype=torch.float64)
-    return torch.stack([row.clamp(min=0).sum(dtype=torch.float64) for row in pooled])
+def _on_positive_part(solve_rows):
+    """A path that takes the non-negative losses, applied to the clamped losses."""
+    return lambda pooled, gamma, tau: solve_rows(pooled.clamp(min=0), gamma=gamma, tau=tau)
+
+
+def _solve_chunk(solve_rows, pooled, gamma, tau):
+    """Weights, values and thresholds of a chunk of pools with one of the paths (``solve_rows``)."""
+    weights, threshold = solve_rows(pooled, gamma=gamma, tau=tau)
+    # Weights are 0 on non-positive losses, so <w, pooled> = <w, l+>. No rescaling needed: every
+    # term is >= 0 and at most the value, so a term overflows only when the value itself does.
+    return weights, (weights * pooled).sum(dim=1).to(torch.float64), threshold
 
 
 class _LMPValue(torch.autograd.Function):
@@ -141,22 +179,28 @@ class _LMPValue(torch.autograd.Function):
     $\\partial L / \\partial l = w^*$ (the canonical maximizer), and from the dual formula
     $L = \\min_t \\tau \\sum_i (l_i - t)^+ + \\gamma \\|\\min(l^+, t)\\|_q$:
     $\\partial L/\\partial \\gamma = \\|\\min(l^+, t^*)\\|_q$ and
-    $\\partial L/\\partial \\tau = \\sum_i (l_i - t^*)^+$.
+    $\\partial L/\\partial \\tau = \\sum_i (l_i - t^*)^+$. With ``create_graph=True`` the
+    backward pass rebuilds $L$ on the active set with differentiable operations
+    (:mod:`solvers._torch_active_set`), so that second derivatives are right too.
     """
 
     @staticmethod
     def forward(ctx, losses, gamma, tau, p, mask, check_finite, method):
         p, pooled, g, t, batch_shape, out_dtype = _prepare(losses, p, gamma, tau, mask, check_finite, method)
         weights, value, threshold = _solve(pooled, p, g, t, method)
-        ctx.save_for_backward(weights, pooled, threshold)
+        inputs = [v if isinstance(v, torch.Tensor) else None for v in (losses, gamma, tau)]
+        ctx.save_for_backward(weights, pooled, threshold, *inputs)
         ctx.p, ctx.shape, ctx.batch_shape = p, losses.shape, batch_shape
         ctx.gamma_shape = gamma.shape if isinstance(gamma, torch.Tensor) else None
         ctx.tau_shape = tau.shape if isinstance(tau, torch.Tensor) else None
+        ctx.scalars = (gamma, tau)
         return value.reshape(batch_shape).to(out_dtype)
 
     @staticmethod
     def backward(ctx, grad_value):
-        weights, pooled, threshold = ctx.saved_tensors
+        weights, pooled, threshold, *inputs = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: a gradient that autograd can differentiate
+            return differentiable_backward(ctx, grad_value, pooled, threshold, inputs)
         g = grad_value.reshape(-1, 1).to(weights.dtype)
         grad_losses = (g * weights).reshape(ctx.shape).to(grad_value.dtype)
         grad_gamma = grad_tau = None
@@ -176,7 +220,7 @@ def _qnorm(v: torch.Tensor, p: float) -> torch.Tensor:
     """Row-wise ``||v||_q`` (``q = p/(p-1)``) of non-negative rows, scaled against overflow."""
     if p == 1.0:
         return v.max(dim=1).values.to(torch.float64)
-    if math.isinf(p):
+    if p_is_inf(p):
         return v.sum(dim=1, dtype=torch.float64)
     q = p / (p - 1.0)
     top = v.max(dim=1, keepdim=True).values
@@ -245,8 +289,10 @@ def lmp_value(losses: torch.Tensor, p, gamma, tau, *, mask=None, check_finite: b
 
 def lmp_pool(pixel_losses: torch.Tensor, p: float = 1.7, ratio: float = 0.3, *, mask=None,
              pool: Literal["image", "batch", "global"] = "image", reduction: Literal["mean", "sum", "none"] = "mean",
-             check_finite: bool = True, method: str = "auto", group=None) -> torch.Tensor:
+             check_finite: bool = True, method: str = "auto", group=None, size_weight=None) -> torch.Tensor:
     """Loss max-pooling of any per-pixel loss with the paper's parameters.
+
+    An empty batch (``N = 0``) gives 0 with zero gradient, like a batch whose pixels are all masked.
 
     Parameters
     ----------
@@ -269,6 +315,10 @@ def lmp_pool(pixel_losses: torch.Tensor, p: float = 1.7, ratio: float = 0.3, *, 
         The processes that share the global pool (default: the world). Every process of the
         group must call with the same ``p``, ``ratio`` and dtype; ``method`` does not apply (the
         global pool always uses the sort-free selection, with all-reduced statistics).
+    size_weight : Tensor of ``pixel_losses.shape``, optional
+        How much each valid pixel counts towards its pool's size ``n`` (default 1). The pool's
+        ``gamma`` and ``tau`` are the paper's for ``n`` = the sum of its valid pixels' size
+        weights; ``LossMaxPooling`` passes the class weight of each pixel's target.
 
     Notes
     -----
@@ -282,6 +332,7 @@ def lmp_pool(pixel_losses: torch.Tensor, p: float = 1.7, ratio: float = 0.3, *, 
     """
     p = check_p(p)
     ratio = check_ratio(ratio)
+    check_finite = check_flag(check_finite, "check_finite")
     if pool not in POOLS:
         raise ValueError(f"pool must be 'image', 'batch' or 'global', got {pool!r}")
     if reduction not in ("mean", "sum", "none"):
@@ -292,18 +343,27 @@ def lmp_pool(pixel_losses: torch.Tensor, p: float = 1.7, ratio: float = 0.3, *, 
         raise ValueError("pixel_losses must be a tensor of shape (N, ...)")
     if mask is not None and (not isinstance(mask, torch.Tensor) or mask.shape != pixel_losses.shape):
         raise ValueError(f"mask must be a bool tensor of shape {tuple(pixel_losses.shape)}")
-    flat = pixel_losses.reshape(pixel_losses.shape[0], -1) if pool == "image" else pixel_losses.reshape(1, -1)
+    if size_weight is not None and (not isinstance(size_weight, torch.Tensor)
+                                    or size_weight.shape != pixel_losses.shape):
+        raise ValueError(f"size_weight must be a tensor of shape {tuple(pixel_losses.shape)}")
+    images = pixel_losses.shape[0]
+    pools = images if pool == "image" else 1
+    flat = pixel_losses.reshape(pools, pixel_losses.numel() // max(pools, 1))  # N = 0: a (0, 0) batch
     flat_mask = None if mask is None else mask.reshape(flat.shape)
     n = flat.shape[1]
     valid = torch.full((flat.shape[0],), float(n), dtype=torch.float64, device=flat.device) if flat_mask is None \
         else flat_mask.sum(dim=1).to(torch.float64)
-    if pool == "global" and spans_processes(group):  # gamma and tau come from the global count
+    size = valid
+    if size_weight is not None:
+        sizes = size_weight.detach().to(torch.float64).reshape(flat.shape)
+        size = (sizes if flat_mask is None else torch.where(flat_mask, sizes, 0.0)).sum(dim=1)
+    if pool == "global" and spans_processes(group):  # gamma and tau come from the global size
         _, pooled, _, _, _, out_dtype = _prepare(flat, p, 1.0, 1.0, flat_mask, False)
-        return global_value(flat, pooled, valid[0], p, ratio, group, check_finite, out_dtype)
-    gamma, tau = gamma_tau(torch.clamp(valid, min=1.0), p, ratio)
+        return global_value(flat, pooled, size.sum(), p, ratio, group, check_finite, out_dtype)
+    gamma, tau = gamma_tau(torch.where(size > 0, size, 1.0), p, ratio)  # an empty pool's value is 0 anyway
     values = lmp_value(flat, p, gamma, tau, mask=flat_mask, check_finite=check_finite, method=method)
     if pool != "image":
-        return values[0]
+        return values.sum()  # the one pool's value (0 for an empty batch)
     if reduction == "none":
         return values
     if reduction == "sum":
@@ -320,7 +380,13 @@ class LossMaxPooling(nn.Module):
     of the pool; each pool's ``gamma`` and ``tau`` come from its own count of valid pixels and
     the paper's ``p`` and ``ratio`` (Rota Bulò et al., CVPR 2017, section 3.1). An image whose
     pixels are all ignored contributes 0 and zero gradient. With ``p = inf`` and
-    ``pool="batch"`` this is exactly ``nn.CrossEntropyLoss(ignore_index=...)``.
+    ``pool="batch"`` this is exactly ``nn.CrossEntropyLoss(weight=..., ignore_index=...)``,
+    value and gradient.
+
+    Class weights ``w_c``: a pixel of class ``c`` has the loss ``w_c * ce`` (as in
+    ``nn.CrossEntropyLoss``) and counts ``w_c`` towards its pool's size, so the pool's ``gamma``
+    and ``tau`` are the paper's for ``n`` = the sum of its valid pixels' class weights (at
+    ``p = inf``: the weighted mean of ``nn.CrossEntropyLoss``, sum(w_y ce) / sum(w_y)).
 
     Parameters
     ----------
@@ -336,7 +402,7 @@ class LossMaxPooling(nn.Module):
     reduction : {"mean", "sum", "none"}
         Over images, as in ``lmp_pool``.
     weight : Tensor, optional
-        Class weights passed to the per-pixel cross-entropy, as in ``nn.CrossEntropyLoss``.
+        Class weights (1-D, finite, ``>= 0``), as in ``nn.CrossEntropyLoss``; see above.
     check_finite, method
         See ``lmp_weights``.
     group : ProcessGroup, optional
@@ -355,9 +421,9 @@ class LossMaxPooling(nn.Module):
             raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
         if method not in METHODS:
             raise ValueError(f"method must be 'auto', 'sort' or 'select', got {method!r}")
-        self.ignore_index, self.pool, self.reduction, self.check_finite = ignore_index, pool, reduction, check_finite
-        self.method, self.group = method, group
-        self.register_buffer("weight", weight)
+        self.ignore_index, self.pool, self.reduction = ignore_index, pool, reduction
+        self.check_finite, self.method, self.group = check_flag(check_finite, "check_finite"), method, group
+        self.register_buffer("weight", _check_class_weight(weight))
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if logits.dim() < 2 or target.shape != logits.shape[:1] + logits.shape[2:]:
@@ -366,8 +432,25 @@ class LossMaxPooling(nn.Module):
         pixel = F.cross_entropy(logits, target, weight=self.weight, ignore_index=self.ignore_index, reduction="none")
         mask = target != self.ignore_index
         pool = "batch" if logits.dim() == 2 and self.pool == "image" else self.pool
+        size_weight = None if self.weight is None else self.weight[torch.where(mask, target, 0)]
         return lmp_pool(pixel, self.p, self.ratio, mask=mask, pool=pool, reduction=self.reduction,
-                        check_finite=self.check_finite, method=self.method, group=self.group)
+                        check_finite=self.check_finite, method=self.method, group=self.group,
+                        size_weight=size_weight)
 
     def extra_repr(self) -> str:
         return f"p={self.p}, ratio={self.ratio}, ignore_index={self.ignore_index}, pool={self.pool!r}, reduction={self.reduction!r}"
+
+
+def _check_class_weight(weight):
+    """Class weights: ``None`` or a dense, real, 1-D tensor of finite values ``>= 0``."""
+    if weight is None:
+        return None
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"weight must be a 1-D tensor of class weights, got {type(weight).__name__}")
+    _check_dense(weight, "weight")
+    if not weight.is_floating_point() or weight.dim() != 1:
+        raise TypeError(f"weight must be a 1-D floating tensor of class weights, got dtype {weight.dtype} "
+                        f"and shape {tuple(weight.shape)}")
+    if not bool((torch.isfinite(weight) & (weight >= 0)).all()):  # once, at construction
+        raise ValueError(f"weight must hold finite class weights >= 0 (the range [0, inf)), got {weight.tolist()}")
+    return weight

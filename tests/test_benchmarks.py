@@ -16,7 +16,7 @@ def test_quick_benchmark_suite_writes_a_report(tmp_path):
                          capture_output=True, text=True, timeout=600, cwd=ROOT / "benchmarks")
     assert run.returncode == 0, run.stdout + run.stderr
     text = out.read_text()
-    for word in ("Machine", "np.sort", "numpy select", "torch select", "Batched", "peak extra memory", "cvxpy",
+    for word in ("Machine", "np.sort", "numpy select", "torch select", "Batched", "Peak extra memory", "cvxpy",
                  'pool="global"'):
         assert word in text
     assert (tmp_path / "benchmarks.png").exists()

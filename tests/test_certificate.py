@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from lmp_theory import certify, dual_function, dual_minimum, paper_parameters
+from lmp_theory.reference import solve
+from solvers import numpy as lmp_np
 from solvers.numpy import lmp_solve
 
 P = [1.0, 1.001, 1.3, 2.0, 5.0, 1e6, math.inf]
@@ -75,3 +77,16 @@ def test_p1_is_rockafellar_uryasev_cvar():
     r = lmp_solve(losses, 1.0, gamma, tau)
     np.testing.assert_allclose(r.weights, [tau, tau / 4, tau / 4, 0, 0, 0], rtol=1e-14)
     assert r.value == pytest.approx((9 + 3.5) / 1.5, rel=1e-14)
+
+
+@pytest.mark.parametrize("p", [700.0, 1000.0, 1e4, 1e6])
+@pytest.mark.parametrize("tau", [1.5, 2.05, 100.0])
+def test_cap_count_underflowing_is_not_an_overflow(p, tau):
+    """tau > gamma with large p: m = (gamma/tau)^p underflows, t* lies beyond float range."""
+    losses = np.array([1.0, 2.0, 0.5])
+    w = lmp_np.lmp_weights(losses, p, 1.0, tau)
+    cert = certify(losses, w, p, 1.0, tau)
+    assert cert.proves_optimal(1e-12) and cert.threshold > 2.0
+    ref = solve(losses, p, 1.0, tau)
+    assert ref.value == pytest.approx(float(lmp_np.lmp_value(losses, p, 1.0, tau)), rel=1e-14)
+    np.testing.assert_allclose(ref.weights, w, rtol=1e-14, atol=0)

@@ -110,6 +110,38 @@ def test_no_host_synchronisation_in_the_default_hot_path(p):
     assert torch.isfinite(out) and torch.isfinite(logits.grad).all()
 
 
+def test_fullgraph_compile_for_every_p_after_another_instance_was_compiled():
+    """Recompiling for a second instance makes p a symbolic float: p is only ever compared, never math.isnan'd."""
+    torch._dynamo.reset()
+    logits = torch.randn(2, 4, 6, 6)
+    target = torch.randint(0, 4, (2, 6, 6))
+    for p in (1.7, 3.0, 1.0, math.inf, 1.05, 1.0):  # the second compile makes p symbolic
+        layer = LossMaxPooling(p=p, ratio=0.3, check_finite=False)
+        out = torch.compile(layer, fullgraph=True, backend="eager")(logits, target)
+        torch.testing.assert_close(out, layer(logits, target), rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("p", [1.0, 1.7, math.inf])
+def test_fullgraph_compile_with_gamma_tau_tensors_and_large_cpu_pools(p):
+    """No host synchronisation with check_finite=False: tensor gamma/tau, and CPU pools of 16,384+ losses
+    (the NumPy selection core cannot be traced, so compiled code takes the device paths)."""
+    torch._dynamo.reset()
+    gen = torch.Generator().manual_seed(5)
+    for n in (64, 20000):
+        x = torch.rand(3, n, generator=gen, dtype=torch.float64).requires_grad_()
+        gamma = torch.tensor([0.02, 0.03, 0.04], dtype=torch.float64, requires_grad=True)
+        tau = torch.tensor([0.003, 0.002, 0.001], dtype=torch.float64, requires_grad=True)
+        compiled = torch.compile(lambda l, g, t: lmp_value(l, p, g, t, check_finite=False).sum(),
+                                 fullgraph=True, backend="eager")
+        out = compiled(x, gamma, tau)
+        grads = torch.autograd.grad(out, (x, gamma, tau), allow_unused=True, materialize_grads=True)
+        expected = lmp_value(x, p, gamma, tau).sum()  # eager: the NumPy core for the large pools
+        torch.testing.assert_close(out, expected, rtol=1e-13, atol=0)
+        expected_grads = torch.autograd.grad(expected, (x, gamma, tau), allow_unused=True, materialize_grads=True)
+        for got, want in zip(grads, expected_grads):
+            torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-15)
+
+
 def test_the_no_sync_test_can_fail():
     """The documented synchronisation of check_finite=True is caught as a graph break."""
     torch._dynamo.reset()
@@ -153,6 +185,54 @@ def test_per_image_pools_use_each_images_own_valid_count():
     assert float(mean.detach()) == pytest.approx(float(values[:2].mean().detach()), rel=1e-14)
     mean.backward()
     assert torch.all(logits.grad[2] == 0) and torch.isfinite(logits.grad).all()
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_p_inf_batch_pool_with_class_weights_is_exactly_weighted_cross_entropy(weighted):
+    """nn.CrossEntropyLoss(weight=w) is sum(w_y ce) / sum(w_y): the pool's size is the sum of class weights."""
+    torch.manual_seed(2)
+    logits = torch.randn(3, 5, 7, 9, dtype=torch.float64, requires_grad=True)
+    target = torch.randint(0, 5, (3, 7, 9))
+    target[0, :3] = 255
+    weight = torch.tensor([0.2, 1.0, 3.0, 0.5, 0.05], dtype=torch.float64) if weighted else None
+    ref = F.cross_entropy(logits, target, weight=weight, ignore_index=255)
+    (ref_grad,) = torch.autograd.grad(ref, logits)
+    ours = LossMaxPooling(p=math.inf, ratio=0.3, ignore_index=255, pool="batch", weight=weight)(logits, target)
+    (our_grad,) = torch.autograd.grad(ours, logits)
+    torch.testing.assert_close(ours, ref, rtol=1e-14, atol=0)
+    torch.testing.assert_close(our_grad, ref_grad, rtol=1e-12, atol=1e-15)
+
+
+def test_class_weights_set_each_pools_effective_size():
+    """At any p the pool's gamma and tau are the paper's for n = sum of its valid pixels' class weights."""
+    torch.manual_seed(3)
+    logits = torch.randn(2, 3, 4, 5, dtype=torch.float64)
+    target = torch.randint(0, 3, (2, 4, 5))
+    target[1, 0] = -100
+    weight = torch.tensor([0.5, 2.0, 0.25], dtype=torch.float64)
+    values = LossMaxPooling(p=1.7, ratio=0.3, reduction="none", weight=weight)(logits, target)
+    pixel = F.cross_entropy(logits, target, weight=weight, reduction="none")
+    for i in range(2):
+        valid = target[i] != -100
+        size = float(weight[target[i][valid]].sum())
+        gamma, tau = size ** (1 / 1.7 - 1), size ** (1 / 1.7 - 1) * (0.3 * size) ** (-1 / 1.7)
+        expected = lmp_np.lmp_value(pixel[i][valid].numpy(), 1.7, gamma, tau)
+        assert float(values[i]) == pytest.approx(expected, rel=1e-13)
+    # class weights all 1 are no class weights
+    ones = LossMaxPooling(p=1.7, ratio=0.3, reduction="none", weight=torch.ones(3, dtype=torch.float64))
+    torch.testing.assert_close(ones(logits, target), LossMaxPooling(p=1.7, ratio=0.3, reduction="none")(logits, target))
+
+
+@pytest.mark.parametrize("pool", ["image", "batch"])
+@pytest.mark.parametrize("shape", [(0, 3, 4, 4), (0, 3)])
+def test_empty_batch_is_zero_with_zero_gradient(pool, shape):
+    logits = torch.randn(*shape, requires_grad=True)
+    target = torch.zeros(shape[:1] + shape[2:], dtype=torch.long)
+    out = LossMaxPooling(pool=pool)(logits, target)
+    out.backward()
+    assert out.shape == () and out == 0 and logits.grad.shape == logits.shape
+    assert lmp_pool(torch.rand(0, 5, 5), pool=pool, reduction="sum") == 0
+    assert lmp_pool(torch.rand(0, 5, 5), reduction="none").shape == (0,)
 
 
 def test_all_ignored_batch_is_zero_with_zero_gradient():
