@@ -10,7 +10,7 @@ arXiv 1704.02966, eq. 3) is
 
 This module is the single place that knows what a valid ``p``, ``gamma``, ``tau``, ``ratio``,
 pool size and loss array are; every backend and the reference call it, so that every public
-entry point rejects bad input with the same message (``../shared/SPEC.md`` section 6).
+entry point rejects bad input with the same message (``docs/spec.md``, "Bad input").
 
 Two derived quantities recur everywhere:
 

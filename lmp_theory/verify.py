@@ -5,7 +5,7 @@ refined and verified) gives the canonical weights and the value; pools too large
 checked by their duality certificate alone. Each solver is then measured on every case: value
 error (relative), weight error (relative to the largest reference weight), the certificate's
 relative gap and the relative infeasibility of its weights, against the tolerances of
-``../shared/SPEC.md`` section 7 (1e-10 in float64, 1e-5 in float32).
+``docs/spec.md`` ("Accuracy") (1e-10 in float64, 1e-5 in float32).
 """
 
 from __future__ import annotations

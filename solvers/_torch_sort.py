@@ -1,6 +1,6 @@
 r"""Sort-based closed form of loss max-pooling in Torch: the private core of ``solvers.torch``.
 
-The same mathematics as ``solvers.numpy`` (``../shared/SPEC.md`` section 3), written with
+The same mathematics as ``solvers.numpy`` (the closed form of ``docs/spec.md``), written with
 tensor operations only: every pool of a ``(pools, n)`` tensor is solved at once, on the
 tensor's device, with no host synchronisation and no Python branching on tensor values
 (``p`` is a Python float, so branching on it is free). Per-pool scalars (``gamma``, ``tau``,

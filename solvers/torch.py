@@ -6,7 +6,7 @@ Solves, independently for every pool ``losses[..., :]``,
 
     L(l) = \max \{ \langle w, l \rangle : w \ge 0,\ \|w\|_p \le \gamma,\ w_i \le \tau \}
 
-(Rota Bulò, Neuhold, Kontschieder, CVPR 2017, eq. 3; ``../shared/SPEC.md``), returning the
+(Rota Bulò, Neuhold, Kontschieder, CVPR 2017, eq. 3; ``docs/spec.md``), returning the
 canonical (least-norm) maximizer. The layers follow the usual pattern: a private core that finds
 the threshold and the capped set (``solvers._torch_sort``), a ``torch.autograd.Function``
 whose backward is analytic (Danskin: $\nabla_l L = w^*$), functional wrappers

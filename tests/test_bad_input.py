@@ -1,4 +1,4 @@
-"""SPEC section 6: every public entry point names the bad argument and its accepted range."""
+"""docs/spec.md, "Bad input": every public entry point names the bad argument and its accepted range."""
 
 import math
 

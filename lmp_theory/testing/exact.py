@@ -1,7 +1,7 @@
 r"""The closed form in high-precision arithmetic (mpmath): the conformance kit's independent path.
 
-Every float64 input is converted to mpmath exactly, and the closed form of ``../shared/SPEC.md``
-section 3 is evaluated with 50 significant digits and an unbounded exponent range, so neither
+Every float64 input is converted to mpmath exactly, and the closed form of ``docs/spec.md``
+is evaluated with 50 significant digits and an unbounded exponent range, so neither
 ``l^q`` near ``p = 1`` (``q ~ 1000``) nor subnormal or 1e300 losses need any scaling trick. It
 shares no code with the fast solvers: the number of capped losses is found by a direct scan of
 $h(y_j) = j + \sum_{i \ge j} (y_i / y_j)^q$ over suffix sums of $y^q$.
