@@ -189,6 +189,21 @@ def _check_ddp_gradients(rank, size, sizes):
                 assert err <= 1e-12, (p, ratio, err)
 
 
+def _check_class_weighted(rank, size):
+    """Class weights set the global pool's size (their sum) exactly as in one process's pool="batch"."""
+    gen = torch.Generator().manual_seed(7)
+    logits = torch.randn(3 * size, 4, 5, 6, generator=gen, dtype=torch.float64)
+    target = torch.randint(0, 4, (3 * size, 5, 6), generator=gen)
+    target[0, 0, :3] = 255
+    weight = torch.tensor([0.5, 2.0, 1.0, 0.25], dtype=torch.float64)
+    mine = slice(3 * rank, 3 * rank + 3)
+    for p in (1.0, 1.7, math.inf):
+        layer = dict(p=p, ratio=0.3, ignore_index=255, weight=weight)
+        pooled = LossMaxPooling(pool="global", **layer)(logits[mine], target[mine])
+        whole = LossMaxPooling(pool="batch", **layer)(logits, target)
+        assert abs(float(pooled) - float(whole)) <= 1e-12 * abs(float(whole)), (p, float(pooled), float(whole))
+
+
 def worker(rank: int, size: int, store: str) -> None:
     """One spawned process: every check, in one gloo process group."""
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=size,
@@ -207,5 +222,6 @@ def worker(rank: int, size: int, store: str) -> None:
         _check_traffic(rank, size)
         _check_errors_raise_everywhere(rank, size)
         _check_ddp_gradients(rank, size, [2, 1, 3][:size])
+        _check_class_weighted(rank, size)
     finally:
         dist.destroy_process_group()
