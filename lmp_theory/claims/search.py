@@ -8,15 +8,13 @@ can find: a handful of losses, usually small integers. Same seed, same answer.
 
 from __future__ import annotations
 
-import random
 from typing import Callable
 
-from hypothesis import HealthCheck, Phase, find, settings
 from hypothesis import strategies as st
-from hypothesis.errors import NoSuchExample
 
 from ..instance import Instance
 from ..testing.strategies import instances as all_instances
+from ..testing.strategies import shrunk_failure
 
 __all__ = ["Instance", "find_counterexample"]
 
@@ -57,10 +55,4 @@ def find_counterexample(prop: Callable[[Instance], bool], *, budget: int = 2000,
         except Exception:  # noqa: BLE001  (an error is a failure to establish the property)
             return True
 
-    config = settings(max_examples=budget, database=None, deadline=None, derandomize=False,
-                      phases=(Phase.generate, Phase.shrink), suppress_health_check=list(HealthCheck))
-    try:
-        return find(all_instances() if instances is None else instances, fails, settings=config,
-                    random=random.Random(seed))
-    except NoSuchExample:
-        return None
+    return shrunk_failure(all_instances() if instances is None else instances, fails, budget=budget, seed=seed)

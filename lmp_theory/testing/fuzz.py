@@ -15,17 +15,16 @@ largest loss to about 1 and float64 cannot hold the rest. The corpus covers such
 
 from __future__ import annotations
 
-import random
 from typing import Callable
 
 import numpy as np
-from hypothesis import HealthCheck, Phase, find, reject, settings
-from hypothesis.errors import NoSuchExample
+from hypothesis import reject
 
 from ..instance import Instance
 from .kit import TIME_LIMIT, run_and_judge
 from .report import CaseResult, Report
-from .strategies import instances, loss_vectors
+from .invoke import import_path
+from .strategies import instances, loss_vectors, shrunk_failure
 from .verdict import TOLERANCES
 
 __all__ = ["check_instance", "fuzz_solver"]
@@ -110,14 +109,9 @@ def fuzz_solver(fn: Callable, *, examples: int = 200, seed: int = 0, dtype=np.fl
             reject()
         return result.status not in allowed
 
-    config = settings(max_examples=examples, database=None, deadline=None, derandomize=False,
-                      phases=(Phase.generate, Phase.shrink), suppress_health_check=list(HealthCheck))
     label = name or getattr(fn, "__qualname__", repr(fn))
     report = Report(label, str(dtype), canonical, command=command)
-    try:
-        found = find(problems, fails, settings=config, random=random.Random(seed))
-    except NoSuchExample:
-        found = None
+    found = shrunk_failure(problems, fails, budget=examples, seed=seed)
     report.examples = calls
     if found is not None:
         report.counterexample = found
@@ -127,13 +121,12 @@ def fuzz_solver(fn: Callable, *, examples: int = 200, seed: int = 0, dtype=np.fl
 
 
 def _reproducer(fn: Callable, instance: Instance, dtype: np.dtype) -> str:
-    module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", "fn")
-    importable = module and module != "__main__" and "<" not in qualname and "(" not in qualname
-    head = qualname.split(".")[0]
+    path = import_path(fn)
+    qualname = getattr(fn, "__qualname__", "fn")
     lines = ["import math", "import numpy as np", "from lmp_theory.instance import Instance",
              "from lmp_theory.testing import check_instance"]
-    lines.append(f"from {module} import {head}" if importable else f"# fn = <your function {qualname}>")
-    call = qualname if importable else "fn"
+    lines.append(f"from {path[0]} import {qualname.split('.')[0]}" if path else f"# fn = <your function {qualname}>")
+    call = qualname if path else "fn"
     flag = "" if dtype == np.float64 else ", dtype=np.float32"
     lines.append(f"print(check_instance({call}, {instance!r}{flag}))")
     return "\n".join(lines)

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-__all__ = ["Call", "call"]
+__all__ = ["Call", "call", "import_path"]
 
 
 @dataclass(frozen=True)
@@ -116,3 +116,12 @@ def _in_thread(fn, args, limit):
     if worker.is_alive():  # abandoned: a daemon thread does not keep the process alive
         return None, "", True
     return box.get("value"), box.get("error", ""), False
+
+
+def import_path(fn: Callable) -> tuple[str, str] | None:
+    """``(module, qualname)`` under which ``fn`` can be imported again, or None (a lambda, a local
+    function, an adapter's closure, or code run as ``__main__``)."""
+    module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", "")
+    if not module or module == "__main__" or not qualname or "<" in qualname or "(" in qualname:
+        return None
+    return module, qualname

@@ -22,7 +22,7 @@ import numpy as np
 from ..corpus import Case, cases
 from . import golden
 from .golden import Expected
-from .invoke import call
+from .invoke import call, import_path
 from .oracle import certificate_answer, stored_answer
 from .report import CaseResult, Report
 from .verdict import TOLERANCES, judge
@@ -127,11 +127,11 @@ def check_solver(fn: Callable, *, dtype=np.float64, cases: list[Case] | None = N
 
 
 def _command_for(fn: Callable, dtype: np.dtype, canonical: bool) -> str:
-    module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", "")
-    if not module or module == "__main__" or "<" in qualname or "(" in qualname:
+    path = import_path(fn)
+    if path is None:
         return ""
     flags = ("" if dtype == np.float64 else f" --dtype {dtype}") + ("" if canonical else " --any-maximizer")
-    return f"lmp verify --solver {module}:{qualname}{flags}"
+    return f"lmp verify --solver {path[0]}:{path[1]}{flags}"
 
 
 def assert_conforms(fn: Callable, **kwargs) -> Report:

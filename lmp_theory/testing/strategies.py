@@ -21,15 +21,18 @@ small integers, so a failure found anywhere ends as an instance a person can rea
 from __future__ import annotations
 
 import math
+import random
+from typing import Any, Callable
 
 import numpy as np
-from hypothesis import assume
+from hypothesis import HealthCheck, Phase, assume, find, settings
 from hypothesis import strategies as st
+from hypothesis.errors import NoSuchExample
 
 from ..instance import Instance
 from ..parameters import paper_parameters
 
-__all__ = ["P_CHOICES", "RATIO_CHOICES", "FAMILIES", "exponents", "loss_vectors", "instances"]
+__all__ = ["P_CHOICES", "RATIO_CHOICES", "FAMILIES", "exponents", "loss_vectors", "instances", "shrunk_failure"]
 
 P_CHOICES = (1.0, 1.0 + 1e-3, 1.05, 1.3, 1.7, 2.0, 3.0, 10.0, 1e3, 1e6, math.inf)
 RATIO_CHOICES = (0.0, 0.01, 0.1, 0.25, 1 / 3, 0.5, 0.7, 1.0)
@@ -174,3 +177,17 @@ def instances(*, p: st.SearchStrategy[float] | None = None, losses: st.SearchStr
         return Instance(vector, exponent, draw(gammas), draw(taus), None)
 
     return build()
+
+
+def shrunk_failure(problems: st.SearchStrategy, fails: Callable[[Any], bool], *, budget: int, seed: int):
+    """The smallest problem drawn from ``problems`` on which ``fails`` is True, or None.
+
+    ``budget`` problems are tried, then a failure is shrunk by hypothesis; no example database, no
+    deadline and no health checks, so the same ``seed`` always gives the same answer.
+    """
+    config = settings(max_examples=budget, database=None, deadline=None, derandomize=False,
+                      phases=(Phase.generate, Phase.shrink), suppress_health_check=list(HealthCheck))
+    try:
+        return find(problems, fails, settings=config, random=random.Random(seed))
+    except NoSuchExample:
+        return None
