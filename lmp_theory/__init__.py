@@ -7,8 +7,8 @@ import). Fast solvers live in the sibling package ``solvers``.
 """
 
 from .certificate import Certificate, certify, dual_function, dual_minimum
-from .parameters import paper_parameters
-from .problem import cap_count, conjugate
+from solvers.parameters import paper_parameters
+from solvers.problem import cap_count, conjugate
 
 __version__ = "0.1.0"
 

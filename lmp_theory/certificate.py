@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .problem import (
+from solvers.problem import (
     cap_count,
     check_gamma,
     check_losses,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .parameters import paper_parameters
+from solvers.parameters import paper_parameters
 
 __all__ = ["Case", "P_VALUES", "RATIOS", "cases", "case_by_name"]
 

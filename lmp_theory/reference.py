@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .certificate import Certificate, scaled_norm, certify
-from .problem import (
+from solvers.problem import (
     cap_count,
     check_gamma,
     check_losses,

@@ -20,10 +20,16 @@ import math
 
 import numpy as np
 
-from lmp_theory.problem import exp_or_inf as _exp
-from lmp_theory.problem import log_ratio
+from ._numpy_closed_form import capped_power_weights, holder_budget, holder_threshold, p1_cap_count, p1_share
+from ._numpy_sort import sort_pools
+from ._policy import computes_in_float64
+from .problem import cap_count, conjugate, log_ratio
+from .problem import exp_or_inf as _exp
 
 SAMPLE = 4096
+# method="select" on pools below the sample size would sort each whole pool in a Python loop:
+# such pools take the vectorised sort path instead (same answer).
+SELECT_MIN_N = SAMPLE
 MARGIN = 4.0  # bracket half-width in standard deviations of the sample rank
 
 
@@ -49,10 +55,67 @@ def _bracket(sample: np.ndarray, rank: float, n: int):
     return t_lo, t_hi
 
 
+def select_pools(flat: np.ndarray, mask: np.ndarray | None, p: float, gamma: np.ndarray, tau: np.ndarray):
+    """Pool by pool with the selection core (finite p): weights (``flat``'s dtype), values, thresholds.
+
+    Memory: the weights, the pool's positive losses (a copy unless every loss is positive, in the
+    work dtype), one weight buffer for them and a few boolean masks of one pool. Pools below
+    ``SELECT_MIN_N`` losses take the sort path, vectorised over pools.
+    """
+    pools, n = flat.shape
+    if n < SELECT_MIN_N:
+        return sort_pools(flat, mask, p, gamma, tau)
+    work = np.dtype(np.float64 if computes_in_float64(flat.dtype == np.float64, p) else np.float32)
+    weights = np.zeros((pools, n), dtype=flat.dtype)
+    value, threshold = np.zeros(pools), np.zeros(pools)
+    for i in range(pools):
+        row = flat[i]
+        positive = row > 0
+        if mask is not None:
+            positive &= mask[i]
+        dense = bool(positive.all())
+        x = (row if dense else np.extract(positive, row)).astype(work, copy=False)  # extract: no index array
+        if x.size == 0:
+            continue
+        in_place = dense and work == flat.dtype  # dense pools are solved in place
+        out = weights[i] if in_place else np.empty_like(x)
+        solved = _select_one(x, p, float(gamma[i]), float(tau[i]), out)
+        if solved is None:  # the sampled bracket missed: the sort path for this pool
+            w_row, v_row, t_row = sort_pools(flat[i : i + 1], None if mask is None else mask[i : i + 1],
+                                             p, gamma[i : i + 1], tau[i : i + 1])
+            weights[i], value[i], threshold[i] = w_row[0], v_row[0], t_row[0]
+            continue
+        threshold[i], value[i] = solved
+        if dense and not in_place:
+            weights[i] = out
+        elif not dense:
+            np.place(weights[i], positive, out.astype(weights.dtype, copy=False))  # no index array, unlike w[mask] = ...
+    return weights, value, threshold
+
+
+def _select_one(x: np.ndarray, p: float, gamma: float, tau: float, out: np.ndarray):
+    """(threshold, value) for the positive losses x of one pool, finite p, weights into ``out``;
+    None on a miss."""
+    if p == 1.0:
+        return select_p1(x, gamma, tau, out)
+    m = float(cap_count(p, gamma, tau))
+    if x.size <= m:
+        out[...] = tau
+        return 0.0, tau * float(np.sum(x, dtype=np.float64))
+    if m == 0.0:  # no cap: Hölder's weighting, L = gamma ||x||_q
+        q = conjugate(p)
+        top = float(x.max())
+        with np.errstate(under="ignore"):
+            norm = float(np.sum((x / x.dtype.type(top)) ** q, dtype=np.float64))  # sum (x/top)^q, >= 1
+        capped_power_weights(x, top, gamma / norm ** (1.0 / p), q, math.inf, out=out)
+        return math.inf, gamma * top * norm ** (1.0 / q)
+    return select_holder(x, p, gamma, tau, m, out)
+
+
 def select_p1(x: np.ndarray, gamma: float, tau: float, out: np.ndarray):
     """p = 1: the (floor(m)+1)-th largest loss by selection inside a sampled bracket."""
     n = x.size
-    m = 0.0 if math.isinf(tau) else gamma / tau
+    m = float(p1_cap_count(gamma, tau))
     if n <= m:
         out[...] = tau
         return 0.0, tau * float(np.sum(x, dtype=np.float64))
@@ -69,7 +132,7 @@ def select_p1(x: np.ndarray, gamma: float, tau: float, out: np.ndarray):
     n_above = int(np.count_nonzero(strictly))
     total_above = float(np.sum(x, where=strictly, dtype=np.float64))
     tied = int(np.count_nonzero(x == t))
-    share = min(tau, (gamma - (tau * n_above if n_above else 0.0)) / tied)
+    share = float(p1_share(gamma, tau, n_above, tied))
     out[...] = 0
     out[strictly] = tau
     out[x == t] = share
@@ -79,7 +142,7 @@ def select_p1(x: np.ndarray, gamma: float, tau: float, out: np.ndarray):
 def select_holder(x: np.ndarray, p: float, gamma: float, tau: float, m: float, out: np.ndarray):
     """1 < p < inf: k and t* from a sampled bracket, verified; ``None`` if the sample missed."""
     n = x.size
-    q = p / (p - 1.0)
+    q = conjugate(p)
     sample = _sample(x)
     t_est = _sample_threshold(sample, q, m * sample.size / n)
     rank = float(np.count_nonzero(sample >= t_est)) * n / sample.size
@@ -150,33 +213,8 @@ def _solve_inside(x, above, inside, below_top, below_sum, q, p, gamma, tau, m, o
         tail_sum = float(np.sum((inside_le[inside_le <= ref] / ref) ** q))
         if below_top > 0:
             tail_sum += below_sum * (below_top / ref) ** q
-    budget = gamma * math.exp(math.log1p(-min(k / m, 1.0)) / p) if k else gamma
-    coef = budget / tail_sum ** (1.0 / p)
-    t = ref * _exp((math.log(tail_sum) - math.log(m - k)) / q)
+    coef = float(holder_budget(gamma, p, m, k)) / tail_sum ** (1.0 / p)
+    t = float(holder_threshold(ref, tail_sum, m, k, q))
     capped_sum = float(np.sum(x, where=x > ref, dtype=np.float64)) if k else 0.0
     capped_power_weights(x, ref, coef, q, tau, out=out)
     return t, tau * capped_sum + coef * ref * tail_sum  # L = tau S_k + coef ref R_k: no pass over weights
-
-
-def capped_power_weights(x: np.ndarray, ref, coef, q: float, tau, out: np.ndarray | None = None) -> np.ndarray:
-    """``min(tau, coef (x/ref)^(q-1))`` with ``tau`` above ``ref``, in ``x``'s dtype, into ``out``.
-
-    ``ref``, ``coef`` and ``tau`` are scalars or arrays broadcastable against ``x`` (one per
-    pool). A power of the ratio is one correctly rounded operation, so the relative error of a
-    weight stays a few ulps even for ``q - 1 = 1000``; ratios that underflow go through logs,
-    because ``(x/ref)^(q-1)`` can still matter for ``q`` near 1.
-    """
-    dtype = x.dtype
-    ref, coef, tau = (np.asarray(v, dtype=np.float64).astype(dtype) for v in (ref, coef, tau))
-    w = np.empty_like(x) if out is None else out
-    with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
-        np.divide(x, ref, out=w)
-        tiny = (w < np.finfo(dtype).tiny) & (x > 0)
-        np.power(w, dtype.type(q - 1.0), out=w)
-        np.multiply(w, coef, out=w)
-        if tiny.any():  # only the tiny ratios go through logs (no pool-sized float64 temporaries)
-            x_tiny, ref_tiny = x[tiny], np.broadcast_to(ref, x.shape)[tiny]
-            w[tiny] = np.broadcast_to(coef, x.shape)[tiny] * np.exp((q - 1.0) * log_ratio(x_tiny, ref_tiny)).astype(dtype)
-        np.minimum(w, tau, out=w)
-        np.copyto(w, np.broadcast_to(tau, x.shape), where=x > ref)
-    return w

@@ -20,11 +20,10 @@ fed safe values (``inf * 0`` and ``0 ** negative`` would turn zero gradients int
 
 from __future__ import annotations
 
-import math
 
 import torch
 
-from lmp_theory.problem import conjugate, p_is_inf
+from .problem import conjugate, p_is_inf
 
 
 def value_on_active_set(losses: torch.Tensor, gamma: torch.Tensor, tau: torch.Tensor, p: float,

@@ -16,18 +16,16 @@ to the host except the input check of ``check_finite=True``, after the first col
 
 from __future__ import annotations
 
-import math
 import zlib
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
-from lmp_theory.parameters import gamma_tau
-from lmp_theory.problem import check_p
-
+from ._torch_closed_form import pinf_weights, work_dtype
 from ._torch_select import select_holder_device, select_p1
-from ._torch_sort import pinf_weights, work_dtype
+from .parameters import gamma_tau
+from .problem import check_p, not_finite, p_is_inf
 
 __all__ = ["Traffic", "global_pool_traffic", "spans_processes", "global_value"]
 
@@ -136,7 +134,7 @@ def solve_global(pooled: torch.Tensor, valid: torch.Tensor, p: float, ratio: flo
     lp = pooled.clamp(min=0)
     if p == 1.0:
         weights, _ = select_p1(lp, gamma, tau, across)
-    elif math.isinf(p):
+    elif p_is_inf(p):
         weights, _ = pinf_weights(lp, gamma, tau)
     else:
         weights, _ = select_holder_device(lp, p, gamma, tau, across)
@@ -148,8 +146,7 @@ def _check(total: torch.Tensor, size: int) -> None:
     """Raise on every process alike (they all hold the same ``total``): no process is left waiting."""
     nonfinite, s1, s1_sq, s2, s2_sq = total[1:].cpu().tolist()  # the documented check_finite synchronisation
     if nonfinite:
-        raise ValueError(f"losses must be finite (NaN and +-inf are not allowed in the pool); "
-                         f"{int(nonfinite)} of {size} processes have some")
+        raise not_finite(detail=f"; {int(nonfinite)} of {size} processes have some")
     if size * s1_sq != s1 * s1 or size * s2_sq != s2 * s2:  # equal iff every process sent the same s
         raise ValueError("p, ratio and the losses' dtype must be the same on every process of the group "
                          "for pool='global'")

@@ -20,7 +20,9 @@ import math
 
 import torch
 
-from ._torch_sort import ONE_PROCESS, cap_count, holder_weights, p1_weights
+from ._numpy_select import select_pools
+from ._torch_closed_form import ONE_PROCESS, cap_count, holder_weights, p1_weights
+from .problem import conjugate
 
 DIGIT_BITS = 11
 
@@ -74,8 +76,6 @@ def select_p1(lp: torch.Tensor, gamma: torch.Tensor, tau: torch.Tensor, across=O
 
 def select_on_cpu(pooled: torch.Tensor, p: float, gamma: torch.Tensor, tau: torch.Tensor):
     """A CPU tensor: the NumPy selection core on zero-copy views (CPU histograms by scatter are slow)."""
-    from .numpy import select_pools
-
     weights, value, threshold = select_pools(pooled.numpy(), None, p, gamma.numpy(), tau.numpy())
     return torch.from_numpy(weights), torch.from_numpy(value), torch.from_numpy(threshold)
 
@@ -92,7 +92,7 @@ def select_holder_radix(lp: torch.Tensor, p: float, m: torch.Tensor, across=ONE_
     Returns the number of capped losses and ``u``. The per-bin statistics pass through ``across``.
     """
     pools, n = lp.shape
-    q = p / (p - 1.0)
+    q = conjugate(p)
     bits, total_bits = _int_view(lp.contiguous())
     device = lp.device
     positive = lp > 0
@@ -148,7 +148,7 @@ def select_holder_device(lp: torch.Tensor, p: float, gamma: torch.Tensor, tau: t
     Every statistic of the losses passes through ``across`` (counts, the largest uncapped loss, a
     power sum), so the rows may be slices of pools spread over processes.
     """
-    q = p / (p - 1.0)
+    q = conjugate(p)
     m = cap_count(p, gamma, tau)
     k, u = select_holder_radix(lp, p, m, across)
     positive = lp > 0

@@ -29,23 +29,29 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lmp_theory.parameters import gamma_tau
-from lmp_theory.problem import (
-    SMALLEST_PARAMETER,
+from ._policy import AUTO_SELECT_MIN_N, CUDA_CHUNK_MIN, SORT_CHUNK_MIN, check_method, chunk_rows
+from ._torch_active_set import differentiable_backward
+from ._torch_closed_form import pinf_weights, work_dtype
+from ._torch_distributed import Traffic, global_pool_traffic, global_value, spans_processes
+from ._torch_select import select_holder_device, select_on_cpu, select_p1
+from ._torch_sort import solve_sorted
+from .parameters import gamma_tau
+from .problem import (
+    check_choice,
+    check_dimensions,
     check_flag,
     check_gamma,
+    check_mask_shape,
     check_p,
     check_ratio,
     check_scalar_parameter,
     check_tau,
+    not_broadcastable,
+    not_finite,
+    not_real,
     p_is_inf,
+    parameter_ok,
 )
-
-from ._torch_active_set import differentiable_backward
-from ._torch_distributed import Traffic, global_pool_traffic, global_value, spans_processes
-from ._torch_select import select_holder_device, select_on_cpu, select_p1
-from ._torch_sort import pinf_weights, solve_sorted, work_dtype
-from .numpy import SORT_CHUNK_MIN, chunk_rows
 
 __all__ = ["lmp_weights", "lmp_value", "lmp_pool", "LossMaxPooling", "global_pool_traffic", "Traffic"]
 
@@ -57,12 +63,10 @@ def _prepare(losses, p, gamma, tau, mask, check_finite, method="auto"):
     _check_dense(losses, "losses")
     check_finite = check_flag(check_finite, "check_finite")
     if losses.is_complex() or losses.dtype == torch.bool:
-        raise TypeError(f"losses must be a real tensor, got dtype {losses.dtype}")
-    if losses.dim() < 1:
-        raise ValueError("losses must have at least one dimension (shape (..., n)), got a scalar")
+        raise not_real("losses", losses.dtype, "tensor")
+    check_dimensions(losses.dim())
     p = check_p(p)
-    if method not in METHODS:
-        raise ValueError(f"method must be 'auto', 'sort' or 'select', got {method!r}")
+    check_method(method)
     out_dtype = losses.dtype if losses.is_floating_point() else torch.get_default_dtype()
     work = work_dtype(losses.dtype, p)
     batch_shape, n = losses.shape[:-1], losses.shape[-1]
@@ -73,13 +77,12 @@ def _prepare(losses, p, gamma, tau, mask, check_finite, method="auto"):
         if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
             raise TypeError(f"mask must be a bool tensor, got {getattr(mask, 'dtype', type(mask).__name__)}")
         _check_dense(mask, "mask")
-        if mask.shape != losses.shape:
-            raise ValueError(f"mask must have the shape of losses {tuple(losses.shape)}, got {tuple(mask.shape)}")
+        check_mask_shape(mask.shape, losses.shape)
     x = losses.detach().to(work)
     pooled = x if mask is None else torch.where(mask, x, 0.0)
     if check_finite and not bool(torch.isfinite(pooled.sum())):  # the one documented host synchronisation
         if not bool(torch.isfinite(pooled).all()):  # (a cheap sum first: NaN and inf propagate)
-            raise ValueError("losses must be finite (NaN and +-inf are not allowed in the pool)")
+            raise not_finite()
     pooled = pooled.reshape(math.prod(batch_shape), n)  # masked out = 0; negatives kept (paths clamp)
     return p, pooled, gamma.reshape(-1), tau.reshape(-1), batch_shape, out_dtype
 
@@ -97,29 +100,23 @@ def _pool_parameter(value, name, batch_shape, device, check_finite):
     if isinstance(value, torch.Tensor):
         _check_dense(value, name)
         if value.is_complex() or value.dtype == torch.bool:
-            raise TypeError(f"{name} must be a real number or tensor, got dtype {value.dtype}")
+            raise not_real(name, value.dtype, "number or tensor")
         value = value.detach().to(device=device, dtype=torch.float64)
         if check_finite:
-            ok = (value >= SMALLEST_PARAMETER) & (torch.isfinite(value) if name == "gamma" else ~torch.isnan(value))
-            if not bool(ok.all()):  # the message of the NumPy check, which names the bad values
+            if not bool(parameter_ok(value, name).all()):  # the message of the NumPy check, which names the bad values
                 (check_gamma if name == "gamma" else check_tau)(value.cpu().numpy())
     else:
         value = torch.as_tensor(check_scalar_parameter(value, name), dtype=torch.float64, device=device)
     try:
         return torch.broadcast_to(value, batch_shape)
     except RuntimeError:
-        raise ValueError(
-            f"{name} must be a scalar or broadcastable to losses.shape[:-1] = {tuple(batch_shape)}, "
-            f"got shape {tuple(value.shape)}"
-        ) from None
+        raise not_broadcastable(name, batch_shape, value.shape) from None
 
 
-AUTO_SELECT_MIN_N = 16384
-CUDA_CHUNK_MIN = 2**22
 # Tests set this to run the device (CUDA) select paths on CPU tensors.
 _DEVICE_PATHS_ON_CPU = False
-METHODS = ("auto", "sort", "select")
 POOLS = ("image", "batch", "global")
+REDUCTIONS = ("mean", "sum", "none")
 
 
 def _solve(pooled, p, gamma, tau, method="auto"):
@@ -333,19 +330,17 @@ def lmp_pool(pixel_losses: torch.Tensor, p: float = 1.7, ratio: float = 0.3, *, 
     p = check_p(p)
     ratio = check_ratio(ratio)
     check_finite = check_flag(check_finite, "check_finite")
-    if pool not in POOLS:
-        raise ValueError(f"pool must be 'image', 'batch' or 'global', got {pool!r}")
-    if reduction not in ("mean", "sum", "none"):
-        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    check_choice(pool, "pool", POOLS)
+    check_choice(reduction, "reduction", REDUCTIONS)
     if group is not None and pool != "global":
         raise ValueError(f"group applies only to pool='global', got pool={pool!r}")
     if not isinstance(pixel_losses, torch.Tensor) or pixel_losses.dim() < 1:
         raise ValueError("pixel_losses must be a tensor of shape (N, ...)")
-    if mask is not None and (not isinstance(mask, torch.Tensor) or mask.shape != pixel_losses.shape):
-        raise ValueError(f"mask must be a bool tensor of shape {tuple(pixel_losses.shape)}")
-    if size_weight is not None and (not isinstance(size_weight, torch.Tensor)
-                                    or size_weight.shape != pixel_losses.shape):
-        raise ValueError(f"size_weight must be a tensor of shape {tuple(pixel_losses.shape)}")
+    for name, tensor in (("mask", mask), ("size_weight", size_weight)):
+        if tensor is not None:
+            if not isinstance(tensor, torch.Tensor):
+                raise TypeError(f"{name} must be a tensor, got {type(tensor).__name__}")
+            check_mask_shape(tensor.shape, pixel_losses.shape, name, of="pixel_losses")
     images = pixel_losses.shape[0]
     pools = images if pool == "image" else 1
     flat = pixel_losses.reshape(pools, pixel_losses.numel() // max(pools, 1))  # N = 0: a (0, 0) batch
@@ -415,12 +410,9 @@ class LossMaxPooling(nn.Module):
         super().__init__()
         self.p = check_p(p)
         self.ratio = check_ratio(ratio)
-        if pool not in POOLS:
-            raise ValueError(f"pool must be 'image', 'batch' or 'global', got {pool!r}")
-        if reduction not in ("mean", "sum", "none"):
-            raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
-        if method not in METHODS:
-            raise ValueError(f"method must be 'auto', 'sort' or 'select', got {method!r}")
+        check_choice(pool, "pool", POOLS)
+        check_choice(reduction, "reduction", REDUCTIONS)
+        check_method(method)
         self.ignore_index, self.pool, self.reduction = ignore_index, pool, reduction
         self.check_finite, self.method, self.group = check_flag(check_finite, "check_finite"), method, group
         self.register_buffer("weight", _check_class_weight(weight))

@@ -14,7 +14,7 @@ import torch.distributed as dist
 from lmp_theory import paper_parameters
 from solvers import numpy as lmp_np
 from solvers._torch_distributed import Collectives, solve_global
-from solvers._torch_sort import work_dtype
+from solvers._torch_closed_form import work_dtype
 from solvers.torch import LossMaxPooling, global_pool_traffic, lmp_pool
 
 P_GRID = [1.0, 1.0 + 1e-3, 1.7, 10.0, math.inf]

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from lmp_theory.parameters import gamma_tau
+from solvers.parameters import gamma_tau
 from lmp_theory.testing import assert_pool_conforms, check_pool
 from solvers.torch import lmp_pool, lmp_value, lmp_weights
 

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from lmp_theory.problem import cap_count
+from solvers.problem import cap_count
 from lmp_theory.testing import assert_conforms, batched, check_case, check_solver, conformance_cases, torch_solver
 from lmp_theory.testing import golden
 from solvers.numpy import lmp_weights

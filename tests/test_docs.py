@@ -2,7 +2,6 @@
 
 import re
 
-import pytest
 
 NOTEBOOKS = ("01_what_lmp_does", "02_deriving_with_sympy", "03_exact_vs_fast", "04_imbalanced_segmentation")
 

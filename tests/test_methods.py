@@ -20,7 +20,7 @@ METHODS = ["sort", "select"]
 @pytest.fixture
 def select_core_on_small_pools(monkeypatch):
     """method="select" hands pools below the core's sample size to the sort path; test the core itself."""
-    monkeypatch.setattr(lmp_np, "SELECT_MIN_N", 1)
+    monkeypatch.setattr(_numpy_select, "SELECT_MIN_N", 1)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -153,7 +153,7 @@ def test_forced_select_on_tiny_pools_takes_the_vectorised_sort_path(monkeypatch)
     def per_pool(*args):
         raise AssertionError("a Python loop over 100,000 pools")
 
-    monkeypatch.setattr(lmp_np, "_select_one", per_pool)
+    monkeypatch.setattr(_numpy_select, "_select_one", per_pool)
     x = np.random.default_rng(2).standard_normal((100_000, 3))
     gamma, tau = paper_parameters(3, 1.7, 0.5)
     for lmp in (lmp_np, lmp_torch):

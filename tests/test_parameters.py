@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from lmp_theory import paper_parameters
-from lmp_theory.problem import cap_count
+from solvers.problem import cap_count
 
 
 @pytest.mark.parametrize("p", [1.0, 1.001, 1.5, 2.0, 7.0, 1e6])

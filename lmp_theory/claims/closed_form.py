@@ -21,7 +21,7 @@ from solvers.torch import lmp_value as torch_value
 from solvers.torch import lmp_weights as torch_weights
 
 from ..certificate import certify
-from ..problem import cap_count
+from solvers.problem import cap_count
 from ..testing import strategies as gen
 from . import _exact as ex
 from . import formulas as f

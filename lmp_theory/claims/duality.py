@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from solvers.numpy import lmp_solve, lmp_value
 
 from ..certificate import dual_function, dual_minimum
-from ..parameters import paper_parameters
+from solvers.parameters import paper_parameters
 from ..testing import strategies as gen
 from . import _exact as ex
 from . import formulas as f

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from solvers.numpy import lmp_value
 
 from ..certificate import certify
-from ..parameters import paper_parameters
+from solvers.parameters import paper_parameters
 from ..testing import strategies as gen
 from . import formulas as f
 from .closed_form import P, n

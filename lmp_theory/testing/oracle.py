@@ -21,7 +21,7 @@ import numpy as np
 
 from ..certificate import dual_minimum
 from ..corpus import Case
-from ..problem import cap_count, conjugate, log_ratio
+from solvers.problem import cap_count, conjugate, log_ratio
 from . import golden
 from .golden import ULPS, Expected
 

@@ -33,7 +33,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from ..parameters import paper_parameters
+from solvers.parameters import paper_parameters
 from .invoke import call
 from .kit import TIME_LIMIT
 from .oracle import certificate_answer

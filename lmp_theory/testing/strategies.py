@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import NoSuchExample
 
 from ..instance import Instance
-from ..parameters import paper_parameters
+from solvers.parameters import paper_parameters
 
 __all__ = ["P_CHOICES", "RATIO_CHOICES", "FAMILIES", "exponents", "loss_vectors", "instances", "shrunk_failure"]
 

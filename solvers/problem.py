@@ -9,8 +9,10 @@ arXiv 1704.02966, eq. 3) is
     L(l) = \max \{ \langle w, l \rangle : w \ge 0,\ \|w\|_p \le \gamma,\ w_i \le \tau \}.
 
 This module is the single place that knows what a valid ``p``, ``gamma``, ``tau``, ``ratio``,
-pool size and loss array are; every backend and the reference call it, so that every public
-entry point rejects bad input with the same message (``docs/spec.md``, "Bad input").
+pool size, loss array, mask and option are, and the one place their error messages are written:
+both backends, the certificate and the reference call it, so that every public entry point
+rejects bad input with the same message (``docs/spec.md``, "Bad input"). The Torch front end
+checks tensors itself (no host round trip) and raises the errors made here.
 
 Two derived quantities recur everywhere:
 
@@ -38,7 +40,14 @@ __all__ = [
     "check_pool_parameter",
     "check_scalar_parameter",
     "check_single_pool_scalar",
+    "parameter_ok",
     "check_flag",
+    "check_choice",
+    "check_dimensions",
+    "check_mask_shape",
+    "not_broadcastable",
+    "not_finite",
+    "not_real",
     "SMALLEST_PARAMETER",
     "conjugate",
     "p_is_inf",
@@ -70,6 +79,42 @@ def check_flag(value, name: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False, got {value!r}")
     return bool(value)
+
+
+def check_choice(value, name: str, choices: tuple[str, ...]) -> str:
+    """Validate a string option (``method``, ``pool``, ``reduction``): one of ``choices``."""
+    if not (isinstance(value, str) and value in choices):
+        listed = ", ".join(repr(c) for c in choices[:-1]) + f" or {choices[-1]!r}"
+        raise ValueError(f"{name} must be {listed}, got {value!r}")
+    return value
+
+
+def check_dimensions(ndim: int, name: str = "losses") -> None:
+    """Losses need a last axis to pool over."""
+    if ndim < 1:
+        raise ValueError(f"{name} must have at least one dimension (shape (..., n)), got a scalar")
+
+
+def check_mask_shape(mask_shape: tuple, shape: tuple, name: str = "mask", of: str = "losses") -> None:
+    """A mask (or per-entry weights) must have exactly the losses' shape."""
+    if tuple(mask_shape) != tuple(shape):
+        raise ValueError(f"{name} must have the shape of {of} {tuple(shape)}, got {tuple(mask_shape)}")
+
+
+def not_finite(name: str = "losses", detail: str = "") -> ValueError:
+    """The error for NaN or infinite entries in the pool (raised by the caller, which found them)."""
+    return ValueError(f"{name} must be finite (NaN and +-inf are not allowed in the pool){detail}")
+
+
+def not_real(name: str, dtype, what: str = "array") -> TypeError:
+    """The error for a complex, boolean or object dtype where real numbers are expected."""
+    return TypeError(f"{name} must be a real {what}, got dtype {dtype}")
+
+
+def not_broadcastable(name: str, batch_shape: tuple, shape: tuple) -> ValueError:
+    """The error for a per-pool ``gamma``/``tau`` that does not broadcast to ``losses.shape[:-1]``."""
+    return ValueError(f"{name} must be a scalar or broadcastable to losses.shape[:-1] = {tuple(batch_shape)}, "
+                      f"got shape {tuple(shape)}")
 
 
 def check_p(p) -> float:
@@ -108,15 +153,16 @@ _PARAMETER_RANGE = {
 }
 
 
-def _parameter_ok(x, name: str):
-    """The rule for ``gamma`` (finite, normal, > 0) or ``tau`` (normal, > 0, inf allowed), elementwise."""
+def parameter_ok(x, name: str):
+    """The rule for ``gamma`` (finite, normal, > 0) or ``tau`` (normal, > 0, inf allowed), elementwise
+    on a float, an ndarray or a tensor (comparisons only: no host synchronisation for tensors)."""
     ok = x >= SMALLEST_PARAMETER  # also rejects NaN
     return ok & (x < math.inf) if name == "gamma" else ok
 
 
 def _check_parameter(value, name: str) -> np.ndarray:
     arr = _real_array(value, name)
-    ok = _parameter_ok(arr, name)
+    ok = parameter_ok(arr, name)
     if not np.all(ok):
         raise ValueError(f"{_PARAMETER_RANGE[name]}, got {_show(arr[~ok] if arr.ndim else arr)}")
     return arr
@@ -139,7 +185,7 @@ def check_scalar_parameter(value, name: str) -> float:
     code that is traced (``torch.compile``).
     """
     x = _real_scalar(value, name)
-    if not _parameter_ok(x, name):
+    if not parameter_ok(x, name):
         raise ValueError(f"{_PARAMETER_RANGE[name]}, got {value!r}")
     return x
 
@@ -194,13 +240,12 @@ def check_losses(losses, mask=None, name: str = "losses", *,
     if arr.dtype.kind in "iu":
         arr = arr.astype(np.float64)
     elif arr.dtype.kind != "f":
-        raise TypeError(f"{name} must be a real array, got dtype {arr.dtype}")
-    if arr.ndim < 1:
-        raise ValueError(f"{name} must have at least one dimension (shape (..., n)), got a scalar")
+        raise not_real(name, arr.dtype)
+    check_dimensions(arr.ndim, name)
     mask = check_mask(mask, arr.shape)
     in_pool = arr if mask is None else arr[mask]
     if not np.all(np.isfinite(in_pool)):
-        raise ValueError(f"{name} must be finite (NaN and +-inf are not allowed in the pool)")
+        raise not_finite(name)
     return arr, mask
 
 
@@ -211,8 +256,7 @@ def check_mask(mask, shape: tuple) -> np.ndarray | None:
     arr = np.asarray(mask)
     if arr.dtype != np.bool_:
         raise TypeError(f"mask must be a bool array, got dtype {arr.dtype}")
-    if arr.shape != tuple(shape):
-        raise ValueError(f"mask must have the shape of losses {tuple(shape)}, got {arr.shape}")
+    check_mask_shape(arr.shape, shape)
     return arr
 
 
@@ -221,10 +265,7 @@ def check_pool_parameter(value: np.ndarray, name: str, batch_shape: tuple) -> np
     try:
         return np.broadcast_to(value, batch_shape)
     except ValueError:
-        raise ValueError(
-            f"{name} must be a scalar or broadcastable to losses.shape[:-1] = {batch_shape}, "
-            f"got shape {value.shape}"
-        ) from None
+        raise not_broadcastable(name, batch_shape, value.shape) from None
 
 
 def p_is_inf(p: float) -> bool:

@@ -1,0 +1,72 @@
+r"""The closed form's formulas in NumPy, shared by the sort and selection paths of ``solvers.numpy``.
+
+Once a path knows, for a pool, the number ``k`` of capped losses, the largest uncapped loss
+``ref`` and ``tail_sum`` $= \sum_{\text{uncapped}} (l_i / \mathrm{ref})^q$, the answer is fixed:
+
+* the budget left for the uncapped losses, $(\gamma^p - k \tau^p)^{1/p}$ (``holder_budget``);
+* the weights $\min(\tau, c\, (l/\mathrm{ref})^{q-1})$, ``tau`` above ``ref`` (``capped_power_weights``);
+* the threshold $t^* = \mathrm{ref}\, (\mathrm{tail\_sum} / (m - k))^{1/q}$ (``holder_threshold``);
+* at ``p = 1``, the cap count $\gamma/\tau$ (``p1_cap_count``) and the share of the budget left
+  for the losses tied at the cut (``p1_share``).
+
+Every function takes scalars (one pool) or arrays with one entry per pool. The Torch twins are in
+``solvers._torch_closed_form``; ``tests/test_kernel_pairs.py`` runs each pair on the same inputs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .problem import log_ratio
+
+
+def p1_cap_count(gamma, tau):
+    """p = 1: the cap count $m = \\gamma / \\tau$ exactly (one division; 0 for ``tau = inf``)."""
+    return np.where(np.isinf(tau), 0.0, np.divide(gamma, tau))
+
+
+def p1_share(gamma, tau, above, tied):
+    """p = 1: the weight of each of the ``tied`` losses at the cut, ``above`` losses being capped:
+    what is left of ``gamma`` shared equally, at most ``tau`` (``tau = inf`` caps nothing)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        spent = np.where(np.asarray(above) > 0, tau * np.asarray(above), 0.0)
+        return np.minimum(tau, (gamma - spent) / np.maximum(tied, 1))
+
+
+def holder_budget(gamma, p: float, m, k):
+    """$(\\gamma^p - k \\tau^p)^{1/p}$ as $\\gamma (1 - k/m)^{1/p}$ with $m = (\\gamma/\\tau)^p$ (no powers
+    of ``gamma`` or ``tau``, which over- or underflow for large ``p``); ``gamma`` where ``k = 0``."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.where(np.asarray(k) > 0, k / np.where(np.asarray(m) > 0, m, 1.0), 0.0)
+        return gamma * np.exp(np.log1p(-np.minimum(frac, 1.0)) / p)
+
+
+def holder_threshold(ref, tail_sum, m, k, q: float):
+    """$t^*$ solving $k + \\mathrm{tail\\_sum} / (t/\\mathrm{ref})^q = m$: at most the largest loss,
+    ``inf`` without a cap (``m = 0``)."""
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        return ref * np.exp((np.log(tail_sum) - np.log(m - k)) / q)
+
+
+def capped_power_weights(x: np.ndarray, ref, coef, q: float, tau, out: np.ndarray | None = None) -> np.ndarray:
+    """``min(tau, coef (x/ref)^(q-1))`` with ``tau`` above ``ref``, in ``x``'s dtype, into ``out``.
+
+    ``ref``, ``coef`` and ``tau`` are scalars or arrays broadcastable against ``x`` (one per
+    pool). A power of the ratio is one correctly rounded operation, so the relative error of a
+    weight stays a few ulps even for ``q - 1 = 1000``; ratios that underflow go through logs,
+    because ``(x/ref)^(q-1)`` can still matter for ``q`` near 1.
+    """
+    dtype = x.dtype
+    ref, coef, tau = (np.asarray(v, dtype=np.float64).astype(dtype) for v in (ref, coef, tau))
+    w = np.empty_like(x) if out is None else out
+    with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
+        np.divide(x, ref, out=w)
+        tiny = (w < np.finfo(dtype).tiny) & (x > 0)
+        np.power(w, dtype.type(q - 1.0), out=w)
+        np.multiply(w, coef, out=w)
+        if tiny.any():  # only the tiny ratios go through logs (no pool-sized float64 temporaries)
+            x_tiny, ref_tiny = x[tiny], np.broadcast_to(ref, x.shape)[tiny]
+            w[tiny] = np.broadcast_to(coef, x.shape)[tiny] * np.exp((q - 1.0) * log_ratio(x_tiny, ref_tiny)).astype(dtype)
+        np.minimum(w, tau, out=w)
+        np.copyto(w, np.broadcast_to(tau, x.shape), where=x > ref)
+    return w
