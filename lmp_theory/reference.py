@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .certificate import Certificate, scaled_norm, certify
+from solvers.extras import import_extra
 from solvers.problem import (
     cap_count,
     check_gamma,
@@ -41,6 +41,8 @@ from solvers.problem import (
     conjugate,
     log_ratio,
 )
+
+from .certificate import Certificate, certify, scaled_norm
 
 __all__ = ["solve", "Solution", "VerificationError", "KKT_TOLERANCE", "GAP_TOLERANCE"]
 
@@ -95,7 +97,7 @@ def solve(losses, p, gamma, tau, *, verify: bool = True, solver_options: dict | 
     solver_options : dict, optional
         Extra keyword arguments for Clarabel (defaults: tolerances 1e-10, 500 iterations).
     """
-    import cvxpy as cp
+    cp = import_extra("cvxpy", "lmp_theory.reference.solve")  # here: cvxpy takes seconds to import
 
     p = check_p(p)
     gamma = check_single_pool_scalar(check_gamma(gamma), "gamma")

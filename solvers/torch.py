@@ -25,9 +25,13 @@ import math
 from functools import partial
 from typing import Literal
 
-import torch
-import torch.nn.functional as F
-from torch import nn
+from .extras import import_extra
+
+import_extra("torch", "solvers.torch")
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
 
 from ._policy import AUTO_SELECT_MIN_N, CUDA_CHUNK_MIN, SORT_CHUNK_MIN, check_method, chunk_rows
 from ._torch_active_set import differentiable_backward

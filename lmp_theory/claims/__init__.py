@@ -1,12 +1,28 @@
 """The theory's claims: each stated with its hypotheses, checked symbolically and by a counterexample search.
 
 ``run_claims()`` runs them all; ``lmp claims`` prints the table (``--json`` for machines).
-``find_counterexample(prop)`` attacks any property of an ``Instance`` the same way.
+``find_counterexample(prop)`` attacks any property of an ``Instance`` the same way; it needs the
+core install only, while the registry (``REGISTRY``, ``run_claims`` and the claim records) needs the
+``symbolic`` and ``torch`` extras (sympy for the proofs, torch because the claims cover both
+backends) and is loaded on first use.
 """
 
-from . import bounds, closed_form, duality, imbalance  # noqa: F401  (each module registers its claims)
-from .registry import REGISTRY, Claim, ClaimFailed, ClaimResult, Outcome, Search, run_claims
+from importlib import import_module
+
+from solvers.extras import import_extra
+
 from .search import Instance, find_counterexample
 
-__all__ = ["REGISTRY", "Claim", "ClaimFailed", "ClaimResult", "Instance", "Outcome", "Search", "find_counterexample",
-           "run_claims"]
+_REGISTRY_NAMES = ("REGISTRY", "Claim", "ClaimFailed", "ClaimResult", "Outcome", "Search", "run_claims")
+
+__all__ = ["Instance", "find_counterexample", *_REGISTRY_NAMES]
+
+
+def __getattr__(name: str):
+    if name not in _REGISTRY_NAMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    for module in ("sympy", "torch"):
+        import_extra(module, "the claims registry (lmp_theory.claims)")
+    for module in ("bounds", "closed_form", "duality", "imbalance"):  # each registers its claims
+        import_module(f"{__name__}.{module}")
+    return getattr(import_module(f"{__name__}.registry"), name)

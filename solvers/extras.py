@@ -1,0 +1,29 @@
+"""Optional dependencies: import one, or fail with an error that names the extra installing it.
+
+The core install (NumPy solvers, certificate, conformance kit) needs numpy, mpmath and hypothesis
+only. Everything else is an extra of the ``lmp-theory`` distribution:
+
+* ``torch``: the Torch solvers and loss layer (``solvers.torch``);
+* ``exact``: the cvxpy reference (``lmp_theory.reference``), with Clarabel;
+* ``symbolic``: the claims registry's sympy proofs (``lmp_theory.claims``);
+* ``all``: the three; ``dev``: all, plus the test, notebook and documentation tools.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+__all__ = ["EXTRA_OF", "import_extra"]
+
+EXTRA_OF = {"torch": "torch", "cvxpy": "exact", "clarabel": "exact", "sympy": "symbolic"}
+
+
+def import_extra(module: str, needed_by: str) -> ModuleType:
+    """``module``, imported; if it is missing, an ``ImportError`` saying which extra installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        extra = EXTRA_OF[module.split(".")[0]]
+        raise ImportError(f"{needed_by} needs {module}, which the '{extra}' extra installs: "
+                          f"pip install 'lmp-theory[{extra}]'") from exc
