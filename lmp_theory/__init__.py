@@ -1,9 +1,10 @@
 """lmp-theory: loss max-pooling (Rota Bulò, Neuhold, Kontschieder, CVPR 2017), checked.
 
-The problem, its parameters and validation (``lmp_theory.problem``), the paper's
-parameterisation (``paper_parameters``), duality certificates (``certify``) and the
-exact cvxpy reference (``lmp_theory.reference``, imported lazily because cvxpy is slow to
-import). Fast solvers live in the sibling package ``solvers``.
+Duality certificates (``certify``), the exact cvxpy reference (``lmp_theory.reference``, not
+imported here because cvxpy is slow to import and an extra), the claims (``lmp_theory.claims``),
+the conformance kit (``lmp_theory.testing``) and ``lmp verify``. It builds on the fast solvers of
+the sibling package ``solvers``, whose validation and derived quantities it shares
+(``solvers.problem``) and whose ``paper_parameters``, ``cap_count`` and ``conjugate`` it re-exports.
 """
 
 from .certificate import Certificate, certify, dual_function, dual_minimum

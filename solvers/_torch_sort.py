@@ -11,16 +11,15 @@ import math
 
 import torch
 
-from ._torch_closed_form import cap_count, holder_weights, log_ratio, p1_weights, pinf_weights
-from .problem import conjugate, p_is_inf
+from ._torch_closed_form import cap_count, holder_weights, log_ratio, p1_weights
+from .problem import conjugate
 
 
 def solve_sorted(lp: torch.Tensor, p: float, gamma: torch.Tensor, tau: torch.Tensor):
-    """Weights and thresholds of every pool (rows of ``lp``), by sorting (p = inf needs no sort)."""
+    """Weights and thresholds of every pool (rows of ``lp``), by sorting; ``1 <= p < inf``
+    (``p = inf`` needs no sort: ``solvers.torch`` takes ``pinf_weights`` for it)."""
     if p == 1.0:
         return p1_weights(lp, gamma, tau, _kth_largest_by_sort)
-    if p_is_inf(p):
-        return pinf_weights(lp, gamma, tau)
     return _holder(lp, p, gamma, tau)
 
 

@@ -7,10 +7,11 @@ Solves, independently for every pool ``losses[..., :]``,
     L(l) = \max \{ \langle w, l \rangle : w \ge 0,\ \|w\|_p \le \gamma,\ w_i \le \tau \}
 
 (Rota Bulò, Neuhold, Kontschieder, CVPR 2017, eq. 3; ``docs/spec.md``), returning the
-canonical (least-norm) maximizer. The layers follow the usual pattern: a private core that finds
-the threshold and the capped set (``solvers._torch_sort``), a ``torch.autograd.Function``
-whose backward is analytic (Danskin: $\nabla_l L = w^*$), functional wrappers
-(``lmp_weights``, ``lmp_value``, ``lmp_pool``) and an ``nn.Module``
+canonical (least-norm) maximizer. The layers follow the usual pattern: private cores that find
+the threshold and the capped set (the sort path ``solvers._torch_sort``, the sort-free paths
+``solvers._torch_select``, both over the formulas of ``solvers._torch_closed_form``), a
+``torch.autograd.Function`` whose backward is analytic (Danskin: $\nabla_l L = w^*$), functional
+wrappers (``lmp_weights``, ``lmp_value``, ``lmp_pool``) and an ``nn.Module``
 (``LossMaxPooling``) that replaces ``nn.CrossEntropyLoss``.
 
 No host synchronisation in the default path: no ``.item()``, ``.cpu()``, ``.tolist()``,

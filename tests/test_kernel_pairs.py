@@ -1,0 +1,111 @@
+"""Each closed-form formula exists once per backend (NumPy, Torch): every pair on the same inputs.
+
+The NumPy formulas are in ``solvers.problem`` and ``solvers._numpy_closed_form``, their Torch twins in
+``solvers._torch_closed_form``. Inputs include the edges: ``tau = inf``, ``k = 0``, ``m`` within a
+few ulps of an integer, ratios that underflow, zero and subnormal losses.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from solvers import _numpy_closed_form as np_cf
+from solvers import _torch_closed_form as torch_cf
+from solvers import problem
+from solvers._policy import computes_in_float64
+
+RNG = np.random.default_rng(11)
+POOLS = 64
+GAMMA = np.concatenate([RNG.uniform(0.01, 3.0, POOLS - 4), [1.0, 1.0, 1e-300, 1e300]])
+TAU = np.concatenate([RNG.uniform(0.001, 1.0, POOLS - 8), [math.inf] * 4, [1.0, 1.0 - 2**-52, 1e-300, 1e300]])
+
+
+def _t(a):
+    return torch.from_numpy(np.ascontiguousarray(a))
+
+
+def _same(got: torch.Tensor, expected, ulps: float = 4.0):
+    expected = np.asarray(expected, dtype=got.numpy().dtype)
+    got = got.numpy()
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(expected))
+    finite = np.isfinite(expected)
+    spacing = np.spacing(np.abs(expected[finite]).astype(got.dtype))
+    assert np.all(np.abs(got[finite] - expected[finite]) <= ulps * spacing)
+
+
+def test_log_ratio():
+    a = np.concatenate([RNG.exponential(size=200), [1e-308, 5e-324, 1e308, 1.0]])
+    b = np.concatenate([RNG.exponential(size=200), [1e308, 1.0, 1e-308, 1.0]])
+    _same(torch_cf.log_ratio(_t(a), _t(b)), problem.log_ratio(a, b), ulps=1)
+
+
+@pytest.mark.parametrize("p", [1.0 + 1e-3, 1.7, 3.0, 1e3, 1e6])
+def test_cap_count(p):
+    """m = exp(p log(gamma/tau)): a last-bit difference of the two libraries' log is amplified p-fold."""
+    _same(torch_cf.cap_count(p, _t(GAMMA), _t(TAU)), problem.cap_count(p, GAMMA, TAU), ulps=1 + p)
+
+
+def test_p1_cap_count_and_share():
+    _same(torch_cf.p1_cap_count(_t(GAMMA), _t(TAU)), np_cf.p1_cap_count(GAMMA, TAU), ulps=0)
+    above = RNG.integers(0, 5, POOLS).astype(np.float64)
+    tied = RNG.integers(0, 4, POOLS).astype(np.float64)  # 0: no loss at the cut
+    _same(torch_cf.p1_share(_t(GAMMA), _t(TAU), _t(above), _t(tied)), np_cf.p1_share(GAMMA, TAU, above, tied), ulps=0)
+
+
+@pytest.mark.parametrize("p", [1.0 + 1e-3, 1.7, 3.0, 1e3])
+def test_holder_budget_and_threshold(p):
+    m = problem.cap_count(p, GAMMA, TAU)
+    k = np.floor(m * RNG.uniform(0.0, 1.0, POOLS))  # k < m where m > 0, and k = 0 where there is no cap
+    k[:8] = 0.0
+    m_near = np.nextafter(k[8:12] + 1.0, math.inf)  # m - k within an ulp of 1
+    m[8:12] = m_near
+    _same(torch_cf.holder_budget(_t(GAMMA), p, _t(m), _t(k)), np_cf.holder_budget(GAMMA, p, m, k), ulps=0)
+    ref = RNG.exponential(size=POOLS)
+    tail_sum = 1.0 + RNG.exponential(size=POOLS) * 100
+    q = problem.conjugate(p)
+    _same(torch_cf.holder_threshold(_t(ref), _t(tail_sum), _t(m), _t(k), q),
+          np_cf.holder_threshold(ref, tail_sum, m, k, q), ulps=0)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("p", [1.0 + 1e-3, 1.3, 1.7, 3.0])
+def test_weights(p, dtype):
+    """Torch's ``holder_weights`` against NumPy's ``capped_power_weights`` with the same budget and threshold."""
+    n = 300
+    lp = RNG.exponential(size=(POOLS, n))
+    lp[:, ::7] = 0.0
+    lp[:, 1::11] *= 1e-40  # ratios that underflow in float32 (and stay positive in float64)
+    lp = lp.astype(dtype)
+    gamma = np.full(POOLS, 1.0)
+    tau = np.concatenate([np.full(POOLS - 4, 0.05), np.full(4, math.inf)])
+    m = problem.cap_count(p, gamma, tau)
+    k = np.minimum(np.floor(RNG.uniform(0, 1, POOLS) * m), 9.0)
+    y = -np.sort(-lp.astype(np.float64), axis=1)
+    ref = y[np.arange(POOLS), k.astype(int)]
+    q = problem.conjugate(p)
+    partial = np.ones(POOLS, dtype=bool)
+    partial[:3] = False  # every positive loss capped
+    with np.errstate(under="ignore", over="ignore"):  # the capped losses' powers are not summed
+        tail_sum = np.sum(np.where(np.arange(n) >= k[:, None], (y / ref[:, None]) ** q, 0.0), axis=1)
+    weights, threshold = torch_cf.holder_weights(_t(lp), p, _t(gamma), _t(tau), _t(m), _t(k), _t(ref), _t(tail_sum),
+                                                 _t(partial))
+    coef = np_cf.holder_budget(gamma, p, m, k) / tail_sum ** (1.0 / p)
+    expected = np_cf.capped_power_weights(lp, ref[:, None], coef[:, None], q, tau[:, None])
+    expected = np.where(partial[:, None], expected, tau[:, None].astype(dtype))
+    expected = np.where(lp > 0, expected, 0.0)
+    assert weights.dtype == torch.from_numpy(lp).dtype
+    # ratios below the smallest normal go through logs: in float64 in NumPy, in the work dtype in Torch
+    tiny = (lp / ref[:, None] < np.finfo(dtype).tiny) & (lp > 0)
+    _same(weights[~torch.from_numpy(tiny)], expected[~tiny], ulps=4)
+    np.testing.assert_allclose(weights.numpy()[tiny], expected[tiny], rtol=1e-5 if dtype == np.float32 else 1e-12)
+    _same(threshold[partial], np_cf.holder_threshold(ref, tail_sum, m, k, q)[partial], ulps=0)
+
+
+@pytest.mark.parametrize("p", [1.0, 1.0 + 1e-3, 1.124, 1.125, 1.7, math.inf])
+def test_work_dtype_follows_the_policy(p):
+    for dtype, is_float64 in [(torch.float64, True), (torch.float32, False), (torch.bfloat16, False)]:
+        expected = torch.float64 if computes_in_float64(is_float64, p) else torch.float32
+        assert torch_cf.work_dtype(dtype, p) == expected
