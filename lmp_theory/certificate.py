@@ -33,11 +33,9 @@ import numpy as np
 
 from solvers.problem import (
     cap_count,
-    check_gamma,
     check_losses,
-    check_p,
-    check_single_pool_scalar,
-    check_tau,
+    check_mask_shape,
+    check_single_pool,
     conjugate,
     exp_or_inf,
 )
@@ -195,16 +193,9 @@ def certify(losses, weights, p, gamma, tau) -> Certificate:
         ``relative_gap``, ``violation`` and ``threshold``. ``w`` is proven optimal to ``rtol``
         when ``violation <= rtol`` and ``relative_gap <= rtol``.
     """
-    p = check_p(p)
-    gamma = check_single_pool_scalar(check_gamma(gamma), "gamma")
-    tau = check_single_pool_scalar(check_tau(tau), "tau")
-    l, _ = check_losses(losses, masked_arrays=False)
-    if l.ndim != 1:
-        raise ValueError(f"losses must be 1-D (one pool), got shape {l.shape}")
+    l, p, gamma, tau = check_single_pool(losses, p, gamma, tau)
     w, _ = check_losses(weights, name="weights", masked_arrays=False)
-    if w.shape != l.shape:
-        raise ValueError(f"weights must have the shape of losses {l.shape}, got {w.shape}")
-    l = l.astype(np.float64)
+    check_mask_shape(w.shape, l.shape, "weights")
     w = w.astype(np.float64)
 
     scale = float(np.max(np.abs(l))) if l.size else 0.0

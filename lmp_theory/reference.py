@@ -33,11 +33,7 @@ import numpy as np
 from solvers.extras import import_extra
 from solvers.problem import (
     cap_count,
-    check_gamma,
-    check_losses,
-    check_p,
-    check_single_pool_scalar,
-    check_tau,
+    check_single_pool,
     conjugate,
     log_ratio,
 )
@@ -99,13 +95,7 @@ def solve(losses, p, gamma, tau, *, verify: bool = True, solver_options: dict | 
     """
     cp = import_extra("cvxpy", "lmp_theory.reference.solve")  # here: cvxpy takes seconds to import
 
-    p = check_p(p)
-    gamma = check_single_pool_scalar(check_gamma(gamma), "gamma")
-    tau = check_single_pool_scalar(check_tau(tau), "tau")
-    l, _ = check_losses(losses, masked_arrays=False)
-    if l.ndim != 1:
-        raise ValueError(f"losses must be 1-D (one pool), got shape {l.shape}")
-    l = l.astype(np.float64)
+    l, p, gamma, tau = check_single_pool(losses, p, gamma, tau)
     n = l.size
     started = time.perf_counter()
     if n == 0:

@@ -39,6 +39,7 @@ __all__ = [
     "check_mask",
     "check_pool_parameter",
     "check_scalar_parameter",
+    "check_single_pool",
     "check_single_pool_scalar",
     "parameter_ok",
     "check_flag",
@@ -195,6 +196,18 @@ def check_single_pool_scalar(arr: np.ndarray, name: str) -> float:
     if arr.ndim != 0:
         raise ValueError(f"{name} must be a scalar for a single pool, got shape {arr.shape}")
     return float(arr)
+
+
+def check_single_pool(losses, p, gamma, tau) -> tuple[np.ndarray, float, float, float]:
+    """Validate one pool's problem (the certificate and the reference take one at a time): 1-D losses,
+    ``p`` and scalar ``gamma``, ``tau``. Returns float64 losses and the three floats."""
+    p = check_p(p)
+    gamma = check_single_pool_scalar(check_gamma(gamma), "gamma")
+    tau = check_single_pool_scalar(check_tau(tau), "tau")
+    l, _ = check_losses(losses, masked_arrays=False)
+    if l.ndim != 1:
+        raise ValueError(f"losses must be 1-D (one pool), got shape {l.shape}")
+    return l.astype(np.float64), p, gamma, tau
 
 
 def check_counts(n) -> np.ndarray:
