@@ -4,9 +4,9 @@ Every built-in solver (NumPy, and Torch where it imports; the default and the ``
 and float32) is one weight function that ``lmp_theory.testing.check_solver`` runs and judges like any
 outside implementation: same verdicts, same tolerances (``verdict.TOLERANCES``), same ``Report``. The
 oracle is named (``testing.oracle``): ``"reference"`` by default here, the cvxpy reference refined and
-verified (pools above ``CVXPY_MAX_N`` losses: the duality certificate), or ``"golden"`` (the stored
-mpmath answers) or ``"certificate"``. With the reference as the oracle, ``reference_report`` adds its
-own row: the reference's certificate, and how far its raw conic answer was from its refinement.
+verified (pools above ``oracle.CVXPY_MAX_N`` = 5,000 losses: the duality certificate), or ``"golden"``
+(the stored mpmath answers) or ``"certificate"``. With the reference as the oracle, ``reference_report``
+adds its own row: the reference's certificate, and how far its raw conic answer was from its refinement.
 
 Each built-in comes with the ``lmp verify --solver ...`` command that checks it alone, so every
 failing case has a one-line reproducer.

@@ -100,3 +100,10 @@ def test_lmp_verify_command_passes_and_prints_the_table():
                  "numpy float32", "numpy select float64", "oracle: reference"):
         assert word in out.stdout
     assert "all solvers agree with the exact reference" in out.stdout
+
+
+def test_lmp_verify_runs_without_torch():
+    code = ("import sys; sys.modules['torch'] = None\nfrom lmp_theory.cli import main\n"
+            "sys.exit(main(['verify', '--oracle', 'golden', '--family', 'zeros']))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "numpy select float32" in out.stdout and "torch" not in out.stdout, out.stderr
