@@ -176,8 +176,8 @@ class Report:
 
 def summary_table(reports: list[Report]) -> str:
     """One line per report: cases, the worst value and weight errors, certificate gap and violation
-    over its cases, its tolerance (the tightest in force), the time spent in the code under test and
-    the result."""
+    over its cases, its tolerance (the tightest in force), the wall time of its calls (the code under
+    test, with the kit's capture and time limit around it) and the result."""
     head = ("solver", "cases", "value err", "weight err", "cert gap", "violation", "tol", "time s", "result")
     lines = [head]
     for r in reports:
