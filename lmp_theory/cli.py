@@ -9,7 +9,13 @@ import time
 
 import numpy as np
 
+from .testing.kit import TIME_LIMIT
+from .testing.oracle import CVXPY_MAX_N, ORACLES, oracle_named
+
 __all__ = ["main"]
+
+ORACLE_WORDS = {"reference": "exact reference", "golden": "golden mpmath answers (large pools: certificate)",
+                "certificate": "duality certificate"}
 
 
 def _load_function(spec: str, option: str = "--solver"):
@@ -59,8 +65,10 @@ def _verify_third_party(args) -> int:
         fn = batched(fn)
     if args.torch:
         fn = torch_solver(fn, device=args.device)
+    oracle = args.oracle or "golden"
     flags = (f" --dtype {args.dtype}" if args.dtype != "float64" else "") + (" --batched" if args.batched else "") \
-        + (f" --torch --device {args.device}" if args.torch else "") + (" --any-maximizer" if args.any_maximizer else "")
+        + (f" --torch --device {args.device}" if args.torch else "") + (" --any-maximizer" if args.any_maximizer else "") \
+        + (f" --oracle {oracle}" if oracle != "golden" else "")
     command = f"lmp verify --solver {args.solver}{flags}"
     try:
         if args.fuzz is not None:
@@ -72,7 +80,8 @@ def _verify_third_party(args) -> int:
         if not selected:
             raise SystemExit("lmp verify: --case/--family/--p select no case of the corpus")
         report = check_solver(fn, dtype=np.dtype(args.dtype), cases=selected, canonical=not args.any_maximizer,
-                              name=args.solver, time_limit=args.time_limit, command=command)
+                              name=args.solver, time_limit=args.time_limit, command=command,
+                              oracle=oracle_named(oracle))
     except ValueError as exc:  # bad --fuzz, --time-limit...
         raise SystemExit(f"lmp verify: {exc}") from None
     return _print_report(report, args)
@@ -98,27 +107,46 @@ def _verify(args) -> int:
         return _verify_third_party(args)
     if args.pool is not None:
         return _verify_pool(args)
+    return _verify_builtins(args)
+
+
+def _verify_builtins(args) -> int:
+    import json
+
     from . import __version__
     from .corpus import cases
-    from .verify import builtin_solvers, compute_references, format_table, measure, reference_row
+    from .testing.kit import select_cases
+    from .testing.report import summary_table
+    from .verify import verify_builtins
 
-    corpus = cases(full=args.full, large=args.large)
-    print(f"lmp-theory {__version__} | numpy {np.__version__} | python {platform.python_version()} | "
-          f"{len(corpus)} cases ({'full' if args.full else 'standard'} corpus{', large pools' if args.large else ''})")
-    started = time.perf_counter()
-    refs = compute_references(corpus)
-    rows = [reference_row(corpus, refs, time.perf_counter() - started)]
-    for name, (fn, dtype) in builtin_solvers(torch_devices=not args.no_torch).items():
-        rows.append(measure(name, fn, dtype, corpus, refs))
-    print(format_table(rows))
-    print("cvxpy+refine: 'value err' and 'weight err' compare the raw conic answer with its refinement;")
-    print("solver rows compare with the refined reference (pools above 5000 losses: certificate only).")
-    failed = [row for row in rows if not row.passed]
-    for row in failed:
-        print(f"\n{row.solver}: {len(row.failures)} failing case(s)")
-        for line in row.failures[: args.show]:
-            print(f"  {line}")
-    print("\nall solvers agree with the exact reference" if not failed else "\nVERIFICATION FAILED")
+    oracle = args.oracle or "reference"
+    corpus = select_cases(cases(full=args.full, large=args.large), names=args.case, families=args.family, p=args.p)
+    if not corpus:
+        raise SystemExit("lmp verify: --case/--family/--p select no case of the corpus")
+    if not args.json:
+        print(f"lmp-theory {__version__} | numpy {np.__version__} | python {platform.python_version()} | "
+              f"{len(corpus)} cases ({'full' if args.full else 'standard'} corpus{', large pools' if args.large else ''})"
+              f" | oracle: {oracle}")
+    try:
+        reports = verify_builtins(corpus, oracle=oracle, torch_devices=not args.no_torch, time_limit=args.time_limit)
+    except ValueError as exc:  # bad --time-limit
+        raise SystemExit(f"lmp verify: {exc}") from None
+    failed = [r for r in reports if not r.passed]
+    if args.json:
+        print(json.dumps({"oracle": oracle, "passed": not failed, "reports": [r.as_json() for r in reports]}, indent=2))
+        return 1 if failed else 0
+    print(summary_table(reports))
+    if oracle == "reference":
+        print("cvxpy+refine: 'value err' and 'weight err' compare the raw conic answer with its refinement;")
+        print(f"solver rows are judged against the refined reference (pools above {CVXPY_MAX_N} losses: certificate).")
+    else:
+        print(f"solver rows are judged against the {ORACLE_WORDS[oracle]}.")
+    for report in reports if args.verbose else failed:  # -v: every solver's status counts
+        print(f"\n{report.summary()}")
+        if not report.passed:
+            print(report.table(limit=args.show, verbose=args.verbose))
+    print("\nall solvers agree with the exact reference" if not failed and oracle == "reference" else
+          f"\nall solvers agree with the {ORACLE_WORDS[oracle]}" if not failed else "\nVERIFICATION FAILED")
     return 1 if failed else 0
 
 
@@ -160,11 +188,9 @@ def _positive_int(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .testing.kit import TIME_LIMIT
-
     parser = argparse.ArgumentParser(prog="lmp", description="Loss max-pooling: theory and verification toolkit.")
     sub = parser.add_subparsers(dest="command", required=True)
-    verify = sub.add_parser("verify", help="check the built-in solvers against the exact cvxpy reference")
+    verify = sub.add_parser("verify", help="check the built-in solvers (or yours) with the conformance kit")
     verify.add_argument("--full", action="store_true", help="every p with every ratio (about 1,100 cases; slower)")
     verify.add_argument("--large", action="store_true", help="add pools of 2^16 and 2^20 losses (certificate-checked)")
     verify.add_argument("--no-torch", action="store_true", help="leave out the Torch backend")
@@ -179,16 +205,21 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --solver: accept optimal but non-canonical weights")
     verify.add_argument("--pool", metavar="MODULE:FUNCTION",
                         help="check a loss layer fn(losses (pools, n), p, ratio, mask) -> values, gradients included")
-    verify.add_argument("--case", action="append", metavar="NAME", help="with --solver/--pool: only this case (repeatable)")
-    verify.add_argument("--family", action="append", help="with --solver: only this family (repeatable)")
-    verify.add_argument("--p", action="append", type=float, help="with --solver: only this p (repeatable; inf allowed)")
+    verify.add_argument("--oracle", choices=ORACLES,
+                        help="the expected answers: the cvxpy reference (default for the built-in solvers), the "
+                             "golden mpmath answers (default with --solver) or the duality certificate; the "
+                             "certificate judges pools beyond the first two")
+    verify.add_argument("--case", action="append", metavar="NAME", help="only this case (repeatable)")
+    verify.add_argument("--family", action="append", help="only this family (repeatable)")
+    verify.add_argument("--p", action="append", type=float, help="only this p (repeatable; inf allowed)")
     verify.add_argument("--fuzz", type=int, metavar="N", help="with --solver: fuzz with N drawn problems instead")
     verify.add_argument("--seed", type=int, default=0, help="with --fuzz: the seed (default 0)")
     verify.add_argument("--time-limit", type=float, default=TIME_LIMIT, metavar="S",
-                        help=f"with --solver/--pool: seconds per case before 'timeout' (default {TIME_LIMIT:g})")
-    verify.add_argument("--json", action="store_true", help="with --solver/--pool: the report as JSON")
+                        help=f"seconds per case before 'timeout' (default {TIME_LIMIT:g})")
+    verify.add_argument("--json", action="store_true", help="the report(s) as JSON")
     verify.add_argument("-v", "--verbose", action="store_true",
-                        help="with --solver/--pool: every case, the full breakdown and the code's captured output")
+                        help="every case, the full breakdown and the code's captured output (built-in solvers: "
+                             "every solver's summary and cases)")
     claims = sub.add_parser("claims", help="check the theory's claims symbolically (sympy) and numerically")
     claims.add_argument("ids", nargs="*", help="claim ids to run (default: all)")
     claims.add_argument("--json", action="store_true", help="JSON objects: id, statement, hypotheses, symbolic, numeric, searched")

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from lmp_theory.testing import check_solver, conformance_cases
+from lmp_theory.testing.report import summary_table
 from solvers.numpy import lmp_weights
 
 CASES = conformance_cases()
@@ -72,6 +73,17 @@ def test_json_has_everything(report):
     assert sum(data["counts"].values()) == len(report.results)
     failing = [r for r in data["results"] if r["status"] != "pass"]
     assert failing and all(r["reproducer"].startswith("lmp verify --solver") for r in failing)
+
+
+def test_summary_table_gives_each_report_its_worst_figures(report):
+    good = check_solver(lmp_weights, cases=[c for c in CASES if c.family == "degenerate"][:20], name="good")
+    lines = summary_table([good, report]).splitlines()
+    assert lines[0].split()[:3] == ["solver", "cases", "value"] and set(lines[1]) == {"-"}
+    assert lines[2].split()[:2] == ["good", "20"] and lines[2].endswith("pass")
+    mine = lines[3].split()
+    assert mine[1] == str(len(report.results)) and lines[3].endswith(f"FAIL ({len(report.failing())})")
+    assert float(mine[5]) == pytest.approx(max(r.violation for r in report.results if not math.isnan(r.violation)), rel=0.05)
+    assert mine[6] == "1e-10" and float(mine[7]) == pytest.approx(sum(r.seconds for r in report.results), abs=0.01)
 
 
 def run(tmp_path, *args):

@@ -7,6 +7,10 @@
 * ``fuzz_solver`` (``fuzz``): a weight function on problems drawn by hypothesis from
   ``strategies``, the failure shrunk to the smallest problem.
 
+The expected answers come from an oracle (``oracle``): the golden mpmath answers by default,
+``oracle=oracle_named("reference")`` for the cvxpy reference or ``"certificate"`` for the duality
+certificate. ``lmp verify`` runs the built-in solvers through this same check.
+
 Typical use in your own test suite::
 
     import pytest
@@ -36,10 +40,11 @@ from .kit import (
     conformance_cases,
     torch_solver,
 )
+from .oracle import ORACLES, oracle_named
 from .pool import POOL_STATUSES, assert_pool_conforms, check_pool
 from .report import CaseResult, Report
 from .verdict import TOLERANCES
 
-__all__ = ["STATUSES", "POOL_STATUSES", "TIME_LIMIT", "TOLERANCES", "CaseResult", "Report", "assert_conforms",
-           "assert_pool_conforms", "batched", "check_case", "check_instance", "check_pool", "check_solver",
-           "conformance_cases", "fuzz_solver", "torch_solver"]
+__all__ = ["ORACLES", "STATUSES", "POOL_STATUSES", "TIME_LIMIT", "TOLERANCES", "CaseResult", "Report",
+           "assert_conforms", "assert_pool_conforms", "batched", "check_case", "check_instance", "check_pool",
+           "check_solver", "conformance_cases", "fuzz_solver", "oracle_named", "torch_solver"]

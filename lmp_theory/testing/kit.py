@@ -8,9 +8,11 @@ case one status (``verdict`` has the full list and the tolerances): ``pass``,
 What the implementation prints is captured, not mixed into the report (``Report.table(verbose=True)``
 shows it).
 
-Expected answers come from paths independent of the solvers (``oracle``): the mpmath
-evaluation of the closed form stored in ``golden.npz`` for the corpus, and the duality certificate
-(an exact dual bound and the threshold that fixes the canonical weights) for the large pools.
+Expected answers come from an oracle independent of the solvers (``oracle``), chosen with
+``oracle=``: by default the mpmath evaluation of the closed form stored in ``golden.npz`` for the
+corpus and the duality certificate (an exact dual bound and the threshold that fixes the canonical
+weights) for the large pools; ``oracle_named("reference")`` (the cvxpy reference) or
+``certificate_only`` instead. ``lmp verify`` judges the built-in solvers with the same functions.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from ..corpus import Case, cases
 from . import golden
 from .golden import Expected
 from .invoke import call, import_path
-from .oracle import certificate_answer, stored_answer
+from .oracle import Oracle, certificate_answer, stored_answer
 from .report import CaseResult, Report
 from .verdict import TOLERANCES, judge
 
@@ -43,8 +45,15 @@ def conformance_cases(*, large: bool = False, names: Iterable[str] | None = None
     out = golden.golden_cases()
     if large or (names is not None and not names <= {c.name for c in out}):
         out += [c for c in cases(large=True) if c.family == "large"]
+    return select_cases(out, names=names, families=families, p=p)
+
+
+def select_cases(corpus: Iterable[Case], *, names: Iterable[str] | None = None,
+                 families: Iterable[str] | None = None, p: Iterable[float] | None = None) -> list[Case]:
+    """The cases of ``corpus`` with those names, families and exponents (None: any)."""
+    out = list(corpus)
     if names is not None:
-        out = [c for c in out if c.name in names]
+        out = [c for c in out if c.name in set(names)]
     if families is not None:
         out = [c for c in out if c.family in set(families)]
     if p is not None:
@@ -52,9 +61,10 @@ def conformance_cases(*, large: bool = False, names: Iterable[str] | None = None
     return out
 
 
-def check_case(fn: Callable, case: Case, *, dtype=np.float64, time_limit: float | None = TIME_LIMIT) -> CaseResult:
-    """Run ``fn`` on one case and classify the result (see the module docs)."""
-    return run_and_judge(fn, case.losses, case.p, case.gamma, case.tau, stored_answer(case), dtype=dtype,
+def check_case(fn: Callable, case: Case, *, dtype=np.float64, time_limit: float | None = TIME_LIMIT,
+               oracle: Oracle = stored_answer) -> CaseResult:
+    """Run ``fn`` on one case and classify the result against ``oracle(case)`` (see the module docs)."""
+    return run_and_judge(fn, case.losses, case.p, case.gamma, case.tau, oracle(case), dtype=dtype,
                          time_limit=time_limit, name=case.name, family=case.family, ratio=case.ratio)
 
 
@@ -72,10 +82,11 @@ def run_and_judge(fn: Callable, losses: np.ndarray, p: float, gamma: float, tau:
         cast = losses.astype(dtype)
     outcome = call(fn, cast, p, gamma, tau, time_limit=time_limit)
     if outcome.timed_out:
-        return CaseResult(**base, status="timeout", output=outcome.output,
+        return CaseResult(**base, status="timeout", output=outcome.output, seconds=outcome.seconds,
                           message=f"no answer within the time limit of {time_limit:g} s")
     if outcome.error:
-        return CaseResult(**base, status="raised", message=outcome.error, output=outcome.output)
+        return CaseResult(**base, status="raised", message=outcome.error, output=outcome.output,
+                          seconds=outcome.seconds)
     if expected is None:
         verdict = judge(outcome.value, losses, p, gamma, tau, certificate_answer(losses, p, gamma, tau, slack=False),
                         TOLERANCES[dtype])
@@ -85,11 +96,13 @@ def run_and_judge(fn: Callable, losses: np.ndarray, p: float, gamma: float, tau:
         verdict = judge(outcome.value, losses, p, gamma, tau, expected, TOLERANCES[dtype])
     return CaseResult(**base, status=verdict.status, value_error=verdict.value_error,
                       weight_error=verdict.weight_error, violation=verdict.violation, message=verdict.message,
-                      value_tol=verdict.value_tol, weight_tol=verdict.weight_tol, output=outcome.output)
+                      value_tol=verdict.value_tol, weight_tol=verdict.weight_tol, output=outcome.output,
+                      gap=verdict.gap, seconds=outcome.seconds)
 
 
 def check_solver(fn: Callable, *, dtype=np.float64, cases: list[Case] | None = None, canonical: bool = True,
-                 name: str | None = None, time_limit: float | None = TIME_LIMIT, command: str | None = None) -> Report:
+                 name: str | None = None, time_limit: float | None = TIME_LIMIT, command: str | None = None,
+                 oracle: Oracle = stored_answer) -> Report:
     """Check ``fn(losses, p, gamma, tau) -> weights`` (1-D NumPy in, array-like out) on the corpus.
 
     Parameters
@@ -110,6 +123,9 @@ def check_solver(fn: Callable, *, dtype=np.float64, cases: list[Case] | None = N
     command : str, optional
         The ``lmp verify`` command that runs this check, for the reproducers; by default built
         from ``fn``'s module and name when it can be imported.
+    oracle : callable, optional
+        ``case -> Expected | None`` (None: the certificate's answer). Default: the golden answers,
+        the certificate for the large pools; see ``oracle.oracle_named`` for the others.
     """
     dtype = np.dtype(dtype)
     if dtype not in TOLERANCES:
@@ -122,7 +138,7 @@ def check_solver(fn: Callable, *, dtype=np.float64, cases: list[Case] | None = N
     if command is None:
         command = _command_for(fn, dtype, canonical)
     report = Report(name or getattr(fn, "__qualname__", repr(fn)), str(dtype), canonical, command=command)
-    report.results = [check_case(fn, case, dtype=dtype, time_limit=time_limit) for case in runnable]
+    report.results = [check_case(fn, case, dtype=dtype, time_limit=time_limit, oracle=oracle) for case in runnable]
     return report
 
 

@@ -1,13 +1,20 @@
-"""The kit's expected answers, and where the problem has more than one maximizer.
+"""The kit's expected answers (its oracles), and where the problem has more than one maximizer.
 
-Two independent sources give the exact canonical weights and the value of a problem:
+An *oracle* maps a corpus case to its ``Expected`` answer (the exact canonical weights and
+value), or to None, which tells the judge to take the duality certificate's answer instead. Three
+sources, each independent of the fast solvers, chosen by name with ``oracle_named``:
 
-* the mpmath evaluation of the closed form stored in ``golden.npz`` (``golden``), for the
-  corpus;
-* the duality certificate (``lmp_theory.certificate.dual_minimum``): its minimum is the exact
-  value and its threshold ``t*`` fixes the canonical weights, ``w_i = tau min(1, l_i / t*)^(q-1)``
-  for positive losses (``canonical_weights``). This works for any pool size, so the fuzzer and
-  the large pools use it.
+* ``"golden"``: the mpmath evaluation of the closed form stored in ``golden.npz`` (``golden``,
+  ``stored_answer``), for the corpus; cases without a stored answer (the large pools) fall back
+  to the certificate. The kit's default.
+* ``"reference"``: the cvxpy reference, refined and verified (``lmp_theory.reference.solve``;
+  ``ReferenceOracle``, ``reference_answer``), for pools of at most ``CVXPY_MAX_N`` losses; larger
+  pools, and a case whose reference fails its own verification, fall back to the certificate.
+  ``lmp verify`` uses it for the built-in solvers.
+* ``"certificate"``: the duality certificate (``lmp_theory.certificate.dual_minimum``) for
+  every case: its minimum is the exact value and its threshold ``t*`` fixes the canonical weights,
+  ``w_i = tau min(1, l_i / t*)^(q-1)`` for positive losses (``certificate_answer``,
+  ``canonical_weights``). This works for any pool size, so the fuzzer uses it too.
 
 ``free_entries`` says where other maximizers may differ from the canonical one; anywhere else
 the maximizer is unique, and weights that differ there are wrong however good their value looks.
@@ -15,17 +22,25 @@ the maximizer is unique, and weights that differ there are wrong however good th
 
 from __future__ import annotations
 
+import hashlib
 import math
+from typing import Callable
 
 import numpy as np
 
 from ..certificate import dual_minimum
 from ..corpus import Case
+from ..reference import Solution, solve
 from solvers.problem import cap_count, conjugate, log_ratio
 from . import golden
 from .golden import ULPS, Expected
 
-__all__ = ["stored_answer", "certificate_answer", "canonical_weights", "free_entries", "scale_exponent"]
+__all__ = ["ORACLES", "CVXPY_MAX_N", "Oracle", "ReferenceOracle", "oracle_named", "stored_answer", "certificate_only",
+           "reference_answer", "certificate_answer", "canonical_weights", "free_entries", "scale_exponent"]
+
+ORACLES = ("golden", "reference", "certificate")
+CVXPY_MAX_N = 5000  # larger pools are beyond cvxpy's reach in reasonable time: the certificate judges them
+Oracle = Callable[[Case], "Expected | None"]
 
 _GOLDEN_CACHE: dict | None = None
 
@@ -41,6 +56,69 @@ def stored_answer(case: Case) -> Expected | None:
     """The stored mpmath answer of a corpus case, or None if none serves it (large pools)."""
     stored = _golden().get(case.name)
     return stored if stored is not None and stored.serves(case) else None
+
+
+def certificate_only(case: Case) -> None:
+    """The certificate oracle: no stored answer for any case, so the judge uses the certificate's."""
+    return None
+
+
+def reference_answer(case: Case, solution: Solution) -> Expected:
+    """The reference's refined ``Solution`` of ``case`` as an expected answer (no conditioning slack).
+
+    Only ``free_entries`` reads the threshold, and only at ``p = 1`` with a cap: there it is the
+    cut, a function of the losses and ``m`` alone; NaN elsewhere.
+    """
+    cut = _p1_cut(np.asarray(case.losses, dtype=np.float64), case.gamma / case.tau) \
+        if case.p == 1.0 and math.isfinite(case.tau) else math.nan
+    return Expected(np.asarray(solution.weights, dtype=np.float64), float(solution.value), cut, 0.0, 0.0, "",
+                    case.gamma, case.tau)
+
+
+class ReferenceOracle:
+    """The cvxpy reference as the oracle: each case solved once, on first demand, and remembered.
+
+    ``solutions`` and ``errors`` (the reference's own failure, ``"Type: message"``) are keyed by
+    case name. Pools above ``max_n`` losses, and cases whose reference failed, get None (the
+    certificate's answer).
+    """
+
+    def __init__(self, max_n: int = CVXPY_MAX_N):
+        self.max_n = max_n
+        self.solutions: dict[str, Solution] = {}
+        self.errors: dict[str, str] = {}
+        self._inputs: dict[str, str] = {}
+
+    def __call__(self, case: Case) -> Expected | None:
+        solution = self.solution(case)
+        return None if solution is None else reference_answer(case, solution)
+
+    def solution(self, case: Case) -> Solution | None:
+        """The reference's ``Solution`` of ``case`` (None above ``max_n`` or if it failed)."""
+        if case.n > self.max_n:
+            return None
+        digest = hashlib.sha256(np.ascontiguousarray(case.losses, dtype=np.float64).tobytes())
+        digest.update(np.array([case.p, case.gamma, case.tau], dtype=np.float64).tobytes())
+        if self._inputs.get(case.name) != digest.hexdigest():  # unseen, or another case of that name
+            self._inputs[case.name] = digest.hexdigest()
+            self.solutions.pop(case.name, None)
+            self.errors.pop(case.name, None)
+            try:
+                self.solutions[case.name] = solve(case.losses, case.p, case.gamma, case.tau)
+            except Exception as exc:  # noqa: BLE001  (VerificationError, a conic solver's failure)
+                self.errors[case.name] = f"{type(exc).__name__}: {exc}"
+        return self.solutions.get(case.name)
+
+
+def oracle_named(name: str) -> Oracle:
+    """A fresh oracle by name: ``"golden"``, ``"reference"`` or ``"certificate"`` (module docs)."""
+    if name == "golden":
+        return stored_answer
+    if name == "reference":
+        return ReferenceOracle()
+    if name == "certificate":
+        return certificate_only
+    raise ValueError(f"oracle must be one of {', '.join(ORACLES)}, got {name!r}")
 
 
 def certificate_answer(losses: np.ndarray, p: float, gamma: float, tau: float, *, slack: bool = True) -> Expected:

@@ -4,7 +4,9 @@ A ``Report`` holds one ``CaseResult`` per case (or, for the fuzzer, the shrunk
 counterexample). It prints a summary line, a breakdown by family x p (x ratio) with the count of
 each status, and the failures worst first, every status represented, each with its tolerance, a
 message that says what is wrong and where, and a one-line command that reproduces it. ``as_json``
-gives the same for machines.
+gives the same for machines. ``summary_table`` puts several reports side by side, one line each
+(the worst figures, the tolerance, the time and the result), as ``lmp verify`` prints the
+built-in solvers.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import shlex
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
-__all__ = ["CaseResult", "Report", "SEVERITY"]
+__all__ = ["CaseResult", "Report", "SEVERITY", "summary_table"]
 
 # every status the kit gives, most severe first: silent wrong answers, then loud failures
 SEVERITY = ("non-finite", "nan-leak", "infeasible", "wrong-value", "suboptimal", "no-gradient", "wrong-gradient",
@@ -26,8 +28,9 @@ _MEASURE = {"infeasible": "violation", "suboptimal": "value_error", "wrong-value
 
 @dataclass(frozen=True)
 class CaseResult:
-    """The verdict on one case. Errors and tolerances are relative (see ``verdict``); NaN
-    where not measured. ``output`` is what the code under test printed (shown with ``verbose``)."""
+    """The verdict on one case. Errors, tolerances and the certificate's duality ``gap`` are
+    relative (see ``verdict``); NaN where not measured. ``output`` is what the code under test
+    printed (shown with ``verbose``); ``seconds`` the wall time of its call."""
 
     name: str
     family: str
@@ -42,6 +45,8 @@ class CaseResult:
     value_tol: float = math.nan
     weight_tol: float = math.nan
     output: str = ""
+    gap: float = math.nan
+    seconds: float = 0.0
 
     def severity(self) -> tuple[int, float]:
         """Sort key: status rank, then the size of the failing figure (largest first)."""
@@ -167,6 +172,30 @@ class Report:
                               for k, v in self.breakdown().items()],
                 "counterexample": repr(self.counterexample) if self.counterexample is not None else None,
                 "code": self.code, "results": results}
+
+
+def summary_table(reports: list[Report]) -> str:
+    """One line per report: cases, the worst value and weight errors, certificate gap and violation
+    over its cases, its tolerance (the tightest in force), the wall time of its calls (the code under
+    test, with the kit's capture and time limit around it) and the result."""
+    head = ("solver", "cases", "value err", "weight err", "cert gap", "violation", "tol", "time s", "result")
+    lines = [head]
+    for r in reports:
+        worst = {key: _worst(getattr(c, key) for c in r.results)
+                 for key in ("value_error", "weight_error", "gap", "violation")}
+        tol = min((c.value_tol for c in r.results if not math.isnan(c.value_tol)), default=math.nan)
+        lines.append((r.solver, str(len(r.results)), *(f"{x:.1e}" for x in worst.values()), f"{tol:.0e}",
+                      f"{sum(c.seconds for c in r.results):.2f}",
+                      "pass" if r.passed else f"FAIL ({len(r.failing())})"))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    rows = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
+            for line in lines]
+    return "\n".join([rows[0], "-" * len(rows[0])] + rows[1:])
+
+
+def _worst(figures) -> float:
+    """The largest figure, NaN (not measured) left out; NaN if none was measured."""
+    return max((x for x in figures if not math.isnan(x)), default=math.nan)
 
 
 def _fmt(x) -> str:

@@ -45,7 +45,8 @@ TOLERANCES = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-5}
 @dataclass(frozen=True)
 class Verdict:
     """A status with its measurements: errors and the tolerances in force, both relative to the
-    scales of the module docs (NaN where not measured), and a message that pinpoints the problem."""
+    scales of the module docs, the certificate's relative duality gap ``gap`` (it needs no expected
+    answer; NaN where not measured), and a message that pinpoints the problem."""
 
     status: str
     value_error: float = math.nan
@@ -54,6 +55,7 @@ class Verdict:
     value_tol: float = math.nan
     weight_tol: float = math.nan
     message: str = ""
+    gap: float = math.nan
 
 
 def as_weights(obj) -> tuple[np.ndarray | None, str]:
@@ -113,7 +115,7 @@ def judge(result, losses: np.ndarray, p: float, gamma: float, tau: float, expect
     gap = exact_value - cert.value
     measured = dict(value_error=abs(gap) / value_scale if value_scale else abs(gap),
                     weight_error=float(np.max(diff, initial=0.0)) / weight_scale, violation=cert.violation,
-                    value_tol=value_tol, weight_tol=weight_tol)
+                    value_tol=value_tol, weight_tol=weight_tol, gap=abs(cert.relative_gap))
 
     if cert.violation > tol:
         return Verdict("infeasible", message=_infeasibility(w, p, gamma, tau, tol), **measured)
