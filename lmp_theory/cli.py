@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import json
 import platform
 import sys
-import time
 
 import numpy as np
 
-from .testing.kit import TIME_LIMIT
+from solvers.extras import MissingExtra
+
+from . import __version__, claims
+from .corpus import cases
+from .testing import batched, check_pool, check_solver, conformance_cases, fuzz_solver, torch_solver
+from .testing.kit import TIME_LIMIT, select_cases
 from .testing.oracle import CVXPY_MAX_N, ORACLES, oracle_named
+from .testing.report import summary_table
+from .verify import verify_builtins
 
 __all__ = ["main"]
 
@@ -20,8 +28,6 @@ ORACLE_WORDS = {"reference": "exact reference", "golden": "golden mpmath answers
 
 def _load_function(spec: str, option: str = "--solver"):
     """``package.module:function`` -> the function (the current directory is importable)."""
-    import importlib
-
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise SystemExit(f"lmp verify: {option} must look like package.module:function, got {spec!r}")
@@ -39,8 +45,6 @@ def _load_function(spec: str, option: str = "--solver"):
 
 
 def _print_report(report, args) -> int:
-    import json
-
     if args.json:
         print(json.dumps(report.as_json(), indent=2))
         return 0 if report.passed else 1
@@ -58,8 +62,6 @@ def _print_report(report, args) -> int:
 
 
 def _verify_third_party(args) -> int:
-    from .testing import batched, check_solver, conformance_cases, fuzz_solver, torch_solver
-
     fn = _load_function(args.solver)
     if args.batched:
         fn = batched(fn)
@@ -88,8 +90,6 @@ def _verify_third_party(args) -> int:
 
 
 def _verify_pool(args) -> int:
-    from .testing import check_pool
-
     fn = _load_function(args.pool, "--pool")
     command = f"lmp verify --pool {args.pool}" + (f" --device {args.device}" if args.device != "cpu" else "")
     try:
@@ -111,14 +111,6 @@ def _verify(args) -> int:
 
 
 def _verify_builtins(args) -> int:
-    import json
-
-    from . import __version__
-    from .corpus import cases
-    from .testing.kit import select_cases
-    from .testing.report import summary_table
-    from .verify import verify_builtins
-
     oracle = args.oracle or "reference"
     corpus = select_cases(cases(full=args.full, large=args.large), names=args.case, families=args.family, p=args.p)
     if not corpus:
@@ -151,11 +143,7 @@ def _verify_builtins(args) -> int:
 
 
 def _claims(args) -> int:
-    import json
-
-    from .claims import run_claims
-
-    results = run_claims(args.ids or None, budget=args.budget, seed=args.seed)
+    results = claims.run_claims(args.ids or None, budget=args.budget, seed=args.seed)
     if args.json:
         print(json.dumps([r.as_json() for r in results], indent=2))
     else:
@@ -190,47 +178,50 @@ def _positive_int(text: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lmp", description="Loss max-pooling: theory and verification toolkit.")
     sub = parser.add_subparsers(dest="command", required=True)
-    verify = sub.add_parser("verify", help="check the built-in solvers (or yours) with the conformance kit")
-    verify.add_argument("--full", action="store_true", help="every p with every ratio (about 1,100 cases; slower)")
-    verify.add_argument("--large", action="store_true", help="add pools of 2^16 and 2^20 losses (certificate-checked)")
-    verify.add_argument("--no-torch", action="store_true", help="leave out the Torch backend")
-    verify.add_argument("--show", type=int, default=20, help="failing cases to list (default 20)")
-    verify.add_argument("--solver", metavar="MODULE:FUNCTION",
+    verify_parser = sub.add_parser("verify", help="check the built-in solvers (or yours) with the conformance kit")
+    verify_parser.add_argument("--full", action="store_true", help="every p with every ratio (about 1,100 cases; slower)")
+    verify_parser.add_argument("--large", action="store_true", help="add pools of 2^16 and 2^20 losses (certificate-checked)")
+    verify_parser.add_argument("--no-torch", action="store_true", help="leave out the Torch backend")
+    verify_parser.add_argument("--show", type=int, default=20, help="failing cases to list (default 20)")
+    verify_parser.add_argument("--solver", metavar="MODULE:FUNCTION",
                         help="run the conformance kit on fn(losses, p, gamma, tau) -> weights instead")
-    verify.add_argument("--dtype", choices=["float64", "float32"], default="float64", help="with --solver")
-    verify.add_argument("--batched", action="store_true", help="with --solver: fn takes (..., n) batches")
-    verify.add_argument("--torch", action="store_true", help="with --solver: fn takes and returns tensors")
-    verify.add_argument("--device", default="cpu", help="with --torch or --pool: the tensors' device")
-    verify.add_argument("--any-maximizer", action="store_true",
+    verify_parser.add_argument("--dtype", choices=["float64", "float32"], default="float64", help="with --solver")
+    verify_parser.add_argument("--batched", action="store_true", help="with --solver: fn takes (..., n) batches")
+    verify_parser.add_argument("--torch", action="store_true", help="with --solver: fn takes and returns tensors")
+    verify_parser.add_argument("--device", default="cpu", help="with --torch or --pool: the tensors' device")
+    verify_parser.add_argument("--any-maximizer", action="store_true",
                         help="with --solver: accept optimal but non-canonical weights")
-    verify.add_argument("--pool", metavar="MODULE:FUNCTION",
+    verify_parser.add_argument("--pool", metavar="MODULE:FUNCTION",
                         help="check a loss layer fn(losses (pools, n), p, ratio, mask) -> values, gradients included")
-    verify.add_argument("--oracle", choices=ORACLES,
+    verify_parser.add_argument("--oracle", choices=ORACLES,
                         help="the expected answers: the cvxpy reference (default for the built-in solvers), the "
                              "golden mpmath answers (default with --solver) or the duality certificate; the "
                              "certificate judges pools beyond the first two")
-    verify.add_argument("--case", action="append", metavar="NAME", help="only this case (repeatable)")
-    verify.add_argument("--family", action="append", help="only this family (repeatable)")
-    verify.add_argument("--p", action="append", type=float, help="only this p (repeatable; inf allowed)")
-    verify.add_argument("--fuzz", type=int, metavar="N", help="with --solver: fuzz with N drawn problems instead")
-    verify.add_argument("--seed", type=int, default=0, help="with --fuzz: the seed (default 0)")
-    verify.add_argument("--time-limit", type=float, default=TIME_LIMIT, metavar="S",
+    verify_parser.add_argument("--case", action="append", metavar="NAME", help="only this case (repeatable)")
+    verify_parser.add_argument("--family", action="append", help="only this family (repeatable)")
+    verify_parser.add_argument("--p", action="append", type=float, help="only this p (repeatable; inf allowed)")
+    verify_parser.add_argument("--fuzz", type=int, metavar="N", help="with --solver: fuzz with N drawn problems instead")
+    verify_parser.add_argument("--seed", type=int, default=0, help="with --fuzz: the seed (default 0)")
+    verify_parser.add_argument("--time-limit", type=float, default=TIME_LIMIT, metavar="S",
                         help=f"seconds per case before 'timeout' (default {TIME_LIMIT:g})")
-    verify.add_argument("--json", action="store_true", help="the report(s) as JSON")
-    verify.add_argument("-v", "--verbose", action="store_true",
+    verify_parser.add_argument("--json", action="store_true", help="the report(s) as JSON")
+    verify_parser.add_argument("-v", "--verbose", action="store_true",
                         help="every case, the full breakdown and the code's captured output (built-in solvers: "
                              "every solver's summary and cases)")
-    claims = sub.add_parser("claims", help="check the theory's claims symbolically (sympy) and numerically")
-    claims.add_argument("ids", nargs="*", help="claim ids to run (default: all)")
-    claims.add_argument("--json", action="store_true", help="JSON objects: id, statement, hypotheses, symbolic, numeric, searched")
-    claims.add_argument("-v", "--verbose", action="store_true", help="print hypotheses, statements and every detail")
-    claims.add_argument("--budget", type=_positive_int, help="instances each search tries (default: the claim's own)")
-    claims.add_argument("--seed", type=int, default=0, help="seed of the counterexample searches (default 0)")
+    claims_parser = sub.add_parser("claims", help="check the theory's claims symbolically (sympy) and numerically")
+    claims_parser.add_argument("ids", nargs="*", help="claim ids to run (default: all)")
+    claims_parser.add_argument("--json", action="store_true", help="JSON objects: id, statement, hypotheses, symbolic, numeric, searched")
+    claims_parser.add_argument("-v", "--verbose", action="store_true", help="print hypotheses, statements and every detail")
+    claims_parser.add_argument("--budget", type=_positive_int, help="instances each search tries (default: the claim's own)")
+    claims_parser.add_argument("--seed", type=int, default=0, help="seed of the counterexample searches (default 0)")
     args = parser.parse_args(argv)
-    if args.command == "verify":
-        return _verify(args)
-    if args.command == "claims":
-        return _claims(args)
+    try:
+        if args.command == "verify":
+            return _verify(args)
+        if args.command == "claims":
+            return _claims(args)
+    except MissingExtra as exc:  # e.g. lmp claims on the core install: say which extra, no traceback
+        raise SystemExit(f"lmp {args.command}: {exc}") from None
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 

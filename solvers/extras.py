@@ -14,16 +14,20 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-__all__ = ["EXTRA_OF", "import_extra"]
+__all__ = ["EXTRA_OF", "MissingExtra", "import_extra"]
 
 EXTRA_OF = {"torch": "torch", "cvxpy": "exact", "clarabel": "exact", "sympy": "symbolic"}
 
 
+class MissingExtra(ImportError):
+    """An optional dependency is not installed; the message names the extra that installs it."""
+
+
 def import_extra(module: str, needed_by: str) -> ModuleType:
-    """``module``, imported; if it is missing, an ``ImportError`` saying which extra installs it."""
+    """``module``, imported; if it is missing, ``MissingExtra`` (an ``ImportError``) saying which extra installs it."""
     try:
         return importlib.import_module(module)
     except ImportError as exc:
         extra = EXTRA_OF[module.split(".")[0]]
-        raise ImportError(f"{needed_by} needs {module}, which the '{extra}' extra installs: "
+        raise MissingExtra(f"{needed_by} needs {module}, which the '{extra}' extra installs: "
                           f"pip install 'lmp-theory[{extra}]'") from exc

@@ -45,8 +45,12 @@ def test_core_works_with_the_extras_hidden():
     ("import solvers.torch", "torch", "torch"),
     ("from lmp_theory.reference import solve; solve([1.0, 2.0], 2.0, 1.0, 1.0)", "cvxpy", "exact"),
     ("from lmp_theory.claims import run_claims", "sympy", "symbolic"),
+    ("from lmp_theory.cli import main; main(['claims'])", "sympy", "symbolic"),
+    ("from lmp_theory.cli import main; main(['verify', '--no-torch'])", "cvxpy", "exact"),
 ])
 def test_a_missing_extra_is_named(code, missing, extra):
     result = _run(code, hide=(missing,))
     assert result.returncode != 0
     assert f"pip install 'lmp-theory[{extra}]'" in result.stderr.strip().splitlines()[-1]
+    if "main(" in code:  # the command line says it in one line, without a traceback
+        assert "Traceback" not in result.stderr

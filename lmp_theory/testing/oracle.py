@@ -28,10 +28,12 @@ from typing import Callable
 
 import numpy as np
 
+from solvers.extras import import_extra
+from solvers.problem import cap_count, check_choice, conjugate, log_ratio
+
 from ..certificate import dual_minimum
 from ..corpus import Case
 from ..reference import Solution, solve
-from solvers.problem import cap_count, conjugate, log_ratio
 from . import golden
 from .golden import ULPS, Expected
 
@@ -84,6 +86,7 @@ class ReferenceOracle:
     """
 
     def __init__(self, max_n: int = CVXPY_MAX_N):
+        import_extra("cvxpy", "the cvxpy reference oracle (--oracle golden needs no extra)")
         self.max_n = max_n
         self.solutions: dict[str, Solution] = {}
         self.errors: dict[str, str] = {}
@@ -112,13 +115,10 @@ class ReferenceOracle:
 
 def oracle_named(name: str) -> Oracle:
     """A fresh oracle by name: ``"golden"``, ``"reference"`` or ``"certificate"`` (module docs)."""
+    check_choice(name, "oracle", ORACLES)
     if name == "golden":
         return stored_answer
-    if name == "reference":
-        return ReferenceOracle()
-    if name == "certificate":
-        return certificate_only
-    raise ValueError(f"oracle must be one of {', '.join(ORACLES)}, got {name!r}")
+    return ReferenceOracle() if name == "reference" else certificate_only
 
 
 def certificate_answer(losses: np.ndarray, p: float, gamma: float, tau: float, *, slack: bool = True) -> Expected:
