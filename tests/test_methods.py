@@ -119,13 +119,11 @@ SHAPES = {"many pools": (256, 4096), "tiny pools": (2**18, 4), "one pool": (1, 2
 def test_numpy_peak_extra_memory_is_at_most_4x_the_input(shape, method, p):
     """tracemalloc: the output and every temporary together, for 4 MB of float32 with zero and negative losses.
 
-    The sort path runs over chunks of pools; one pool cannot be chunked, so a forced sort on one
-    pool of 2^20 losses is left out (docs/benchmarks.md gives its figure)."""
+    The sort path runs over chunks of pools and over blocks of columns within a pool, so a forced
+    sort on one pool of 2^20 losses holds only its sorted copy and one block's temporaries."""
     import tracemalloc
 
     pools, n = SHAPES[shape]
-    if method == "sort" and pools == 1 and math.isfinite(p):
-        pytest.skip("one pool: the sort path holds about a dozen temporaries of the pool's size")
     x = np.random.default_rng(0).exponential(size=(pools, n)).astype(np.float32)
     x[:, 1::8] = 0.0
     x[:, 2::8] *= -1.0
@@ -192,3 +190,41 @@ def test_device_select_path_for_holder_does_not_synchronise(device_paths_on_cpu)
     fn(x, gamma).backward()
     expected = lmp_np.lmp_weights(x.detach().numpy(), 1.7, gamma.numpy(), 1e-3, method="sort")
     np.testing.assert_allclose(x.grad.numpy(), expected, rtol=0, atol=1e-6 * expected.max())
+
+
+def _hard_pools(dtype):
+    """Pools for the blockwise sort path: long tie runs (across block boundaries, at the cut),
+    losses over 600 decades, zeros and negative losses."""
+    rng = np.random.default_rng(12)
+    levels = rng.exponential(size=(4, 1500))
+    levels[0] = np.round(levels[0] * 4) / 4  # a dozen values, runs of ~100 to ~400
+    levels[1, :700] = 2.0  # one run of 700 at the top
+    levels[2] = 10.0 ** rng.uniform(-300, 300, 1500) if dtype == np.float64 else 10.0 ** rng.uniform(-30, 30, 1500)
+    levels[3, ::3] = 0.5  # a run of 500 in the middle
+    levels[:, 1::9] = 0.0
+    levels[:, 2::9] *= -1.0
+    return levels.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("p", [1.0, 1 + 1e-15, 1 + 1e-3, 1.05, 1.7, 4.0])
+def test_sort_path_in_small_blocks_matches_one_block(monkeypatch, p, dtype):
+    """The sort path's passes over blocks of columns (carried log-sums and tie groups, pairwise sums
+    mirrored) give the answers of one block per pool: bit for bit from 128 columns on (NumPy's
+    pairwise block), within 1e-15 below."""
+    x = _hard_pools(dtype)
+    n = x.shape[1]
+    mask = np.ones(x.shape, dtype=bool)
+    mask[3, 1000:] = False
+    for ratio in (0.02, 0.1, 0.3, 0.9):
+        gamma, tau = paper_parameters(n, p, ratio)
+        whole = lmp_np.lmp_solve(x, p, gamma, tau, mask=mask, method="sort")  # n < SORT_CHUNK_MIN: one block
+        for width in (128, 200, 1000, 7):
+            monkeypatch.setattr(lmp_np, "SORT_CHUNK_MIN", width)
+            blocked = lmp_np.lmp_solve(x, p, gamma, tau, mask=mask, method="sort")
+            monkeypatch.undo()
+            for got, want in zip(blocked, whole):
+                if width >= 128:
+                    np.testing.assert_array_equal(got, want)
+                else:
+                    np.testing.assert_allclose(got, want, rtol=1e-15, atol=0)
