@@ -78,6 +78,16 @@ def solve_sorted(lp: torch.Tensor, p: float, gamma: torch.Tensor, tau: torch.Ten
     return _holder(lp, p, gamma, tau)
 
 
+def sort_on_cpu(pooled: torch.Tensor, p: float, gamma: torch.Tensor, tau: torch.Tensor):
+    """A CPU tensor (finite p): the NumPy sort path on zero-copy views. It holds a sorted copy in
+    the losses' dtype and temporaries of bounded size, where ``torch.sort`` alone allocates int64
+    indices (twice a float32 pool). Weights, values and thresholds, as ``solvers.torch._solve``."""
+    from .numpy import sort_pools
+
+    weights, value, threshold = sort_pools(pooled.numpy(), None, p, gamma.numpy(), tau.numpy())
+    return torch.from_numpy(weights), torch.from_numpy(value), torch.from_numpy(threshold)
+
+
 def pinf_weights(x: torch.Tensor, gamma: torch.Tensor, tau: torch.Tensor):
     """p = inf: min(gamma, tau) on every positive entry of ``x`` (no clamped copy needed)."""
     cap = torch.minimum(gamma, tau).to(x.dtype)[:, None]

@@ -146,12 +146,15 @@ AUTO_SELECT_MIN_N = 16384
 SELECT_MIN_N = SAMPLE
 # The sort path runs over chunks of whole pools, 1/16 of the batch (at least 2^16 losses, below which
 # chunks cost more time than they save, and at least one pool), and passes over each chunk in blocks
-# of at most 2^16 columns. Besides the weights it holds the sorted copy of one chunk (in the input's
-# dtype) and the temporaries of one block (up to about eight float64 values per loss), so that its
-# peak extra memory stays within a few times the input's size, even for one pool
+# of columns of about 2^16 losses. Besides the weights it holds the sorted copy of one chunk (in the
+# input's dtype) and the temporaries of one block (up to about eight float64 values per loss), so
+# that its peak extra memory stays within a few times the input's size, even for one pool
 # (benchmarks/run.py measures it).
 SORT_CHUNKS = 16
 SORT_CHUNK_MIN = 2**16
+# NumPy's pairwise summation adds blocks of up to 128 values without splitting them: sums over blocks
+# of at least 128 columns, split as it splits (_pairwise), are the sums of one np.sum over the rows.
+PAIRWISE_BLOCK = 128
 # Below this p a float32 ratio's rounding is amplified more than 8-fold by (l/t)^(q-1): compute in float64.
 FLOAT64_BELOW_P = 1.125
 
@@ -166,12 +169,15 @@ def work_dtype(dtype: np.dtype, p: float) -> np.dtype:
     return np.dtype(np.float64) if dtype == np.float64 or amplifying else np.dtype(np.float32)
 
 
-def _positive_part(flat: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-    """The losses with non-positive and masked-out entries set to 0 (they get weight 0)."""
-    keep = flat > 0
+def _positive_part(flat: np.ndarray, mask: np.ndarray | None, dtype=None) -> np.ndarray:
+    """A copy of the losses (in ``dtype``, default theirs) with non-positive and masked-out entries
+    set to 0 (they get weight 0)."""
+    out = flat.astype(flat.dtype if dtype is None else dtype)
+    drop = out <= 0
     if mask is not None:
-        keep &= mask
-    return np.where(keep, flat, flat.dtype.type(0))
+        drop |= ~mask
+    np.copyto(out, 0, where=drop)
+    return out
 
 
 def chunk_elements(pools: int, n: int, min_elements: int | None = None) -> int:
@@ -185,11 +191,10 @@ def chunk_rows(pools: int, n: int, min_elements: int | None = None) -> int:
     return max(1, chunk_elements(pools, n, min_elements) // n)
 
 
-def chunk_columns(n: int) -> int:
-    """Columns per block of a chunk: whole pools of up to ``SORT_CHUNK_MIN`` losses, larger pools in
-    blocks of ``SORT_CHUNK_MIN`` columns (small enough to stay in cache; a block never exceeds its
-    chunk, since a chunk of pools larger than that holds at most a chunk's worth of losses)."""
-    return min(n, SORT_CHUNK_MIN)
+def chunk_columns(rows: int, n: int) -> int:
+    """Columns per block of a chunk of ``rows`` pools: about ``SORT_CHUNK_MIN`` losses per block
+    (small enough to stay in cache), at least ``PAIRWISE_BLOCK`` columns (or the whole pools)."""
+    return min(n, max(SORT_CHUNK_MIN // rows, PAIRWISE_BLOCK))
 
 
 def sort_pools(flat: np.ndarray, mask: np.ndarray | None, p: float, gamma: np.ndarray, tau: np.ndarray):
@@ -202,7 +207,8 @@ def sort_pools(flat: np.ndarray, mask: np.ndarray | None, p: float, gamma: np.nd
     pools, n = flat.shape
     weights = np.empty((pools, n), dtype=flat.dtype)
     value, threshold = np.empty(pools), np.empty(pools)
-    rows, width = chunk_rows(pools, n), chunk_columns(n)
+    rows = chunk_rows(pools, n)
+    width = chunk_columns(rows, n)
     for start in range(0, pools, rows):
         chunk = slice(start, start + rows)
         losses = flat[chunk], None if mask is None else mask[chunk]
@@ -279,8 +285,8 @@ def _blocks(n: int, width: int):
 def _pairwise(leaf, lo: int, hi: int, width: int) -> np.ndarray:
     """Row sums over columns ``[lo, hi)`` from ``leaf(lo, hi)`` (row sums of at most ``width``
     columns), split and added as NumPy's pairwise summation splits a row (halves rounded down to a
-    multiple of 8), so that for ``width >= 128`` (NumPy's unsplit block) they are the sums that one
-    ``np.sum`` over the whole rows gives. Leaves are visited from left to right.
+    multiple of 8), so that for ``width >= PAIRWISE_BLOCK`` they are the sums that one ``np.sum``
+    over the whole rows gives. Leaves are visited from left to right.
     """
     if hi - lo <= width:
         return leaf(lo, hi)
@@ -297,10 +303,12 @@ def _write_weights(losses, weight_of, scale: np.ndarray, width: int, out: np.nda
 
     def leaf(lo, hi):
         cols = slice(lo, hi)
-        lp = _positive_part(flat[:, cols].astype(np.float64), None if mask is None else mask[:, cols])
+        lp = _positive_part(flat[:, cols], None if mask is None else mask[:, cols], np.float64)
         w = weight_of(lp)
         out[:, cols] = w
-        return np.sum(w * (lp / safe[:, None]), axis=1)
+        lp /= safe[:, None]
+        lp *= w
+        return np.sum(lp, axis=1)  # sum w (l+ / scale)
 
     return safe * _pairwise(leaf, 0, flat.shape[1], width)
 
@@ -328,7 +336,9 @@ def _p1_weights(y: np.ndarray, gamma, tau, width: int):
     t = threshold[:, None]
 
     def weight_of(lp):
-        return np.where(lp > t, tau[:, None], np.where((lp == t) & (lp > 0), share[:, None], 0.0))
+        weights = np.where((lp == t) & (lp > 0), share[:, None], 0.0)
+        np.copyto(weights, tau[:, None], where=lp > t)
+        return weights
 
     return weight_of, threshold
 
@@ -355,8 +365,9 @@ def _holder_weights(y: np.ndarray, gamma, tau, width: int, p: float):
     def weight_of(lp):
         with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
             weights = capped_power_weights(lp, ref[:, None], coef[:, None], q, tau[:, None])
-            weights = np.where(lp > 0, weights, 0.0)
-            return np.where(partial[:, None], weights, np.where(lp > 0, tau[:, None], 0.0))
+        np.copyto(weights, 0.0, where=lp <= 0)
+        np.copyto(weights, tau[:, None], where=(lp > 0) & ~partial[:, None])  # every positive loss capped
+        return weights
 
     return weight_of, threshold
 
