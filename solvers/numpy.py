@@ -202,7 +202,7 @@ def sort_pools(flat: np.ndarray, mask: np.ndarray | None, p: float, gamma: np.nd
 
     Per chunk: a sorted copy of the positive losses in ``flat``'s dtype, passes over it block by
     block of columns (``chunk_columns``) that find the threshold, then one pass over ``flat`` that
-    writes the weights. Every float64 temporary has the size of one block.
+    writes the weights. Every float64 temporary of pool size has the size of one block.
     """
     pools, n = flat.shape
     weights = np.empty((pools, n), dtype=flat.dtype)
@@ -213,7 +213,7 @@ def sort_pools(flat: np.ndarray, mask: np.ndarray | None, p: float, gamma: np.nd
         chunk = slice(start, start + rows)
         losses = flat[chunk], None if mask is None else mask[chunk]
         y = _positive_part(*losses)
-        y.sort(axis=1)  # ascending, in place; exact in flat's dtype, like the float64 losses
+        y.sort(axis=1)  # ascending, in place: in float64 the same values, since the conversion is exact
         solve = _p1_weights if p == 1.0 else partial(_holder_weights, p=p)
         weight_of, threshold[chunk] = solve(y, gamma[chunk], tau[chunk], width)
         value[chunk] = _write_weights(losses, weight_of, y[:, -1].astype(np.float64), width, weights[chunk])
