@@ -1,15 +1,19 @@
-r"""The sort path of ``solvers.numpy`` (finite ``p``), vectorised over chunks of pools.
+r"""The sort path of ``solvers.numpy`` (finite ``p``): chunks of pools, blocks of columns.
 
-Each pool's non-negative losses are sorted decreasingly; the number ``k`` of capped losses is
-found from suffix log-sum-exps of $q \log(l / \max l)$ (the dual's $h$ at every loss), the
-threshold and weights then follow from the kernels of ``solvers._numpy_closed_form``. Ties are
-counted exactly (run ends), so ``p`` as close to 1 as ``1 + 1e-15`` is handled, and the powers
-never overflow or underflow into a wrong answer for losses spanning ``1e-300`` to ``1e300``.
-Computation is in float64 (the chunks bound its temporaries); weights come back in the
-losses' dtype.
+Each chunk of pools (``solvers._policy.chunk_rows``) gets a sorted copy of its positive losses in
+their own dtype (float32 to float64 is exact, so nothing is lost). Passes over that copy, block by
+block of columns, find the number ``k`` of capped losses from suffix log-sum-exps of
+$q \log(l / \max l)$ (the dual's $h$ at every loss; ties counted exactly by where their group
+starts, so ``p`` as close to 1 as ``1 + 1e-15`` is handled), then the threshold and the kernels of
+``solvers._numpy_closed_form``. One last pass over the original losses writes the weights. Every
+float64 temporary has the size of one block (about ``BLOCK_LOSSES`` losses), so the peak extra
+memory stays within a few times the input's, even for one pool. Block sums are added as NumPy's
+pairwise summation adds a row, so the answers do not depend on the block size.
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import numpy as np
 
@@ -17,100 +21,216 @@ from ._numpy_closed_form import capped_power_weights, holder_budget, holder_thre
 from ._policy import chunk_rows
 from .problem import cap_count, conjugate, log_ratio
 
-def _positive_part(flat: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-    """The losses with non-positive and masked-out entries set to 0 (they get weight 0)."""
-    keep = flat > 0
+# Losses per block of columns: small enough to stay in cache.
+BLOCK_LOSSES = 2**16
+# NumPy's pairwise summation adds runs of up to 128 elements without splitting them: blocks of at
+# least this many columns give the sums one np.sum over the whole row gives.
+PAIRWISE_BLOCK = 128
+
+
+def _positive_part(flat: np.ndarray, mask: np.ndarray | None, dtype=None) -> np.ndarray:
+    """A copy of the losses (in ``dtype``, default theirs) with non-positive and masked-out entries
+    set to 0 (they get weight 0)."""
+    out = flat.astype(flat.dtype if dtype is None else dtype)
+    drop = out <= 0
     if mask is not None:
-        keep &= mask
-    return np.where(keep, flat, flat.dtype.type(0))
+        drop |= ~mask
+    np.copyto(out, 0, where=drop)
+    return out
+
+
+def chunk_columns(rows: int, n: int) -> int:
+    """Columns per block of a chunk of ``rows`` pools: about ``BLOCK_LOSSES`` losses per block,
+    at least ``PAIRWISE_BLOCK`` columns (or the whole pools)."""
+    return min(n, max(BLOCK_LOSSES // rows, PAIRWISE_BLOCK))
 
 
 def sort_pools(flat: np.ndarray, mask: np.ndarray | None, p: float, gamma: np.ndarray, tau: np.ndarray):
-    """The sort path (finite p), chunk by chunk of pools: weights (``flat``'s dtype), values, thresholds."""
+    """The sort path (finite p), chunk by chunk of pools: weights (``flat``'s dtype), values, thresholds.
+
+    Per chunk: a sorted copy of the positive losses in ``flat``'s dtype, passes over it block by
+    block of columns (``chunk_columns``) that find the threshold, then one pass over ``flat`` that
+    writes the weights. Every float64 temporary of pool size has the size of one block.
+    """
     pools, n = flat.shape
     weights = np.empty((pools, n), dtype=flat.dtype)
     value, threshold = np.empty(pools), np.empty(pools)
     rows = chunk_rows(pools, n)
+    width = chunk_columns(rows, n)
     for start in range(0, pools, rows):
         chunk = slice(start, start + rows)
-        lp = _positive_part(flat[chunk].astype(np.float64), None if mask is None else mask[chunk])
-        w, threshold[chunk] = _solve_pools(lp, p, gamma[chunk], tau[chunk])
-        scale = lp.max(axis=1)
-        safe = np.where(scale > 0, scale, 1.0)
-        value[chunk] = safe * np.sum(w * (lp / safe[:, None]), axis=1)
-        weights[chunk] = w
+        losses = flat[chunk], None if mask is None else mask[chunk]
+        y = _positive_part(*losses)
+        y.sort(axis=1)  # ascending, in place: in float64 the same values, since the conversion is exact
+        solve = _p1_weights if p == 1.0 else partial(_holder_weights, p=p)
+        weight_of, threshold[chunk] = solve(y, gamma[chunk], tau[chunk], width)
+        value[chunk] = _write_weights(losses, weight_of, y[:, -1].astype(np.float64), width, weights[chunk])
     return weights, value, threshold
 
 
-def _solve_pools(lp: np.ndarray, p: float, gamma: np.ndarray, tau: np.ndarray):
-    """Weights and thresholds for a (pools, n) float64 array of non-negative losses, finite p
-    (``lmp_solve`` handles p = inf itself)."""
-    if p == 1.0:
-        return _solve_p1(lp, gamma, tau)
-    return _solve_holder(lp, p, gamma, tau)
+def _blocks(n: int, width: int):
+    """Slices of ``width`` columns covering ``range(n)``, in order."""
+    return [slice(lo, min(lo + width, n)) for lo in range(0, n, width)]
 
 
-def _run_ends(y: np.ndarray) -> np.ndarray:
-    """For rows sorted decreasingly: per position, the index just after its group of equal values."""
-    n = y.shape[1]
-    last = np.ones_like(y, dtype=bool)
-    last[:, :-1] = y[:, 1:] != y[:, :-1]
-    ends = np.where(last, np.arange(1, n + 1), n)
-    return np.minimum.accumulate(ends[:, ::-1], axis=1)[:, ::-1]
+def _pairwise(leaf, lo: int, hi: int, width: int) -> np.ndarray:
+    """Row sums over columns ``[lo, hi)`` from ``leaf(lo, hi)`` (row sums of at most ``width``
+    columns), split and added as NumPy's pairwise summation splits a row (halves rounded down to a
+    multiple of 8), so that for ``width >= PAIRWISE_BLOCK`` they are the sums that one ``np.sum``
+    over the whole rows gives. Leaves are visited from left to right.
+    """
+    if hi - lo <= width:
+        return leaf(lo, hi)
+    half = (hi - lo) // 2
+    half = half - half % 8 or half  # widths below 16 (tests): plain halves
+    return _pairwise(leaf, lo, lo + half, width) + _pairwise(leaf, lo + half, hi, width)
 
 
-def _descending(lp: np.ndarray) -> np.ndarray:
-    return -np.sort(-lp, axis=1)
+def _write_weights(losses, weight_of, scale: np.ndarray, width: int, out: np.ndarray) -> np.ndarray:
+    """One pass over the losses ``(flat, mask)``: ``out = weight_of(l+)`` block by block (``l+`` in
+    float64), and the values ``<w, l+>`` (summed scaled by the pool maxima ``scale``)."""
+    flat, mask = losses
+    safe = np.where(scale > 0, scale, 1.0)
+
+    def leaf(lo, hi):
+        cols = slice(lo, hi)
+        lp = _positive_part(flat[:, cols], None if mask is None else mask[:, cols], np.float64)
+        w = weight_of(lp)
+        out[:, cols] = w
+        lp /= safe[:, None]
+        lp *= w
+        return np.sum(lp, axis=1)  # sum w (l+ / scale)
+
+    return safe * _pairwise(leaf, 0, flat.shape[1], width)
 
 
-def _solve_p1(lp, gamma, tau):
-    """p = 1: tau on the losses above the floor(m)-th largest, the remainder shared at the cut."""
-    pools, n = lp.shape
-    y = _descending(lp)
-    positives = np.count_nonzero(y > 0, axis=1)
+def _p1_weights(y: np.ndarray, gamma, tau, width: int):
+    """p = 1 on ascending rows ``y``: tau on the losses above the floor(m)-th largest, the remainder
+    shared at the cut. Returns the weights as a function of the (float64) positive losses, and the
+    thresholds."""
+    pools, n = y.shape
     m = p1_cap_count(gamma, tau)
     cut = np.floor(np.minimum(m, n)).astype(np.int64)
+    candidate = y[np.arange(pools), n - 1 - np.minimum(cut, n - 1)].astype(np.float64)  # the cut-th largest
+    positives, above, at = (np.zeros(pools, dtype=np.int64) for _ in range(3))
+    for cols in _blocks(n, width):
+        block = y[:, cols]
+        positives += np.count_nonzero(block > 0, axis=1)
+        above += np.count_nonzero(block > candidate[:, None], axis=1)
+        at += np.count_nonzero((block == candidate[:, None]) & (block > 0), axis=1)
     partial = cut < positives  # otherwise every positive loss gets tau
-    rows = np.arange(pools)
-    threshold = np.where(partial, y[rows, np.minimum(cut, n - 1)], 0.0)
-    t = threshold[:, None]
-    above = np.count_nonzero(lp > t, axis=1)
-    at = np.count_nonzero((lp == t) & (lp > 0), axis=1)
+    threshold = np.where(partial, candidate, 0.0)
+    above, at = np.where(partial, above, positives), np.where(partial, at, 0)
     share = p1_share(gamma, tau, above, at)
-    weights = np.where(lp > t, tau[:, None], np.where((lp == t) & (lp > 0), share[:, None], 0.0))
-    return weights, threshold
+    t = threshold[:, None]
+
+    def weight_of(lp):
+        weights = np.where((lp == t) & (lp > 0), share[:, None], 0.0)
+        np.copyto(weights, tau[:, None], where=lp > t)
+        return weights
+
+    return weight_of, threshold
 
 
-def _solve_holder(lp, p, gamma, tau):
-    """1 < p < inf: find the number k of capped losses, then the threshold, then the weights."""
-    pools, n = lp.shape
+def _holder_weights(y: np.ndarray, gamma, tau, width: int, p: float):
+    """1 < p < inf on ascending rows ``y``: the number k of capped losses, then the threshold.
+    Returns the weights as a function of the (float64) positive losses, and the thresholds."""
+    pools, n = y.shape
     q = conjugate(p)
-    y = _descending(lp)
-    top = y[:, 0]
-    positives = np.count_nonzero(y > 0, axis=1)
     m = cap_count(p, gamma, tau)
-    rows = np.arange(pools)
+    k, positives = _capped_count(y, q, m, width)
+    partial = k < positives
+    ref = y[np.arange(pools), n - 1 - np.minimum(k, n - 1)].astype(np.float64)  # largest uncapped loss
+    ref = np.where(partial, ref, 1.0)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
-        # h_j = #{y_i >= y_j} + sum_{y_i < y_j} (y_i / y_j)^q is the dual's h(t) at t = y_j; y_j
-        # is capped iff h_j < m. Ties are counted exactly (run ends), only the strictly smaller
-        # losses go through log-sums: for q ~ 1e15 (p within 1e-15 of 1) a log-sum of equal terms
-        # would lose their count to the rounding of q log(y / top).
-        z = q * log_ratio(y, np.where(top > 0, top, 1.0)[:, None])
-        tail = np.logaddexp.accumulate(z[:, ::-1], axis=1)[:, ::-1]
-        run_end = _run_ends(y)  # first index after the tie group of each position
-        below = np.take_along_axis(np.pad(tail, ((0, 0), (0, 1)), constant_values=-np.inf), run_end, axis=1)
-        h = run_end + np.exp(np.where(y > 0, below - z, np.inf))
-        # Strict "<": then k < m, so the budget left for the uncapped losses is never rounded to 0.
-        k = np.count_nonzero((y > 0) & (h < m[:, None]), axis=1)
-        partial = k < positives
-        ref = y[rows, np.minimum(k, n - 1)]  # largest uncapped loss (where partial)
-        ref = np.where(partial, ref, 1.0)
-        beyond = np.arange(n)[None, :] >= k[:, None]
-        ratio_q = np.where(beyond & (y > 0), (y / ref[:, None]) ** q, 0.0)
-        tail_sum = ratio_q.sum(axis=1)  # >= 1 where partial: sum_{i>k} (y_i / y_{k+1})^q
+        tail_sum = _tail_sum(y, k, ref, q, width)  # >= 1 where partial: sum_{i>=k} (y_i / y_k)^q, descending
         coef = holder_budget(gamma, p, m, k) / tail_sum ** (1.0 / p)
-        weights = capped_power_weights(lp, ref[:, None], coef[:, None], q, tau[:, None])
-        weights = np.where(lp > 0, weights, 0.0)
-        weights = np.where(partial[:, None], weights, np.where(lp > 0, tau[:, None], 0.0))
-        threshold = np.where(partial, holder_threshold(ref, tail_sum, m, k, q), 0.0)
-    return weights, threshold
+    threshold = np.where(partial, holder_threshold(ref, tail_sum, m, k, q), 0.0)
+
+    def weight_of(lp):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+            weights = capped_power_weights(lp, ref[:, None], coef[:, None], q, tau[:, None])
+        np.copyto(weights, 0.0, where=lp <= 0)
+        np.copyto(weights, tau[:, None], where=(lp > 0) & ~partial[:, None])  # every positive loss capped
+        return weights
+
+    return weight_of, threshold
+
+
+def _capped_count(y: np.ndarray, q: float, m: np.ndarray, width: int):
+    """Per row of ascending losses ``y``: the number k of capped losses and the number of positive ones.
+
+    The loss y_j is capped iff h_j < m, where h_j = #{y_i >= y_j} + sum_{y_i < y_j} (y_i / y_j)^q
+    is the dual's h(t) at t = y_j. Strict "<": then k < m, so the budget left for the uncapped
+    losses is never rounded to 0. Ties are counted exactly (the start of each tie group), only
+    the strictly smaller losses go through log-sums: for q ~ 1e15 (p within 1e-15 of 1) a log-sum
+    of equal terms would lose their count to the rounding of q log(y / top). One pass from the
+    smallest loss, block by block, carrying the running log-sum of (y_i / top)^q and the tie group
+    that the previous block ended in.
+    """
+    pools, n = y.shape
+    top = y[:, -1].astype(np.float64)
+    scale = np.where(top > 0, top, 1.0)[:, None]
+    k, positives = np.zeros(pools, dtype=np.int64), np.zeros(pools, dtype=np.int64)
+    # the log-sum over the losses before the block, the start of the tie group that the previous
+    # block ended in, the log-sum over the losses below that group, the previous block's last loss
+    carry = np.full((pools, 1), -np.inf), np.zeros(pools, dtype=np.int64), np.full(pools, -np.inf), None
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+        for cols in _blocks(n, width):
+            capped, positive, carry = _capped_in_block(y[:, cols], cols.start, n, q, scale, m, carry)
+            k += capped
+            positives += positive
+    return k, positives
+
+
+def _capped_in_block(y_block, offset: int, n: int, q: float, scale, m, carry):
+    """``_capped_count`` on the block of columns ``[offset, offset + width)``: the counts of capped
+    and of positive losses in it, and the carry for the next block."""
+    log_sum, group_start, group_below, previous = carry
+    block = y_block.astype(np.float64)
+    z = log_ratio(block, scale)
+    z *= q
+    sums = np.concatenate([log_sum, z], axis=1)  # sums[:, i]: the log-sum before block[:, i]
+    np.logaddexp.accumulate(sums, axis=1, out=sums)
+    start = _group_starts(block, previous, group_start, offset)
+    index = start - offset
+    np.maximum(index, 0, out=index)
+    below = np.take_along_axis(sums, index, axis=1)  # the log-sum over the losses below the tie group
+    np.copyto(below, group_below[:, None], where=start < offset)  # the group began in an earlier block
+    carry = sums[:, -1:].copy(), start[:, -1].copy(), below[:, -1].copy(), block[:, -1].copy()
+    del sums, index
+    np.subtract(below, z, out=z)
+    np.copyto(z, np.inf, where=block <= 0)
+    np.exp(z, out=z)
+    np.subtract(n, start, out=start)  # #{y_i >= y_j}
+    z += start  # h_j
+    positive = block > 0
+    return np.count_nonzero(positive & (z < m[:, None]), axis=1), np.count_nonzero(positive, axis=1), carry
+
+
+def _group_starts(block: np.ndarray, previous, group_start: np.ndarray, offset: int) -> np.ndarray:
+    """Per entry of an ascending block (columns from ``offset``): the column where its tie group starts.
+
+    ``previous`` is the last loss of the previous block (None for the first block) and
+    ``group_start`` the start of the tie group it belongs to.
+    """
+    first = np.empty(block.shape, dtype=bool)  # the first loss of its tie group
+    first[:, 1:] = block[:, 1:] != block[:, :-1]
+    first[:, 0] = True if previous is None else block[:, 0] != previous
+    start = np.where(first, np.arange(offset, offset + block.shape[1]), -1)
+    start[:, 0] = np.where(first[:, 0], offset, group_start)
+    np.maximum.accumulate(start, axis=1, out=start)
+    return start
+
+
+def _tail_sum(y: np.ndarray, k: np.ndarray, ref: np.ndarray, q: float, width: int) -> np.ndarray:
+    """sum over the positive losses of descending rank >= k of (y / ref)^q, block by block,
+    summed in descending order (as one np.sum over the descending rows)."""
+    n = y.shape[1]
+
+    def leaf(lo, hi):  # descending ranks [lo, hi)
+        block = y[:, n - hi : n - lo][:, ::-1].astype(np.float64, order="C")
+        beyond = np.arange(lo, hi)[None, :] >= k[:, None]
+        return np.where(beyond & (block > 0), (block / ref[:, None]) ** q, 0.0).sum(axis=1)
+
+    return _pairwise(leaf, 0, n, width)

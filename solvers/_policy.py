@@ -19,10 +19,11 @@ AUTO_SELECT_MIN_N = 16384
 # power (l / t)^(q-1): float32 input is computed in float64 to keep the 1e-5 accuracy. p = 1 and
 # p = inf take no powers of the losses.
 FLOAT64_BELOW_P = 1.125
-# The sort path holds about a dozen work-dtype temporaries per loss: it runs over chunks of at most
-# 1/SORT_CHUNKS of the batch (at least SORT_CHUNK_MIN losses, below which chunks cost more time
-# than they save, and at least one pool), so that its peak extra memory stays a fraction of the
-# input's size. On CUDA chunks start at CUDA_CHUNK_MIN losses, where a launch per chunk is free.
+# The sort path runs over chunks of at most 1/SORT_CHUNKS of the batch (at least SORT_CHUNK_MIN
+# losses, below which chunks cost more time than they save, and at least one pool): a chunk's sorted
+# copy and the weights are what it holds besides one block's temporaries. On CUDA (Torch's sort path
+# holds about a dozen temporaries per loss) chunks start at CUDA_CHUNK_MIN losses, where a launch
+# per chunk is free.
 SORT_CHUNKS = 16
 SORT_CHUNK_MIN = 2**16
 CUDA_CHUNK_MIN = 2**22

@@ -8,10 +8,9 @@
   each pool may have its own rank (per-pool ``gamma``/``tau``, masks).
 * ``1 < p < inf`` on the device: radix selection of the bin holding $t^*$, with per-bin
   counts and power sums (``select_holder_radix``), then the exact closed form.
-* CPU tensors (``p = 1`` and ``1 < p < inf``): the NumPy selection core
-  (``solvers._numpy_select``) on zero-copy views of the tensor, because scatter-based
-  histograms are slow on CPU (the radix path measured 6x slower there). A CPU tensor has no device
-  queue to stall, so this reads data on the host by design; the answer is the same exact one.
+
+CPU tensors take the NumPy selection core instead (``solvers.torch`` hands them over, outside
+``torch.compile``): scatter-based histograms are slow on CPU.
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ import math
 
 import torch
 
-from ._numpy_select import select_pools
 from ._torch_closed_form import ONE_PROCESS, cap_count, holder_weights, p1_weights
 from .problem import conjugate
 
@@ -72,12 +70,6 @@ def kth_largest(lp: torch.Tensor, rank: torch.Tensor, across=ONE_PROCESS) -> tor
 def select_p1(lp: torch.Tensor, gamma: torch.Tensor, tau: torch.Tensor, across=ONE_PROCESS):
     """p = 1 without sorting: the cut element by radix selection (per-pool ranks allowed)."""
     return p1_weights(lp, gamma, tau, lambda x, rank: kth_largest(x, rank, across), across)
-
-
-def select_on_cpu(pooled: torch.Tensor, p: float, gamma: torch.Tensor, tau: torch.Tensor):
-    """A CPU tensor: the NumPy selection core on zero-copy views (CPU histograms by scatter are slow)."""
-    weights, value, threshold = select_pools(pooled.numpy(), None, p, gamma.numpy(), tau.numpy())
-    return torch.from_numpy(weights), torch.from_numpy(value), torch.from_numpy(threshold)
 
 
 def select_holder_radix(lp: torch.Tensor, p: float, m: torch.Tensor, across=ONE_PROCESS):

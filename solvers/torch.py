@@ -38,7 +38,9 @@ from ._policy import AUTO_SELECT_MIN_N, CUDA_CHUNK_MIN, SORT_CHUNK_MIN, check_me
 from ._torch_active_set import differentiable_backward
 from ._torch_closed_form import pinf_weights, work_dtype
 from ._torch_distributed import Traffic, global_pool_traffic, global_value, spans_processes
-from ._torch_select import select_holder_device, select_on_cpu, select_p1
+from ._numpy_select import select_pools
+from ._numpy_sort import sort_pools
+from ._torch_select import select_holder_device, select_p1
 from ._torch_sort import solve_sorted
 from .parameters import gamma_tau
 from .problem import (
@@ -118,7 +120,7 @@ def _pool_parameter(value, name, batch_shape, device, check_finite):
         raise not_broadcastable(name, batch_shape, value.shape) from None
 
 
-# Tests set this to run the device (CUDA) select paths on CPU tensors.
+# Tests set this to run the device (CUDA) select and sort paths on CPU tensors.
 _DEVICE_PATHS_ON_CPU = False
 POOLS = ("image", "batch", "global")
 REDUCTIONS = ("mean", "sum", "none")
@@ -133,19 +135,19 @@ def _solve(pooled, p, gamma, tau, method="auto"):
     if pools == 0 or n == 0:
         zeros = torch.zeros(pools, dtype=torch.float64, device=pooled.device)
         return torch.zeros_like(pooled), zeros, zeros
-    # CPU tensors select with the NumPy core, except under torch.compile (which cannot trace it):
-    # then they take the device paths, as on CUDA
+    # CPU tensors select and sort with the NumPy cores, except under torch.compile (which cannot
+    # trace them): then they take the device paths, as on CUDA
     numpy_core = pooled.device.type == "cpu" and not (_DEVICE_PATHS_ON_CPU or torch.compiler.is_compiling())
     select = method == "select" or (
         method == "auto" and n >= AUTO_SELECT_MIN_N and (numpy_core or p == 1.0 or p_is_inf(p))
     )
-    if select and numpy_core and not p_is_inf(p):  # the NumPy core reads the positive losses itself
-        return select_on_cpu(pooled, p, gamma, tau)
+    if numpy_core and not p_is_inf(p):  # the NumPy cores read the positive losses themselves
+        return _on_numpy_core(select_pools if select else sort_pools, pooled, p, gamma, tau)
     if p_is_inf(p):  # every positive loss gets min(gamma, tau): one elementwise pass
         solve_rows = pinf_weights
     elif select:
         solve_rows = _on_positive_part(select_p1 if p == 1.0 else partial(select_holder_device, p=p))
-    else:  # the sort path (small pools, method="sort", and auto for 1 < p < inf on CUDA)
+    else:  # the device sort path (small pools, method="sort", and auto for 1 < p < inf on CUDA)
         solve_rows = _on_positive_part(partial(solve_sorted, p=p))
     # Chunks of pools bound the temporaries (a dozen per loss); on CUDA only beyond 2^22 losses,
     # where one launch per chunk costs nothing next to the work.
@@ -160,6 +162,17 @@ def _solve(pooled, p, gamma, tau, method="auto"):
         parts = _solve_chunk(solve_rows, pooled[chunk], gamma[chunk], tau[chunk])
         weights[chunk], value[chunk], threshold[chunk] = parts
     return weights, value, threshold
+
+
+def _on_numpy_core(solve_pools, pooled, p, gamma, tau):
+    """A CPU tensor through a NumPy path (``select_pools`` or ``sort_pools``) on zero-copy views.
+
+    CPU histograms by scatter are slow (the radix path measured 6x slower) and ``torch.sort`` alone
+    allocates int64 indices (twice a float32 pool); the NumPy cores hold neither. A CPU tensor has
+    no device queue to stall, so reading it on the host costs nothing.
+    """
+    weights, value, threshold = solve_pools(pooled.numpy(), None, p, gamma.numpy(), tau.numpy())
+    return torch.from_numpy(weights), torch.from_numpy(value), torch.from_numpy(threshold)
 
 
 def _on_positive_part(solve_rows):
@@ -259,7 +272,9 @@ def lmp_weights(losses: torch.Tensor, p, gamma, tau, *, mask=None, check_finite:
         Raise ``ValueError`` on NaN/inf losses in the pool and on bad ``gamma``/``tau``
         tensors (reads one boolean back from the device). ``False``: no host synchronisation.
     method : {"auto", "sort", "select"}
-        ``"sort"``: sort-based, every device, never synchronises. ``"select"``: sort-free; on
+        ``"sort"``: sort-based, every device, never synchronises (on CPU tensors by the NumPy
+        sort core, whose passes over blocks keep its memory within a few times the input's,
+        where ``torch.sort`` alone takes int64 indices). ``"select"``: sort-free; on
         CUDA by radix selection over the floats' bits (no synchronisation), on CPU tensors by the
         NumPy selection core (a CPU tensor has no device queue to stall). ``"auto"``: ``"select"``
         for pools of at least 16,384 losses, except ``1 < p < inf`` on CUDA, which sorts until GPU
