@@ -1,7 +1,7 @@
 """Each closed-form formula exists once per backend (NumPy, Torch): every pair on the same inputs.
 
 The NumPy formulas are in ``solvers.problem`` and ``solvers._numpy_closed_form``, their Torch twins in
-``solvers._torch_closed_form``. Inputs include the edges: ``tau = inf``, ``k = 0``, ``m`` within a
+``solvers._torch_closed_form``; the count of capped losses is in each backend's sort path. Inputs include the edges: ``tau = inf``, ``k = 0``, ``m`` within a
 few ulps of an integer, ratios that underflow, zero and subnormal losses.
 """
 
@@ -14,7 +14,9 @@ import torch
 from solvers import _numpy_closed_form as np_cf
 from solvers import _torch_closed_form as torch_cf
 from solvers import problem
+from solvers._numpy_sort import _capped_count
 from solvers._policy import computes_in_float64
+from solvers._torch_sort import capped_count
 
 RNG = np.random.default_rng(11)
 POOLS = 64
@@ -109,3 +111,21 @@ def test_work_dtype_follows_the_policy(p):
     for dtype, is_float64 in [(torch.float64, True), (torch.float32, False), (torch.bfloat16, False)]:
         expected = torch.float64 if computes_in_float64(is_float64, p) else torch.float32
         assert torch_cf.work_dtype(dtype, p) == expected
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("p", [1.0 + 1e-15, 1.0 + 1e-3, 1.3, 1.7, 4.0, 1e3])
+def test_capped_count(p, dtype):
+    """The number of capped losses: Torch on descending rows at once, NumPy block by block on ascending rows."""
+    lp = RNG.exponential(size=(POOLS, 500))
+    lp[::2] = np.round(lp[::2] * 3) / 3  # long tie runs
+    lp[:, ::5] = 0.0
+    lp = lp.astype(dtype)
+    m = RNG.uniform(0, 600, POOLS)  # every k from none to all positive losses
+    m[:4] = 0.0
+    ascending = np.sort(lp, axis=1)
+    k_np, positives_np = _capped_count(ascending, problem.conjugate(p), m, width=128)
+    k_torch, positives_torch = capped_count(_t(ascending[:, ::-1]), problem.conjugate(p), _t(m))
+    np.testing.assert_array_equal(positives_torch.numpy(), positives_np)
+    np.testing.assert_array_equal(k_torch.numpy(), k_np)
+    assert 0 < k_np.max() and k_np.min() == 0
