@@ -21,6 +21,7 @@ from typing import Callable
 import numpy as np
 
 from solvers import numpy as lmp_np
+
 from .corpus import Case
 from .reference import GAP_TOLERANCE
 from .testing.kit import TIME_LIMIT, check_solver, torch_solver

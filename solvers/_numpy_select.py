@@ -20,7 +20,13 @@ import math
 
 import numpy as np
 
-from ._numpy_closed_form import capped_power_weights, holder_budget, holder_threshold, p1_cap_count, p1_share
+from ._numpy_closed_form import (
+    capped_power_weights,
+    holder_budget,
+    holder_threshold,
+    p1_cap_count,
+    p1_share,
+)
 from ._numpy_sort import sort_pools
 from ._policy import computes_in_float64
 from .problem import cap_count, conjugate, log_ratio

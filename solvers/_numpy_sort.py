@@ -17,7 +17,13 @@ from functools import partial
 
 import numpy as np
 
-from ._numpy_closed_form import capped_power_weights, holder_budget, holder_threshold, p1_cap_count, p1_share
+from ._numpy_closed_form import (
+    capped_power_weights,
+    holder_budget,
+    holder_threshold,
+    p1_cap_count,
+    p1_share,
+)
 from ._policy import chunk_rows
 from .problem import cap_count, conjugate, log_ratio
 

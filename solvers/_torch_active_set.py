@@ -20,7 +20,6 @@ fed safe values (``inf * 0`` and ``0 ** negative`` would turn zero gradients int
 
 from __future__ import annotations
 
-
 import torch
 
 from .problem import conjugate, p_is_inf
