@@ -14,14 +14,7 @@ from solvers.extras import MissingExtra
 
 from . import __version__, claims
 from .corpus import cases
-from .testing import (
-    batched,
-    check_pool,
-    check_solver,
-    conformance_cases,
-    fuzz_solver,
-    torch_solver,
-)
+from .testing import batched, check_pool, check_solver, conformance_cases, fuzz_solver, torch_solver
 from .testing.kit import TIME_LIMIT, select_cases
 from .testing.oracle import CVXPY_MAX_N, ORACLES, oracle_named
 from .testing.report import summary_table

@@ -36,21 +36,10 @@ from torch import nn  # noqa: E402
 
 from ._numpy_select import select_pools
 from ._numpy_sort import sort_pools
-from ._policy import (
-    AUTO_SELECT_MIN_N,
-    CUDA_CHUNK_MIN,
-    SORT_CHUNK_MIN,
-    check_method,
-    chunk_rows,
-)
+from ._policy import AUTO_SELECT_MIN_N, CUDA_CHUNK_MIN, SORT_CHUNK_MIN, check_method, chunk_rows
 from ._torch_active_set import differentiable_backward
 from ._torch_closed_form import pinf_weights, work_dtype
-from ._torch_distributed import (
-    Traffic,
-    global_pool_traffic,
-    global_value,
-    spans_processes,
-)
+from ._torch_distributed import Traffic, global_pool_traffic, global_value, spans_processes
 from ._torch_select import select_holder_device, select_p1
 from ._torch_sort import solve_sorted
 from .parameters import gamma_tau
