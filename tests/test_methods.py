@@ -126,15 +126,6 @@ def test_forced_select_on_tiny_pools_takes_the_vectorised_sort_path(monkeypatch)
         np.testing.assert_array_equal(got, lmp_np.lmp_weights(x, 1.7, gamma, tau, method="sort"))
 
 
-def test_bad_method_is_named():
-    with pytest.raises(ValueError, match="method must be"):
-        lmp_np.lmp_weights(np.ones(3), 2.0, 1.0, 1.0, method="fast")
-    with pytest.raises(ValueError, match="method must be"):
-        lmp_torch.lmp_weights(torch.ones(3), 2.0, 1.0, 1.0, method="fast")
-    with pytest.raises(ValueError, match="method must be"):
-        lmp_torch.LossMaxPooling(method="fast")
-
-
 @pytest.fixture
 def device_paths_on_cpu(monkeypatch):
     """Run the CUDA select paths (radix selection) on CPU tensors."""
