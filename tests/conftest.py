@@ -20,3 +20,13 @@ def rng():
 def built_site(tmp_path_factory):
     """The documentation site, built strictly once per session."""
     return build_site(tmp_path_factory.mktemp("site") / "site")
+
+
+@pytest.hookimpl(tryfirst=True)  # before the -m selection of pytest's mark plugin
+def pytest_collection_modifyitems(config, items):
+    """Notebooks (collected by nbmake from pyproject's testpaths) run whole: they belong to the slow suite.
+
+    Their code paths are tested piecewise in the fast loop; ``pytest -m "not slow"`` leaves them out."""
+    for item in items:
+        if item.path.suffix == ".ipynb":
+            item.add_marker(pytest.mark.slow)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from solvers.problem import cap_count
-from lmp_theory.testing import assert_conforms, batched, check_case, check_solver, conformance_cases, torch_solver
+from lmp_theory.testing import assert_conforms, batched, check_case, check_solver, conformance_cases
 from lmp_theory.testing import golden
 from solvers.numpy import lmp_weights
 
@@ -152,27 +152,11 @@ def test_kit_reports_raised_and_wrong_shape():
 
 # ---- the built-in solvers conform --------------------------------------------------------------
 
+# The built-in solvers on the whole corpus, every backend x method x dtype: tests/test_matrix.py.
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_builtin_numpy_conforms(dtype):
-    assert_conforms(lmp_weights, dtype=dtype)
     assert_conforms(batched(lmp_weights), dtype=dtype, cases=CASES[::7])
-
-
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_builtin_torch_conforms(dtype):
-    from solvers.torch import lmp_weights as torch_weights
-
-    assert_conforms(torch_solver(torch_weights), dtype=dtype)
-
-
-@pytest.mark.slow
-def test_large_pools_conform_by_certificate():
-    from solvers.torch import lmp_weights as torch_weights
-
-    large = [c for c in conformance_cases(large=True) if c.family == "large"]
-    assert len(large) == 20 and max(c.n for c in large) == 2**20
-    assert_conforms(lmp_weights, cases=large)
-    assert_conforms(torch_solver(torch_weights), cases=large[::3])
 
 
 def test_assert_conforms_prints_a_readable_table():

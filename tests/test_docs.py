@@ -2,6 +2,9 @@
 
 import re
 
+import pytest
+
+pytestmark = pytest.mark.slow  # mkdocs build --strict of the whole site (also the browser test's site)
 
 NOTEBOOKS = ("01_what_lmp_does", "02_deriving_with_sympy", "03_exact_vs_fast", "04_imbalanced_segmentation")
 

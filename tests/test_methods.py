@@ -1,4 +1,6 @@
-"""Every method gives the same canonical answer: sort vs select, NumPy vs Torch, and the fallbacks."""
+"""The methods' own mechanisms: the select fallbacks, batching, radix selection, memory, tracing.
+
+That every method gives the same canonical answer on the corpus is tests/test_matrix.py."""
 
 import json
 import math
@@ -12,48 +14,12 @@ import pytest
 import torch
 
 from lmp_theory import paper_parameters
-from lmp_theory.corpus import cases
-from lmp_theory.testing import assert_conforms, conformance_cases, torch_solver
 from solvers import _numpy_select, _numpy_sort
 from solvers import numpy as lmp_np
 from solvers import torch as lmp_torch
 from solvers._torch_select import kth_largest, select_p1
 
-METHODS = ["sort", "select"]
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def select_core_on_small_pools(monkeypatch):
-    """method="select" hands pools below the core's sample size to the sort path; test the core itself."""
-    monkeypatch.setattr(_numpy_select, "SELECT_MIN_N", 1)
-
-
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("method", METHODS)
-def test_every_method_passes_the_conformance_kit(select_core_on_small_pools, method, dtype):
-    assert_conforms(lambda l, p, g, t: lmp_np.lmp_weights(l, p, g, t, method=method), dtype=dtype)
-    assert_conforms(torch_solver(lambda x, p, g, t: lmp_torch.lmp_weights(x, p, g, t, method=method)), dtype=dtype)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("method", METHODS)
-def test_every_method_passes_on_large_pools(method):
-    large = [c for c in conformance_cases(large=True) if c.family == "large"]
-    assert_conforms(lambda l, p, g, t: lmp_np.lmp_weights(l, p, g, t, method=method), cases=large)
-    assert_conforms(torch_solver(lambda x, p, g, t: lmp_torch.lmp_weights(x, p, g, t, method=method)), cases=large[::4])
-
-
-def test_select_equals_sort_to_1e_12_in_float64(select_core_on_small_pools):
-    worst = 0.0
-    for case in cases(full=True, large=True):
-        a = lmp_np.lmp_solve(case.losses, case.p, case.gamma, case.tau, method="sort")
-        b = lmp_np.lmp_solve(case.losses, case.p, case.gamma, case.tau, method="select")
-        top = max(float(a.weights.max()), 1e-300)
-        err = max(float(np.max(np.abs(a.weights - b.weights))) / top,
-                  abs(float(a.value) - float(b.value)) / max(abs(float(a.value)), 1e-300))
-        assert err <= 1e-12, case.name
-        worst = max(worst, err)
 
 
 @pytest.mark.parametrize("p", [1.0, 1.001, 1.7, 5.0])
@@ -214,26 +180,10 @@ def test_forced_select_on_tiny_pools_takes_the_vectorised_sort_path(monkeypatch)
         np.testing.assert_array_equal(got, lmp_np.lmp_weights(x, 1.7, gamma, tau, method="sort"))
 
 
-def test_bad_method_is_named():
-    with pytest.raises(ValueError, match="method must be"):
-        lmp_np.lmp_weights(np.ones(3), 2.0, 1.0, 1.0, method="fast")
-    with pytest.raises(ValueError, match="method must be"):
-        lmp_torch.lmp_weights(torch.ones(3), 2.0, 1.0, 1.0, method="fast")
-    with pytest.raises(ValueError, match="method must be"):
-        lmp_torch.LossMaxPooling(method="fast")
-
-
 @pytest.fixture
 def device_paths_on_cpu(monkeypatch):
     """Run the CUDA paths (radix selection, torch.sort) on CPU tensors, which use the NumPy cores."""
     monkeypatch.setattr(lmp_torch, "_DEVICE_PATHS_ON_CPU", True)
-
-
-@pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_device_paths_pass_the_conformance_kit(device_paths_on_cpu, dtype, method):
-    fn = torch_solver(lambda x, p, g, t: lmp_torch.lmp_weights(x, p, g, t, method=method))
-    assert_conforms(fn, dtype=dtype, cases=conformance_cases(large=True))
 
 
 def test_device_select_path_for_holder_does_not_synchronise(device_paths_on_cpu):

@@ -33,22 +33,3 @@ def test_vectorised_over_counts():
     assert gamma.shape == tau.shape == (2, 2)
     for i in np.ndindex(n.shape):
         assert (gamma[i], tau[i]) == pytest.approx(paper_parameters(int(n[i]), 1.7, 0.2), rel=1e-15)
-
-
-@pytest.mark.parametrize(
-    "kwargs, exc, words",
-    [
-        (dict(n=0, p=2, ratio=0.5), ValueError, "n must be"),
-        (dict(n=2.5, p=2, ratio=0.5), ValueError, "n must be"),
-        (dict(n=[3, 0], p=2, ratio=0.5), ValueError, "n must be"),
-        (dict(n=3, p=0.5, ratio=0.5), ValueError, "p must be"),
-        (dict(n=3, p=float("nan"), ratio=0.5), ValueError, "p must be"),
-        (dict(n=3, p="2", ratio=0.5), TypeError, "p must be"),
-        (dict(n=3, p=2, ratio=1.5), ValueError, "ratio must be"),
-        (dict(n=3, p=2, ratio=-0.1), ValueError, "ratio must be"),
-        (dict(n=3, p=2, ratio=float("nan")), ValueError, "ratio must be"),
-    ],
-)
-def test_bad_parameters_are_named(kwargs, exc, words):
-    with pytest.raises(exc, match=words):
-        paper_parameters(**kwargs)

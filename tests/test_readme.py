@@ -13,7 +13,9 @@ def test_readme_has_examples():
     assert len(BLOCKS) >= 2
 
 
-@pytest.mark.parametrize("index", range(len(BLOCKS)))
+# The conformance-kit example runs the kit on the whole corpus, the pool check and the fuzzer: slow.
+@pytest.mark.parametrize("index", [pytest.param(i, marks=[pytest.mark.slow] if "from my_package" in block else [])
+                                   for i, block in enumerate(BLOCKS)])
 def test_readme_example_runs(index, monkeypatch, tmp_path):
     if "from my_package" in BLOCKS[index]:  # the conformance-kit pattern: run it on our own solver
         (tmp_path / "my_package.py").write_text(

@@ -1,7 +1,9 @@
 """Failures seen in public LMP code, as regression cases, on every backend.
 
-Each case is checked against the duality certificate (an independent path: it shares no code
-with the solvers), and small ones against the refined cvxpy reference as well.
+The losses are the corpus's (``lmp_theory.corpus``): the families of what public LMP code gets
+wrong, each case here one of its loss vectors. Each is checked on its own grid of ``p`` and ratios
+against the duality certificate (an independent path: it shares no code with the solvers), and
+small ones against the refined cvxpy reference as well.
 """
 
 import math
@@ -10,33 +12,35 @@ import numpy as np
 import pytest
 
 from lmp_theory import certify, paper_parameters
+from lmp_theory.corpus import cases
 from lmp_theory.reference import solve
 from solvers.numpy import lmp_value as np_value
 
 from .backends import BACKENDS
 
-rng = np.random.default_rng(2017)
+
+def _loss_vectors():
+    """The corpus's loss vectors by label (a case's name is ``label/p=.../...``)."""
+    out = {}
+    for case in cases():
+        out.setdefault(case.name.split("/")[0], case.losses)
+    return out
 
 
-def _tiny(share, n=200):
-    x = rng.uniform(0.1, 2.0, n)
-    idx = rng.permutation(n)[: int(share * n)]
-    x[idx] = rng.uniform(1e-12, 1.19e-7, idx.size)
-    return x
-
-
-CASES = {
-    "quarter-tiny": _tiny(0.25),
-    "three-quarters-tiny": _tiny(0.75),
-    "exact-zeros": np.where(rng.random(100) < 0.5, 0.0, rng.exponential(size=100)),
-    "all-zero": np.zeros(12),
-    "all-negative": -rng.uniform(0.5, 2.0, 12),
-    "heavy-ties": rng.integers(0, 3, 150).astype(float),
-    "single": np.array([0.3]),
-    "range-1e-300-1e300": 10.0 ** rng.uniform(-300, 300, 120),
-    "subnormals": np.concatenate([rng.integers(1, 200, 30) * 5e-324, [1e-310]]),
-    "huge-outlier": np.concatenate([rng.uniform(0, 1, 99), [1e15]]),
-}
+VECTORS = _loss_vectors()
+# regression name -> the corpus loss vector that reproduces it
+CASES = {name: VECTORS[label] for name, label in {
+    "quarter-tiny": "tiny-25pct-n120",  # a quarter of the losses below float32's 1.2e-7
+    "three-quarters-tiny": "tiny-75pct-n120",
+    "exact-zeros": "exact-zeros-n80",
+    "all-zero": "all-zero-n10",
+    "all-negative": "all-negative-n10",
+    "heavy-ties": "ties-0to3-n60",
+    "single": "single-n1",
+    "range-1e-300-1e300": "range-1e-300-1e300-n100",
+    "subnormals": "subnormal-n22",
+    "huge-outlier": "outlier-1e12-n100",
+}.items()}
 P_VALUES = [1.0, 1.001, 1.05, 1.7, 3.0, 1e6, math.inf]
 
 
@@ -76,7 +80,7 @@ def test_regression_case_matches_reference(name, p):
 
 def test_tiny_losses_keep_their_weight():
     """A known implementation returns all-zero weights once a quarter of the losses are < 1.2e-7."""
-    losses = _tiny(0.5)
+    losses = VECTORS["tiny-50pct-n120"]
     gamma, tau = paper_parameters(losses.size, 1.7, 0.75)
     w = BACKENDS["numpy"](losses, 1.7, gamma, tau)[0]
     small = losses < 1.2e-7

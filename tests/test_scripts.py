@@ -4,9 +4,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # a rot check; its CUDA-vs-CPU and float32-vs-float64 agreements are tests/test_matrix.py's
 def test_gpu_check_script_runs_small_on_cpu():
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--small"],
                          capture_output=True, text=True, timeout=300, cwd=ROOT)
