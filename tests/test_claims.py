@@ -166,6 +166,7 @@ def test_unknown_claim_id_is_named():
         run_claims(["no-such-claim"])
 
 
+@pytest.mark.slow  # a subprocess running the registry; the fast loop calls run_claims directly
 def test_lmp_claims_json_and_exit_status():
     out = subprocess.run([sys.executable, "-m", "lmp_theory.cli", "claims", "--json", "--budget", "40", "holder",
                           "dual"], capture_output=True, text=True, timeout=300)

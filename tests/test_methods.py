@@ -141,6 +141,7 @@ print(json.dumps(rows))
 """
 
 
+@pytest.mark.slow  # a child process per shape and method; the NumPy memory checks stay in the fast loop
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="peak RSS reset needs Linux /proc")
 def test_torch_cpu_peak_extra_memory_is_at_most_4x_the_input():
     """Peak RSS of a child process (as benchmarks/run.py measures it: glibc returns freed blocks

@@ -93,6 +93,7 @@ def test_verbose_lists_every_solver_and_the_golden_oracle_needs_no_cvxpy(capsys,
         assert f"{builtin.name} [{builtin.dtype}, canonical weights demanded]" in out
 
 
+@pytest.mark.slow  # the whole default run with cvxpy; .ci/run also runs it before the suite
 def test_lmp_verify_command_passes_and_prints_the_table():
     out = subprocess.run([sys.executable, "-m", "lmp_theory.cli", "verify"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
