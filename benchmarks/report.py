@@ -123,6 +123,9 @@ def write_report(res, out: Path) -> None:
                   "(weights for 8 x 2^21 against `torch.sort`, `LossMaxPooling` against `nn.CrossEntropyLoss`).", ""]
     lines += ["**Reading the figures.** `select` is the expected-O(n) path that `method=\"auto\"` uses for pools of",
               "16,384 losses and more; `sort` is the O(n log n) closed form. Targets compare the select path."
+              " Ratios to `np.sort` depend on the CPU: with AVX-512 (see the machine line) NumPy sorts floats with"
+              " vectorised kernels (x86-simd-sort), several times faster than without, so compare them only between"
+              " runs on like CPUs."
               + _backend_spread(res["batched"]), ""]
     if has_plot:
         lines += [f"![log-log timings]({plot_path.name})", ""]

@@ -230,6 +230,15 @@ def gpu_suite(repeats: int) -> list[dict]:
     return rows
 
 
+def _numpy_uses_avx512() -> bool:
+    """Whether NumPy dispatches to AVX-512 here (its np.sort of floats is then vectorised, x86-simd-sort)."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__
+    except ImportError:  # another NumPy layout: unknown, say no
+        return False
+    return bool(__cpu_features__.get("AVX512_SKX"))
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -238,7 +247,8 @@ def machine() -> str:
     except (OSError, StopIteration):
         pass
     gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"
-    return (f"{cpu}, {torch.get_num_threads()} Torch threads{gpu}; Python {platform.python_version()}, "
+    avx512 = ", AVX-512" if _numpy_uses_avx512() else ", no AVX-512"
+    return (f"{cpu}{avx512}, {torch.get_num_threads()} Torch threads{gpu}; Python {platform.python_version()}, "
             f"NumPy {np.__version__}, Torch {torch.__version__}; {datetime.date.today().isoformat()}")
 
 
