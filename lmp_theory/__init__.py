@@ -7,9 +7,10 @@ the sibling package ``solvers``, whose validation and derived quantities it shar
 (``solvers.problem``) and whose ``paper_parameters``, ``cap_count`` and ``conjugate`` it re-exports.
 """
 
-from .certificate import Certificate, certify, dual_function, dual_minimum
 from solvers.parameters import paper_parameters
 from solvers.problem import cap_count, conjugate
+
+from .certificate import Certificate, certify, dual_function, dual_minimum
 
 __version__ = "0.1.0"
 

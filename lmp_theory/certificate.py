@@ -21,7 +21,10 @@ $h(t) = \sum_i \min(1, (l_i^+/t)^q)$ does not increase with ``t``, so $g$ falls 
 $h(t) = m = (\gamma/\tau)^p$ and rises after. That root is the minimiser; it is found here
 exactly, by bisection over the sorted losses (which breakpoint interval holds the root; the sign
 of $h - m$ at the breakpoints is monotone) followed by the closed-form root inside that
-interval. This path shares no code with the fast solvers.
+interval. The path to the bound shares no algorithm with the fast solvers (no sort path, no selection,
+none of their kernels); what it shares is ``solvers.problem``: the argument checks and the scalar
+formulas ``conjugate``, ``cap_count`` and ``exp_or_inf``, which the conformance kit's mpmath answers
+check independently.
 """
 
 from __future__ import annotations

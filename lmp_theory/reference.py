@@ -94,6 +94,7 @@ def solve(losses, p, gamma, tau, *, verify: bool = True, solver_options: dict | 
         Extra keyword arguments for Clarabel (defaults: tolerances 1e-10, 500 iterations).
     """
     cp = import_extra("cvxpy", "lmp_theory.reference.solve")  # here: cvxpy takes seconds to import
+    import_extra("clarabel", "lmp_theory.reference.solve")  # the conic solver it uses
 
     l, p, gamma, tau = check_single_pool(losses, p, gamma, tau)
     n = l.size

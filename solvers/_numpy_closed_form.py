@@ -3,7 +3,8 @@ r"""The closed form's formulas in NumPy, shared by the sort and selection paths 
 Once a path knows, for a pool, the number ``k`` of capped losses, the largest uncapped loss
 ``ref`` and ``tail_sum`` $= \sum_{\text{uncapped}} (l_i / \mathrm{ref})^q$, the answer is fixed:
 
-* the budget left for the uncapped losses, $(\gamma^p - k \tau^p)^{1/p}$ (``holder_budget``);
+* the budget left for the uncapped losses, $(\gamma^p - k \tau^p)^{1/p}$ (``holder_budget``), and the
+  coefficient of their weights (``holder_coef``);
 * the weights $\min(\tau, c\, (l/\mathrm{ref})^{q-1})$, ``tau`` above ``ref`` (``capped_power_weights``);
 * the threshold $t^* = \mathrm{ref}\, (\mathrm{tail\_sum} / (m - k))^{1/q}$ (``holder_threshold``);
 * at ``p = 1``, the cap count $\gamma/\tau$ (``p1_cap_count``) and the share of the budget left
@@ -39,6 +40,12 @@ def holder_budget(gamma, p: float, m, k):
     with np.errstate(invalid="ignore", divide="ignore"):
         frac = np.where(np.asarray(k) > 0, k / np.where(np.asarray(m) > 0, m, 1.0), 0.0)
         return gamma * np.exp(np.log1p(-np.minimum(frac, 1.0)) / p)
+
+
+def holder_coef(gamma, p: float, m, k, tail_sum):
+    """The uncapped weights' coefficient $c$ in $c\,(l/\mathrm{ref})^{q-1}$: the remaining budget over
+    $\mathrm{tail\_sum}^{1/p}$ (so that their $p$-norm is exactly that budget)."""
+    return holder_budget(gamma, p, m, k) / tail_sum ** (1.0 / p)
 
 
 def holder_threshold(ref, tail_sum, m, k, q: float):

@@ -9,9 +9,10 @@ the pool then counts the losses above the bracket (all capped), sums $(l/l_b)^q$
 sorted and solved exactly. Both bracket ends are verified with the dual's $h(t)$; if the
 sample missed, the caller falls back to the sort path, so the answer is always the exact one.
 
-Each solver takes the positive losses ``x`` of one pool (float32 or float64) and an ``out``
-buffer of ``x``'s shape and dtype for the weights, and returns ``(threshold, value)`` as floats,
-or ``None`` on a miss. Memory: the weights, one boolean mask at a time, and the small inside set.
+``select_pools`` runs a batch pool by pool; each per-pool solver (``select_p1``, ``select_holder``)
+takes the positive losses ``x`` of one pool (float32 or float64) and an ``out`` buffer of ``x``'s
+shape and dtype for the weights, and returns ``(threshold, value)`` as floats, or ``None`` on a
+miss. Memory: the weights, one boolean mask at a time, and the small inside set.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 
 from ._numpy_closed_form import (
     capped_power_weights,
-    holder_budget,
+    holder_coef,
     holder_threshold,
     p1_cap_count,
     p1_share,
@@ -219,7 +220,7 @@ def _solve_inside(x, above, inside, below_top, below_sum, q, p, gamma, tau, m, o
         tail_sum = float(np.sum((inside_le[inside_le <= ref] / ref) ** q))
         if below_top > 0:
             tail_sum += below_sum * (below_top / ref) ** q
-    coef = float(holder_budget(gamma, p, m, k)) / tail_sum ** (1.0 / p)
+    coef = float(holder_coef(gamma, p, m, k, tail_sum))
     t = float(holder_threshold(ref, tail_sum, m, k, q))
     capped_sum = float(np.sum(x, where=x > ref, dtype=np.float64)) if k else 0.0
     capped_power_weights(x, ref, coef, q, tau, out=out)

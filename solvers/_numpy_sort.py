@@ -6,8 +6,9 @@ block of columns, find the number ``k`` of capped losses from suffix log-sum-exp
 $q \log(l / \max l)$ (the dual's $h$ at every loss; ties counted exactly by where their group
 starts, so ``p`` as close to 1 as ``1 + 1e-15`` is handled), then the threshold and the kernels of
 ``solvers._numpy_closed_form``. One last pass over the original losses writes the weights. Every
-float64 temporary has the size of one block (about ``BLOCK_LOSSES`` losses), so the peak extra
-memory stays within a few times the input's, even for one pool. Block sums are added as NumPy's
+float64 temporary has the size of one block: about ``BLOCK_LOSSES`` losses, more only when a chunk
+holds over ``BLOCK_LOSSES / PAIRWISE_BLOCK`` pools (then at most the chunk, 1/16 of the batch), so the
+peak extra memory stays within a few times the input's, even for one pool. Block sums are added as NumPy's
 pairwise summation adds a row, so the answers do not depend on the block size.
 """
 
@@ -19,7 +20,7 @@ import numpy as np
 
 from ._numpy_closed_form import (
     capped_power_weights,
-    holder_budget,
+    holder_coef,
     holder_threshold,
     p1_cap_count,
     p1_share,
@@ -56,19 +57,19 @@ def sort_pools(flat: np.ndarray, mask: np.ndarray | None, p: float, gamma: np.nd
 
     Per chunk: a sorted copy of the positive losses in ``flat``'s dtype, passes over it block by
     block of columns (``chunk_columns``) that find the threshold, then one pass over ``flat`` that
-    writes the weights. Every float64 temporary of pool size has the size of one block.
+    writes the weights. Every float64 temporary has the size of one block (see the module docstring).
     """
     pools, n = flat.shape
     weights = np.empty((pools, n), dtype=flat.dtype)
     value, threshold = np.empty(pools), np.empty(pools)
     rows = chunk_rows(pools, n)
     width = chunk_columns(rows, n)
+    solve = _p1_weights if p == 1.0 else partial(_holder_weights, p=p)
     for start in range(0, pools, rows):
         chunk = slice(start, start + rows)
         losses = flat[chunk], None if mask is None else mask[chunk]
         y = _positive_part(*losses)
         y.sort(axis=1)  # ascending, in place: in float64 the same values, since the conversion is exact
-        solve = _p1_weights if p == 1.0 else partial(_holder_weights, p=p)
         weight_of, threshold[chunk] = solve(y, gamma[chunk], tau[chunk], width)
         value[chunk] = _write_weights(losses, weight_of, y[:, -1].astype(np.float64), width, weights[chunk])
     return weights, value, threshold
@@ -124,9 +125,9 @@ def _p1_weights(y: np.ndarray, gamma, tau, width: int):
         positives += np.count_nonzero(block > 0, axis=1)
         above += np.count_nonzero(block > candidate[:, None], axis=1)
         at += np.count_nonzero((block == candidate[:, None]) & (block > 0), axis=1)
-    partial = cut < positives  # otherwise every positive loss gets tau
-    threshold = np.where(partial, candidate, 0.0)
-    above, at = np.where(partial, above, positives), np.where(partial, at, 0)
+    some_uncapped = cut < positives  # otherwise every positive loss gets tau
+    threshold = np.where(some_uncapped, candidate, 0.0)
+    above, at = np.where(some_uncapped, above, positives), np.where(some_uncapped, at, 0)
     share = p1_share(gamma, tau, above, at)
     t = threshold[:, None]
 
@@ -145,19 +146,19 @@ def _holder_weights(y: np.ndarray, gamma, tau, width: int, p: float):
     q = conjugate(p)
     m = cap_count(p, gamma, tau)
     k, positives = _capped_count(y, q, m, width)
-    partial = k < positives
+    some_uncapped = k < positives
     ref = y[np.arange(pools), n - 1 - np.minimum(k, n - 1)].astype(np.float64)  # largest uncapped loss
-    ref = np.where(partial, ref, 1.0)
+    ref = np.where(some_uncapped, ref, 1.0)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
-        tail_sum = _tail_sum(y, k, ref, q, width)  # >= 1 where partial: sum_{i>=k} (y_i / y_k)^q, descending
-        coef = holder_budget(gamma, p, m, k) / tail_sum ** (1.0 / p)
-    threshold = np.where(partial, holder_threshold(ref, tail_sum, m, k, q), 0.0)
+        tail_sum = _tail_sum(y, k, ref, q, width)  # >= 1 where some_uncapped: sum_{i>=k} (y_i / y_k)^q, descending
+        coef = holder_coef(gamma, p, m, k, tail_sum)
+    threshold = np.where(some_uncapped, holder_threshold(ref, tail_sum, m, k, q), 0.0)
 
     def weight_of(lp):
         with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
             weights = capped_power_weights(lp, ref[:, None], coef[:, None], q, tau[:, None])
         np.copyto(weights, 0.0, where=lp <= 0)
-        np.copyto(weights, tau[:, None], where=(lp > 0) & ~partial[:, None])  # every positive loss capped
+        np.copyto(weights, tau[:, None], where=(lp > 0) & ~some_uncapped[:, None])  # every positive loss capped
         return weights
 
     return weight_of, threshold

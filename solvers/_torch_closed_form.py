@@ -83,6 +83,11 @@ def holder_budget(gamma: torch.Tensor, p: float, m: torch.Tensor, k: torch.Tenso
     return gamma * torch.exp(torch.log1p(-torch.clamp(frac, max=1.0)) / p)
 
 
+def holder_coef(gamma: torch.Tensor, p: float, m: torch.Tensor, k: torch.Tensor, tail_sum: torch.Tensor):
+    """The uncapped weights' coefficient: the remaining budget over ``tail_sum ** (1/p)``."""
+    return holder_budget(gamma, p, m, k) / tail_sum ** (1.0 / p)
+
+
 def holder_threshold(ref: torch.Tensor, tail_sum: torch.Tensor, m: torch.Tensor, k: torch.Tensor,
                      q: float) -> torch.Tensor:
     """$t^*$ solving $k + \\mathrm{tail\\_sum} / (t/\\mathrm{ref})^q = m$; ``inf`` without a cap."""
@@ -122,7 +127,7 @@ def holder_weights(lp, p, gamma, tau, m, k, ref, tail_sum, partial):
     q = conjugate(p)
     dtype = lp.dtype
     ref = ref.to(dtype)[:, None]
-    coef = (holder_budget(gamma, p, m, k) / tail_sum ** (1.0 / p)).to(dtype)[:, None]
+    coef = holder_coef(gamma, p, m, k, tail_sum).to(dtype)[:, None]
     tau_w = tau.to(dtype)[:, None]
     # a power of the ratio (one rounding) rather than exp/log: weights stay accurate for q ~ 1000;
     # ratios that underflow go through logs, since (l/ref)^(q-1) may still matter for q near 1

@@ -1,6 +1,5 @@
 """Sort-free Torch paths: the private core of ``method="select"`` in ``solvers.torch``.
 
-* ``p = inf``: every positive loss gets ``min(gamma, tau)``; one elementwise pass.
 * ``p = 1``: the threshold is the ``floor(m)``-th largest loss of each pool (0-based), found by
   **radix selection** on the float's bit pattern (non-negative IEEE floats order like their
   integer bits): a fixed number of passes, each a per-pool histogram of the next 11 bits

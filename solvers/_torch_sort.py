@@ -1,7 +1,7 @@
 """The sort path of ``solvers.torch``: ``k`` and $t^*$ of every pool from its sorted losses.
 
 The same algorithm as ``solvers._numpy_sort`` (the dual's $h$ at every sorted loss from suffix
-log-sum-exps, ties counted exactly by run ends), written with tensor operations only; the weights
+log-sum-exps, ties counted exactly), on whole descending rows with tensor operations only; the weights
 then come from the kernels of ``solvers._torch_closed_form``. Never synchronises with the host.
 """
 

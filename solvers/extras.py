@@ -24,10 +24,14 @@ class MissingExtra(ImportError):
 
 
 def import_extra(module: str, needed_by: str) -> ModuleType:
-    """``module``, imported; if it is missing, ``MissingExtra`` (an ``ImportError``) saying which extra installs it."""
+    """``module``, imported; if it is not installed, ``MissingExtra`` (an ``ImportError``) saying which extra
+    installs it. An installed module that fails to import (a broken dependency of its own) raises as it is."""
+    top = module.split(".")[0]
     try:
         return importlib.import_module(module)
-    except ImportError as exc:
-        extra = EXTRA_OF[module.split(".")[0]]
+    except ModuleNotFoundError as exc:
+        if exc.name != top:  # the module is there but fails to import something else: not a missing extra
+            raise
+        extra = EXTRA_OF[top]
         raise MissingExtra(f"{needed_by} needs {module}, which the '{extra}' extra installs: "
                           f"pip install 'lmp-theory[{extra}]'") from exc

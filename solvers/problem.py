@@ -48,6 +48,7 @@ __all__ = [
     "check_mask_shape",
     "not_broadcastable",
     "not_finite",
+    "not_a_tensor",
     "not_real",
     "SMALLEST_PARAMETER",
     "conjugate",
@@ -105,6 +106,11 @@ def check_mask_shape(mask_shape: tuple, shape: tuple, name: str = "mask", of: st
 def not_finite(name: str = "losses", detail: str = "") -> ValueError:
     """The error for NaN or infinite entries in the pool (raised by the caller, which found them)."""
     return ValueError(f"{name} must be finite (NaN and +-inf are not allowed in the pool){detail}")
+
+
+def not_a_tensor(name: str, value) -> TypeError:
+    """The error for something other than a ``torch.Tensor`` where the Torch front end needs one."""
+    return TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
 
 
 def not_real(name: str, dtype, what: str = "array") -> TypeError:

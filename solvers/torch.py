@@ -9,7 +9,8 @@ Solves, independently for every pool ``losses[..., :]``,
 (Rota Bulò, Neuhold, Kontschieder, CVPR 2017, eq. 3; ``docs/spec.md``), returning the
 canonical (least-norm) maximizer. The layers follow the usual pattern: private cores that find
 the threshold and the capped set (the sort path ``solvers._torch_sort``, the sort-free paths
-``solvers._torch_select``, both over the formulas of ``solvers._torch_closed_form``), a
+``solvers._torch_select``, both over the formulas of ``solvers._torch_closed_form``; CPU tensors outside ``torch.compile`` go to the
+NumPy cores instead), a
 ``torch.autograd.Function`` whose backward is analytic (Danskin: $\nabla_l L = w^*$), functional
 wrappers (``lmp_weights``, ``lmp_value``, ``lmp_pool``) and an ``nn.Module``
 (``LossMaxPooling``) that replaces ``nn.CrossEntropyLoss``.
@@ -53,6 +54,8 @@ from .problem import (
     check_ratio,
     check_scalar_parameter,
     check_tau,
+    conjugate,
+    not_a_tensor,
     not_broadcastable,
     not_finite,
     not_real,
@@ -66,7 +69,7 @@ __all__ = ["lmp_weights", "lmp_value", "lmp_pool", "LossMaxPooling", "global_poo
 def _prepare(losses, p, gamma, tau, mask, check_finite, method="auto"):
     """Validate, broadcast and flatten; returns everything the core and autograd need."""
     if not isinstance(losses, torch.Tensor):
-        raise TypeError(f"losses must be a torch.Tensor, got {type(losses).__name__}")
+        raise not_a_tensor("losses", losses)
     _check_dense(losses, "losses")
     check_finite = check_flag(check_finite, "check_finite")
     if losses.is_complex() or losses.dtype == torch.bool:
@@ -237,7 +240,7 @@ def _qnorm(v: torch.Tensor, p: float) -> torch.Tensor:
         return v.max(dim=1).values.to(torch.float64)
     if p_is_inf(p):
         return v.sum(dim=1, dtype=torch.float64)
-    q = p / (p - 1.0)
+    q = conjugate(p)
     top = v.max(dim=1, keepdim=True).values
     scale = torch.where(top > 0, top, torch.ones_like(top))
     return scale[:, 0].to(torch.float64) * ((v / scale) ** q).sum(dim=1, dtype=torch.float64) ** (1.0 / q)
@@ -317,7 +320,7 @@ def lmp_pool(pixel_losses: torch.Tensor, p: float = 1.7, ratio: float = 0.3, *, 
         Per-pixel losses (cross-entropy, focal, BCE, Dice terms...), first axis = images.
     p, ratio : float
         The paper's ``p`` in ``[1, inf]`` and ``ratio`` in ``[0, 1]``; ``gamma`` and ``tau``
-        come from each pool's own count of valid pixels (``lmp_theory.paper_parameters``).
+        come from each pool's own count of valid pixels (``solvers.parameters.paper_parameters``).
     mask : bool Tensor of ``pixel_losses.shape``, optional
         True = valid pixel (e.g. ``target != ignore_index``).
     pool : {"image", "batch", "global"}
@@ -354,12 +357,13 @@ def lmp_pool(pixel_losses: torch.Tensor, p: float = 1.7, ratio: float = 0.3, *, 
     check_choice(reduction, "reduction", REDUCTIONS)
     if group is not None and pool != "global":
         raise ValueError(f"group applies only to pool='global', got pool={pool!r}")
-    if not isinstance(pixel_losses, torch.Tensor) or pixel_losses.dim() < 1:
-        raise ValueError("pixel_losses must be a tensor of shape (N, ...)")
+    if not isinstance(pixel_losses, torch.Tensor):
+        raise not_a_tensor("pixel_losses", pixel_losses)
+    check_dimensions(pixel_losses.dim(), "pixel_losses")
     for name, tensor in (("mask", mask), ("size_weight", size_weight)):
         if tensor is not None:
             if not isinstance(tensor, torch.Tensor):
-                raise TypeError(f"{name} must be a tensor, got {type(tensor).__name__}")
+                raise not_a_tensor(name, tensor)
             check_mask_shape(tensor.shape, pixel_losses.shape, name, of="pixel_losses")
     images = pixel_losses.shape[0]
     pools = images if pool == "image" else 1

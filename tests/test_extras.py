@@ -47,6 +47,7 @@ def test_core_works_with_the_extras_hidden():
     ("from lmp_theory.claims import run_claims", "sympy", "symbolic"),
     ("from lmp_theory.cli import main; main(['claims'])", "sympy", "symbolic"),
     ("from lmp_theory.cli import main; main(['verify', '--no-torch'])", "cvxpy", "exact"),
+    ("from lmp_theory.testing import check_pool; check_pool(lambda *a: None)", "torch", "torch"),
 ])
 def test_a_missing_extra_is_named(code, missing, extra):
     result = _run(code, hide=(missing,))
@@ -54,3 +55,11 @@ def test_a_missing_extra_is_named(code, missing, extra):
     assert f"pip install 'lmp-theory[{extra}]'" in result.stderr.strip().splitlines()[-1]
     if "main(" in code:  # the command line says it in one line, without a traceback
         assert "Traceback" not in result.stderr
+
+
+def test_a_broken_install_is_not_reported_as_a_missing_extra():
+    """sympy is installed but cannot import mpmath: that error surfaces as it is, not as 'install the extra'."""
+    result = _run("from solvers.extras import import_extra; import_extra('sympy', 'x')", hide=("mpmath",))
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert "mpmath" in last and "lmp-theory[" not in last

@@ -58,7 +58,7 @@ def test_p1_cap_count_and_share():
 
 
 @pytest.mark.parametrize("p", [1.0 + 1e-3, 1.7, 3.0, 1e3])
-def test_holder_budget_and_threshold(p):
+def test_holder_budget_coefficient_and_threshold(p):
     m = problem.cap_count(p, GAMMA, TAU)
     k = np.floor(m * RNG.uniform(0.0, 1.0, POOLS))  # k < m where m > 0, and k = 0 where there is no cap
     k[:8] = 0.0
@@ -67,6 +67,8 @@ def test_holder_budget_and_threshold(p):
     _same(torch_cf.holder_budget(_t(GAMMA), p, _t(m), _t(k)), np_cf.holder_budget(GAMMA, p, m, k), ulps=0)
     ref = RNG.exponential(size=POOLS)
     tail_sum = 1.0 + RNG.exponential(size=POOLS) * 100
+    _same(torch_cf.holder_coef(_t(GAMMA), p, _t(m), _t(k), _t(tail_sum)),
+          np_cf.holder_coef(GAMMA, p, m, k, tail_sum), ulps=4)  # pow of two libraries
     q = problem.conjugate(p)
     _same(torch_cf.holder_threshold(_t(ref), _t(tail_sum), _t(m), _t(k), q),
           np_cf.holder_threshold(ref, tail_sum, m, k, q), ulps=0)
@@ -94,7 +96,7 @@ def test_weights(p, dtype):
         tail_sum = np.sum(np.where(np.arange(n) >= k[:, None], (y / ref[:, None]) ** q, 0.0), axis=1)
     weights, threshold = torch_cf.holder_weights(_t(lp), p, _t(gamma), _t(tau), _t(m), _t(k), _t(ref), _t(tail_sum),
                                                  _t(partial))
-    coef = np_cf.holder_budget(gamma, p, m, k) / tail_sum ** (1.0 / p)
+    coef = np_cf.holder_coef(gamma, p, m, k, tail_sum)
     expected = np_cf.capped_power_weights(lp, ref[:, None], coef[:, None], q, tau[:, None])
     expected = np.where(partial[:, None], expected, tau[:, None].astype(dtype))
     expected = np.where(lp > 0, expected, 0.0)

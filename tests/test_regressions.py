@@ -2,7 +2,7 @@
 
 The losses are the corpus's (``lmp_theory.corpus``): the families of what public LMP code gets
 wrong, each case here one of its loss vectors. Each is checked on its own grid of ``p`` and ratios
-against the duality certificate (an independent path: it shares no code with the solvers), and
+against the duality certificate (an independent path: none of the solvers' algorithms or kernels), and
 small ones against the refined cvxpy reference as well.
 """
 

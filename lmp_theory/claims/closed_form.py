@@ -17,11 +17,11 @@ import torch
 from hypothesis import strategies as st
 
 from solvers.numpy import lmp_solve, lmp_value
+from solvers.problem import cap_count
 from solvers.torch import lmp_value as torch_value
 from solvers.torch import lmp_weights as torch_weights
 
 from ..certificate import certify
-from solvers.problem import cap_count
 from ..testing import strategies as gen
 from . import _exact as ex
 from . import formulas as f

@@ -10,13 +10,13 @@ import sympy as sp
 from hypothesis import strategies as st
 
 from solvers.numpy import lmp_solve, lmp_value
+from solvers.parameters import paper_parameters
 
 from ..certificate import dual_function, dual_minimum
-from solvers.parameters import paper_parameters
 from ..testing import strategies as gen
 from . import _exact as ex
 from . import formulas as f
-from .closed_form import GAMMA_K, HOLDER_P, P, Q, R, S, SLACK, k, n, tau
+from .closed_form import GAMMA_K, HOLDER_P, SLACK, P, Q, R, S, k, n, tau
 from .registry import Search, claim, require, zero
 
 t = sp.Symbol("t", positive=True)

@@ -10,9 +10,9 @@ import sympy as sp
 from hypothesis import strategies as st
 
 from solvers.numpy import lmp_value
+from solvers.parameters import paper_parameters
 
 from ..certificate import certify
-from solvers.parameters import paper_parameters
 from ..testing import strategies as gen
 from . import formulas as f
 from .closed_form import P, n

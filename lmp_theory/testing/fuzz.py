@@ -21,9 +21,9 @@ import numpy as np
 from hypothesis import reject
 
 from ..instance import Instance
+from .invoke import import_path
 from .kit import TIME_LIMIT, run_and_judge
 from .report import CaseResult, Report
-from .invoke import import_path
 from .strategies import instances, loss_vectors, shrunk_failure
 from .verdict import TOLERANCES
 

@@ -21,6 +21,8 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from solvers.extras import import_extra
+
 from ..corpus import Case, cases
 from . import golden
 from .golden import Expected
@@ -170,7 +172,7 @@ def batched(fn: Callable) -> Callable:
 def torch_solver(fn: Callable, *, device="cpu", dtype=None) -> Callable:
     """Adapt a Torch ``fn(losses tensor, p, gamma, tau) -> weights tensor``; losses go to ``device``
     in ``dtype`` (default: the NumPy dtype the kit passes); the kit reads the returned tensor."""
-    import torch
+    torch = import_extra("torch", "torch_solver")
 
     def on_device(losses, p, gamma, tau):
         x = torch.as_tensor(losses, device=device, dtype=dtype)

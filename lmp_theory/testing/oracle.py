@@ -86,7 +86,7 @@ class ReferenceOracle:
     """
 
     def __init__(self, max_n: int = CVXPY_MAX_N):
-        import_extra("cvxpy", "the cvxpy reference oracle (--oracle golden needs no extra)")
+        import_extra("cvxpy", "the reference oracle (the golden and certificate oracles need no extra)")
         self.max_n = max_n
         self.solutions: dict[str, Solution] = {}
         self.errors: dict[str, str] = {}

@@ -33,7 +33,9 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from solvers.extras import import_extra
 from solvers.parameters import paper_parameters
+
 from .invoke import call
 from .kit import TIME_LIMIT
 from .oracle import certificate_answer
@@ -79,8 +81,12 @@ def _expected(losses: np.ndarray, mask: np.ndarray, p: float, ratio: float):
     return np.array(values), weights, np.array(value_scales), np.array(weight_scales)
 
 
+def _torch():
+    return import_extra("torch", "check_pool (loss layers are Torch modules)")
+
+
 def _forward_backward(fn, losses, p, ratio, mask):
-    import torch
+    torch = _torch()
 
     values = fn(losses, p, ratio, mask)
     if not isinstance(values, torch.Tensor) or not values.requires_grad:
@@ -91,7 +97,7 @@ def _forward_backward(fn, losses, p, ratio, mask):
 
 def _run(fn, losses, mask, under_mask: float, p, ratio, torch_dtype, device, time_limit):
     """One call of ``fn`` and its backward pass: ``(status or "", message, values, grad)``."""
-    import torch
+    torch = _torch()
 
     x = torch.tensor(np.where(mask, losses, under_mask), dtype=torch_dtype, device=device, requires_grad=True)
     m = torch.tensor(mask, device=device)
@@ -157,7 +163,7 @@ def check_pool(fn: Callable, *, p_values: Iterable[float] = (1.0, 1.7, 4.0, math
     command : str
         The ``lmp verify --pool`` command for the reproducers.
     """
-    import torch
+    torch = _torch()
 
     unknown = set(dtypes) - set(POOL_TOLERANCES)
     if unknown:

@@ -29,8 +29,9 @@ from hypothesis import HealthCheck, Phase, assume, find, settings
 from hypothesis import strategies as st
 from hypothesis.errors import NoSuchExample
 
-from ..instance import Instance
 from solvers.parameters import paper_parameters
+
+from ..instance import Instance
 
 __all__ = ["P_CHOICES", "RATIO_CHOICES", "FAMILIES", "exponents", "loss_vectors", "instances", "shrunk_failure"]
 
