@@ -7,6 +7,7 @@ Once a path knows, for a pool, the number ``k`` of capped losses, the largest un
   coefficient of their weights (``holder_coef``);
 * the weights $\min(\tau, c\, (l/\mathrm{ref})^{q-1})$, ``tau`` above ``ref`` (``capped_power_weights``);
 * the threshold $t^* = \mathrm{ref}\, (\mathrm{tail\_sum} / (m - k))^{1/q}$ (``holder_threshold``);
+* at ``p = inf``, ``min(gamma, tau)`` on every positive loss (``pinf_pools``);
 * at ``p = 1``, the cap count $\gamma/\tau$ (``p1_cap_count``) and the share of the budget left
   for the losses tied at the cut (``p1_share``).
 
@@ -19,6 +20,19 @@ from __future__ import annotations
 import numpy as np
 
 from .problem import log_ratio
+
+
+def pinf_pools(flat: np.ndarray, mask, gamma, tau):
+    """p = inf: ``min(gamma, tau)`` on every positive loss in the pool (``mask``), for ``(pools, n)``
+    losses: weights in their dtype, values, and thresholds (0 where every positive loss is capped,
+    ``tau <= gamma``; inf otherwise)."""
+    positive = flat > 0
+    if mask is not None:
+        positive &= mask
+    cap = np.minimum(gamma, tau)
+    weights = np.where(positive, cap.astype(flat.dtype)[:, None], flat.dtype.type(0))
+    value = cap * np.sum(flat, axis=1, where=positive, dtype=np.float64)
+    return weights, value, np.where(gamma >= tau, 0.0, np.inf)
 
 
 def p1_cap_count(gamma, tau):
@@ -43,8 +57,8 @@ def holder_budget(gamma, p: float, m, k):
 
 
 def holder_coef(gamma, p: float, m, k, tail_sum):
-    """The uncapped weights' coefficient $c$ in $c\,(l/\mathrm{ref})^{q-1}$: the remaining budget over
-    $\mathrm{tail\_sum}^{1/p}$ (so that their $p$-norm is exactly that budget)."""
+    """The uncapped weights' coefficient $c$ in $c\\,(l/\\mathrm{ref})^{q-1}$: the remaining budget over
+    $\\mathrm{tail\\_sum}^{1/p}$ (so that their $p$-norm is exactly that budget)."""
     return holder_budget(gamma, p, m, k) / tail_sum ** (1.0 / p)
 
 

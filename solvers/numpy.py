@@ -33,6 +33,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ._numpy_closed_form import pinf_pools
 from ._numpy_select import select_pools
 from ._numpy_sort import sort_pools
 from ._policy import AUTO_SELECT_MIN_N, check_method
@@ -111,14 +112,8 @@ def lmp_solve(losses, p, gamma, tau, *, mask=None, method: str = "auto") -> LMPR
     flat_mask = None if mask is None else mask.reshape(pools, n)
     if n == 0 or pools == 0:
         weights, value, threshold = np.zeros((pools, n)), np.zeros(pools), np.zeros(pools)
-    elif math.isinf(p):  # min(gamma, tau) on every positive loss: one vectorised pass, no copies
-        positive = arr.reshape(pools, n) > 0
-        if flat_mask is not None:
-            positive &= flat_mask
-        cap = np.minimum(gamma, tau)
-        weights = np.where(positive, cap.astype(arr.dtype)[:, None], arr.dtype.type(0))
-        value = cap * np.sum(arr.reshape(pools, n), axis=1, where=positive, dtype=np.float64)
-        threshold = np.where(gamma >= tau, 0.0, np.inf)
+    elif math.isinf(p):  # one vectorised pass, no copies
+        weights, value, threshold = pinf_pools(arr.reshape(pools, n), flat_mask, gamma, tau)
     elif method == "sort" or (method == "auto" and n < AUTO_SELECT_MIN_N):
         weights, value, threshold = sort_pools(arr.reshape(pools, n), flat_mask, p, gamma, tau)
     else:

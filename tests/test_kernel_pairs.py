@@ -14,9 +14,9 @@ import torch
 from solvers import _numpy_closed_form as np_cf
 from solvers import _torch_closed_form as torch_cf
 from solvers import problem
-from solvers._numpy_sort import _capped_count
+from solvers._numpy_sort import _capped_count, _p1_weights
 from solvers._policy import computes_in_float64
-from solvers._torch_sort import capped_count
+from solvers._torch_sort import _kth_largest_by_sort, capped_count
 
 RNG = np.random.default_rng(11)
 POOLS = 64
@@ -131,3 +131,27 @@ def test_capped_count(p, dtype):
     np.testing.assert_array_equal(positives_torch.numpy(), positives_np)
     np.testing.assert_array_equal(k_torch.numpy(), k_np)
     assert 0 < k_np.max() and k_np.min() == 0
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_p_inf(dtype):
+    lp = RNG.standard_normal((POOLS, 50)).astype(dtype)
+    with np.errstate(over="ignore"):  # min(gamma, tau) = 1e300 does not fit in float32: inf in both
+        weights, value, threshold = np_cf.pinf_pools(lp, None, GAMMA, TAU)
+    torch_weights, torch_threshold = torch_cf.pinf_weights(_t(lp), _t(GAMMA), _t(TAU))
+    _same(torch_weights, weights, ulps=0)
+    _same(torch_threshold, threshold, ulps=0)
+    assert np.all(value >= 0)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_p1_weights(dtype):
+    """p = 1: NumPy's sort path (ascending rows, blockwise counts) against Torch's (the cut by sorting)."""
+    lp = np.round(RNG.exponential(size=(POOLS, 200)) * 4) / 4  # ties at the cut
+    lp[:, ::6] = 0.0
+    lp = lp.astype(dtype)
+    weight_of, threshold = _p1_weights(np.sort(lp, axis=1), GAMMA, TAU, width=128)
+    torch_weights, torch_threshold = torch_cf.p1_weights(_t(lp), _t(GAMMA), _t(TAU), _kth_largest_by_sort)
+    with np.errstate(over="ignore"):  # tau = 1e300 does not fit in float32: inf in both
+        _same(torch_weights, weight_of(lp.astype(np.float64)).astype(dtype), ulps=0)
+    _same(torch_threshold, threshold, ulps=0)
