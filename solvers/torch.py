@@ -7,12 +7,13 @@ Solves, independently for every pool ``losses[..., :]``,
     L(l) = \max \{ \langle w, l \rangle : w \ge 0,\ \|w\|_p \le \gamma,\ w_i \le \tau \}
 
 (Rota Bulò, Neuhold, Kontschieder, CVPR 2017, eq. 3; ``docs/spec.md``), returning the
-canonical (least-norm) maximizer. The layers follow the usual pattern: private cores that find
-the threshold and the capped set (the sort path ``solvers._torch_sort``, the sort-free paths
-``solvers._torch_select``, both over the formulas of ``solvers._torch_closed_form``; CPU tensors outside ``torch.compile`` go to the
-NumPy cores instead), a
-``torch.autograd.Function`` whose backward is analytic (Danskin: $\nabla_l L = w^*$), functional
-wrappers (``lmp_weights``, ``lmp_value``, ``lmp_pool``) and an ``nn.Module``
+canonical (least-norm) maximizer. The layers follow the usual pattern: inputs checked on the
+device (``solvers._torch_inputs``); private cores that find the threshold and the capped set (the
+sort path ``solvers._torch_sort`` and the sort-free paths ``solvers._torch_select``, over the
+formulas of ``solvers._torch_closed_form``), one of which ``solvers._torch_paths`` picks (CPU
+tensors outside ``torch.compile`` go to the NumPy cores); a ``torch.autograd.Function`` whose
+backward is analytic (Danskin: $\nabla_l L = w^*$); functional wrappers (``lmp_weights``,
+``lmp_value``, ``lmp_pool``) and an ``nn.Module``
 (``LossMaxPooling``) that replaces ``nn.CrossEntropyLoss``.
 
 No host synchronisation in the default path: no ``.item()``, ``.cpu()``, ``.tolist()``,
@@ -23,8 +24,6 @@ NaN/inf losses or bad ``gamma``/``tau`` tensors; pass ``check_finite=False`` in 
 
 from __future__ import annotations
 
-import math
-from functools import partial
 from typing import Literal
 
 from .extras import import_extra
@@ -35,160 +34,29 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
-from ._numpy_select import select_pools
-from ._numpy_sort import sort_pools
-from ._policy import AUTO_SELECT_MIN_N, CUDA_CHUNK_MIN, SORT_CHUNK_MIN, check_method, chunk_rows
+from ._policy import check_method
 from ._torch_active_set import differentiable_backward
-from ._torch_closed_form import pinf_weights, work_dtype
 from ._torch_distributed import Traffic, global_pool_traffic, global_value, spans_processes
-from ._torch_select import select_holder_device, select_p1
-from ._torch_sort import solve_sorted
+from ._torch_inputs import check_dense, prepare
+from ._torch_paths import solve
 from .parameters import gamma_tau
 from .problem import (
     check_choice,
     check_dimensions,
     check_flag,
-    check_gamma,
     check_mask_shape,
     check_p,
     check_ratio,
-    check_scalar_parameter,
-    check_tau,
     conjugate,
     not_a_tensor,
-    not_broadcastable,
-    not_finite,
-    not_real,
     p_is_inf,
-    parameter_ok,
 )
 
 __all__ = ["lmp_weights", "lmp_value", "lmp_pool", "LossMaxPooling", "global_pool_traffic", "Traffic"]
 
 
-def _prepare(losses, p, gamma, tau, mask, check_finite, method="auto"):
-    """Validate, broadcast and flatten; returns everything the core and autograd need."""
-    if not isinstance(losses, torch.Tensor):
-        raise not_a_tensor("losses", losses)
-    _check_dense(losses, "losses")
-    check_finite = check_flag(check_finite, "check_finite")
-    if losses.is_complex() or losses.dtype == torch.bool:
-        raise not_real("losses", losses.dtype, "tensor")
-    check_dimensions(losses.dim())
-    p = check_p(p)
-    check_method(method)
-    out_dtype = losses.dtype if losses.is_floating_point() else torch.get_default_dtype()
-    work = work_dtype(losses.dtype, p)
-    batch_shape, n = losses.shape[:-1], losses.shape[-1]
-    device = losses.device
-    gamma = _pool_parameter(gamma, "gamma", batch_shape, device, check_finite)
-    tau = _pool_parameter(tau, "tau", batch_shape, device, check_finite)
-    if mask is not None:
-        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
-            raise TypeError(f"mask must be a bool tensor, got {getattr(mask, 'dtype', type(mask).__name__)}")
-        _check_dense(mask, "mask")
-        check_mask_shape(mask.shape, losses.shape)
-    x = losses.detach().to(work)
-    pooled = x if mask is None else torch.where(mask, x, 0.0)
-    if check_finite and not bool(torch.isfinite(pooled.sum())):  # the one documented host synchronisation
-        if not bool(torch.isfinite(pooled).all()):  # (a cheap sum first: NaN and inf propagate)
-            raise not_finite()
-    pooled = pooled.reshape(math.prod(batch_shape), n)  # masked out = 0; negatives kept (paths clamp)
-    return p, pooled, gamma.reshape(-1), tau.reshape(-1), batch_shape, out_dtype
-
-
-def _check_dense(tensor: torch.Tensor, name: str) -> None:
-    """Sparse, nested and meta tensors have no dense data to pool: a clear TypeError, not a crash inside."""
-    kind = ("nested" if tensor.is_nested else "sparse" if tensor.layout != torch.strided
-            else "meta" if tensor.is_meta else None)
-    if kind is not None:
-        raise TypeError(f"{name} must be a dense (strided) tensor with data, got a {kind} tensor")
-
-
-def _pool_parameter(value, name, batch_shape, device, check_finite):
-    """``gamma``/``tau`` as a float64 tensor of the batch shape (validated; tensors when checking)."""
-    if isinstance(value, torch.Tensor):
-        _check_dense(value, name)
-        if value.is_complex() or value.dtype == torch.bool:
-            raise not_real(name, value.dtype, "number or tensor")
-        value = value.detach().to(device=device, dtype=torch.float64)
-        if check_finite:
-            if not bool(parameter_ok(value, name).all()):  # the message of the NumPy check, which names the bad values
-                (check_gamma if name == "gamma" else check_tau)(value.cpu().numpy())
-    else:
-        value = torch.as_tensor(check_scalar_parameter(value, name), dtype=torch.float64, device=device)
-    try:
-        return torch.broadcast_to(value, batch_shape)
-    except RuntimeError:
-        raise not_broadcastable(name, batch_shape, value.shape) from None
-
-
-# Tests set this to run the device (CUDA) select and sort paths on CPU tensors.
-_DEVICE_PATHS_ON_CPU = False
 POOLS = ("image", "batch", "global")
 REDUCTIONS = ("mean", "sum", "none")
-
-
-def _solve(pooled, p, gamma, tau, method="auto"):
-    """Weights ``(pools, n)`` in the work dtype, values and thresholds ``(pools,)`` in float64.
-
-    ``pooled``: the losses of every pool (masked-out entries 0; negative entries get weight 0).
-    """
-    pools, n = pooled.shape
-    if pools == 0 or n == 0:
-        zeros = torch.zeros(pools, dtype=torch.float64, device=pooled.device)
-        return torch.zeros_like(pooled), zeros, zeros
-    # CPU tensors select and sort with the NumPy cores, except under torch.compile (which cannot
-    # trace them): then they take the device paths, as on CUDA
-    numpy_core = pooled.device.type == "cpu" and not (_DEVICE_PATHS_ON_CPU or torch.compiler.is_compiling())
-    select = method == "select" or (
-        method == "auto" and n >= AUTO_SELECT_MIN_N and (numpy_core or p == 1.0 or p_is_inf(p))
-    )
-    if numpy_core and not p_is_inf(p):  # the NumPy cores read the positive losses themselves
-        return _on_numpy_core(select_pools if select else sort_pools, pooled, p, gamma, tau)
-    if p_is_inf(p):  # every positive loss gets min(gamma, tau): one elementwise pass
-        solve_rows = pinf_weights
-    elif select:
-        solve_rows = _on_positive_part(select_p1 if p == 1.0 else partial(select_holder_device, p=p))
-    else:  # the device sort path (small pools, method="sort", and auto for 1 < p < inf on CUDA)
-        solve_rows = _on_positive_part(partial(solve_sorted, p=p))
-    # Chunks of pools bound the temporaries (a dozen per loss); on CUDA only beyond 2^22 losses,
-    # where one launch per chunk costs nothing next to the work.
-    rows = chunk_rows(pools, n, CUDA_CHUNK_MIN if pooled.is_cuda else SORT_CHUNK_MIN)
-    if rows >= pools:  # one chunk: no copies
-        return _solve_chunk(solve_rows, pooled, gamma, tau)
-    weights = torch.empty_like(pooled)
-    value = torch.empty(pools, dtype=torch.float64, device=pooled.device)
-    threshold = torch.empty_like(value)
-    for start in range(0, pools, rows):
-        chunk = slice(start, start + rows)
-        parts = _solve_chunk(solve_rows, pooled[chunk], gamma[chunk], tau[chunk])
-        weights[chunk], value[chunk], threshold[chunk] = parts
-    return weights, value, threshold
-
-
-def _on_numpy_core(solve_pools, pooled, p, gamma, tau):
-    """A CPU tensor through a NumPy path (``select_pools`` or ``sort_pools``) on zero-copy views.
-
-    CPU histograms by scatter are slow (the radix path measured 6x slower) and ``torch.sort`` alone
-    allocates int64 indices (twice a float32 pool); the NumPy cores hold neither. A CPU tensor has
-    no device queue to stall, so reading it on the host costs nothing.
-    """
-    weights, value, threshold = solve_pools(pooled.numpy(), None, p, gamma.numpy(), tau.numpy())
-    return torch.from_numpy(weights), torch.from_numpy(value), torch.from_numpy(threshold)
-
-
-def _on_positive_part(solve_rows):
-    """A path that takes the non-negative losses, applied to the clamped losses."""
-    return lambda pooled, gamma, tau: solve_rows(pooled.clamp(min=0), gamma=gamma, tau=tau)
-
-
-def _solve_chunk(solve_rows, pooled, gamma, tau):
-    """Weights, values and thresholds of a chunk of pools with one of the paths (``solve_rows``)."""
-    weights, threshold = solve_rows(pooled, gamma=gamma, tau=tau)
-    # Weights are 0 on non-positive losses, so <w, pooled> = <w, l+>. No rescaling needed: every
-    # term is >= 0 and at most the value, so a term overflows only when the value itself does.
-    return weights, (weights * pooled).sum(dim=1).to(torch.float64), threshold
 
 
 class _LMPValue(torch.autograd.Function):
@@ -204,8 +72,8 @@ class _LMPValue(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, losses, gamma, tau, p, mask, check_finite, method):
-        p, pooled, g, t, batch_shape, out_dtype = _prepare(losses, p, gamma, tau, mask, check_finite, method)
-        weights, value, threshold = _solve(pooled, p, g, t, method)
+        p, pooled, g, t, batch_shape, out_dtype = prepare(losses, p, gamma, tau, mask, check_finite, method)
+        weights, value, threshold = solve(pooled, p, g, t, method)
         inputs = [v if isinstance(v, torch.Tensor) else None for v in (losses, gamma, tau)]
         ctx.save_for_backward(weights, pooled, threshold, *inputs)
         ctx.p, ctx.shape, ctx.batch_shape = p, losses.shape, batch_shape
@@ -290,8 +158,8 @@ def lmp_weights(losses: torch.Tensor, p, gamma, tau, *, mask=None, check_finite:
         Weights with the shape, dtype and device of ``losses`` (no gradient). float16 and
         bfloat16 are computed in float32, float32 in float64 for ``p < 1.125``.
     """
-    p, pooled, g, t, batch_shape, out_dtype = _prepare(losses, p, gamma, tau, mask, check_finite, method)
-    weights, _, _ = _solve(pooled, p, g, t, method)
+    p, pooled, g, t, batch_shape, out_dtype = prepare(losses, p, gamma, tau, mask, check_finite, method)
+    weights, _, _ = solve(pooled, p, g, t, method)
     return weights.reshape(losses.shape).to(out_dtype)
 
 
@@ -377,7 +245,7 @@ def lmp_pool(pixel_losses: torch.Tensor, p: float = 1.7, ratio: float = 0.3, *, 
         sizes = size_weight.detach().to(torch.float64).reshape(flat.shape)
         size = (sizes if flat_mask is None else torch.where(flat_mask, sizes, 0.0)).sum(dim=1)
     if pool == "global" and spans_processes(group):  # gamma and tau come from the global size
-        _, pooled, _, _, _, out_dtype = _prepare(flat, p, 1.0, 1.0, flat_mask, False)
+        _, pooled, _, _, _, out_dtype = prepare(flat, p, 1.0, 1.0, flat_mask, False)
         return global_value(flat, pooled, size.sum(), p, ratio, group, check_finite, out_dtype)
     gamma, tau = gamma_tau(torch.where(size > 0, size, 1.0), p, ratio)  # an empty pool's value is 0 anyway
     values = lmp_value(flat, p, gamma, tau, mask=flat_mask, check_finite=check_finite, method=method)
@@ -463,7 +331,7 @@ def _check_class_weight(weight):
         return None
     if not isinstance(weight, torch.Tensor):
         raise TypeError(f"weight must be a 1-D tensor of class weights, got {type(weight).__name__}")
-    _check_dense(weight, "weight")
+    check_dense(weight, "weight")
     if not weight.is_floating_point() or weight.dim() != 1:
         raise TypeError(f"weight must be a 1-D floating tensor of class weights, got dtype {weight.dtype} "
                         f"and shape {tuple(weight.shape)}")

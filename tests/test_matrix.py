@@ -7,7 +7,7 @@ float64 sort path (1e-12 in float64, so select = sort and Torch = NumPy to 1e-12
 
 Cells: NumPy and Torch (CPU, and CUDA where present) with ``method`` auto, sort and select; Torch
 select and sort on CPU run twice, through the NumPy cores and through the device (CUDA) paths
-(``solvers.torch._DEVICE_PATHS_ON_CPU``). The select cells lower ``SELECT_MIN_N`` to 1, so that the
+(``solvers._torch_paths._DEVICE_PATHS_ON_CPU``). The select cells lower ``SELECT_MIN_N`` to 1, so that the
 selection core itself runs on the corpus's small pools (which it otherwise hands to the sort path).
 
 On the corpus's small pools ``auto`` is the sort path (it selects from 16,384 losses on): its cells
@@ -25,7 +25,7 @@ import torch
 
 from lmp_theory.corpus import cases
 from lmp_theory.testing import assert_conforms, conformance_cases, torch_solver
-from solvers import _numpy_select
+from solvers import _numpy_select, _torch_paths
 from solvers import numpy as lmp_np
 from solvers import torch as lmp_torch
 
@@ -123,7 +123,7 @@ def _run_cell(cell, dtype, corpus, monkeypatch):
     if patches.get("select_core"):  # below SELECT_MIN_N the select method hands pools to the sort path
         monkeypatch.setattr(_numpy_select, "SELECT_MIN_N", 1)
     if patches.get("device_paths"):
-        monkeypatch.setattr(lmp_torch, "_DEVICE_PATHS_ON_CPU", True)
+        monkeypatch.setattr(_torch_paths, "_DEVICE_PATHS_ON_CPU", True)
     dtype = np.dtype(dtype)
     recorder = Recorder(solve, device)
     assert_conforms(recorder.fn, dtype=dtype, cases=corpus)

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from lmp_theory import paper_parameters
-from solvers import _numpy_select, _numpy_sort
+from solvers import _numpy_select, _numpy_sort, _torch_paths
 from solvers import numpy as lmp_np
 from solvers import torch as lmp_torch
 from solvers._torch_select import kth_largest, select_p1
@@ -184,7 +184,7 @@ def test_forced_select_on_tiny_pools_takes_the_vectorised_sort_path(monkeypatch)
 @pytest.fixture
 def device_paths_on_cpu(monkeypatch):
     """Run the CUDA paths (radix selection, torch.sort) on CPU tensors, which use the NumPy cores."""
-    monkeypatch.setattr(lmp_torch, "_DEVICE_PATHS_ON_CPU", True)
+    monkeypatch.setattr(_torch_paths, "_DEVICE_PATHS_ON_CPU", True)
 
 
 def test_device_select_path_for_holder_does_not_synchronise(device_paths_on_cpu):
