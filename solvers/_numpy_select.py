@@ -114,7 +114,7 @@ def _select_one(x: np.ndarray, p: float, gamma: float, tau: float, out: np.ndarr
         top = float(x.max())
         with np.errstate(under="ignore"):
             norm = float(np.sum((x / x.dtype.type(top)) ** q, dtype=np.float64))  # sum (x/top)^q, >= 1
-        capped_power_weights(x, top, gamma / norm ** (1.0 / p), q, math.inf, out=out)
+        capped_power_weights(x, top, float(holder_coef(gamma, p, m, 0, norm)), q, math.inf, out=out)
         return math.inf, gamma * top * norm ** (1.0 / q)
     return select_holder(x, p, gamma, tau, m, out)
 
