@@ -10,6 +10,7 @@ import pytest
 from solvers.problem import cap_count
 from lmp_theory.testing import assert_conforms, batched, check_case, check_solver, conformance_cases
 from lmp_theory.testing import golden
+from lmp_theory.testing.kit import select_cases
 from solvers.numpy import lmp_weights
 
 CASES = conformance_cases()
@@ -211,3 +212,12 @@ def test_lmp_verify_solver_on_a_users_module(tmp_path):
     assert bad.returncode == 1 and "infeasible" in bad.stdout
     missing = run("user_lmp:nothing")
     assert missing.returncode != 0 and "cannot load" in missing.stderr
+
+
+def test_case_filters_accept_iterators():
+    """A generator of names, families or exponents selects what the list does (it used to be spent by the first case)."""
+    corpus = conformance_cases()
+    for key, values in [("families", ["ties", "random"]), ("p", [1.0, 1.7]), ("names", [corpus[0].name, corpus[-1].name])]:
+        as_list = select_cases(corpus, **{key: values})
+        assert len(as_list) >= 2
+        assert select_cases(corpus, **{key: iter(values)}) == as_list

@@ -55,11 +55,14 @@ def select_cases(corpus: Iterable[Case], *, names: Iterable[str] | None = None,
     """The cases of ``corpus`` with those names, families and exponents (None: any)."""
     out = list(corpus)
     if names is not None:
-        out = [c for c in out if c.name in set(names)]
+        wanted = set(names)  # once: an iterator would be spent by the first case
+        out = [c for c in out if c.name in wanted]
     if families is not None:
-        out = [c for c in out if c.family in set(families)]
+        wanted = set(families)
+        out = [c for c in out if c.family in wanted]
     if p is not None:
-        out = [c for c in out if c.p in {float(x) for x in p}]
+        wanted = {float(x) for x in p}
+        out = [c for c in out if c.p in wanted]
     return out
 
 
