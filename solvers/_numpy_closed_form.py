@@ -69,25 +69,45 @@ def holder_threshold(ref, tail_sum, m, k, q: float):
         return ref * np.exp((np.log(tail_sum) - np.log(m - k)) / q)
 
 
+def power(r: np.ndarray, exponent: float, out: np.ndarray) -> np.ndarray:
+    """``r ** exponent`` for ``r >= 0`` into ``out`` (``exponent > 0``; ``r`` may be ``out``).
+
+    float64 goes through ``exp(exponent * log(r))``: NumPy's float64 ``power`` is scalar libm code,
+    100 times slower for exponents in the hundreds (``p`` near 1), while ``log`` and ``exp`` are
+    vectorised; the result's relative error is ``|exponent log r|`` ulps, at most about 750 before
+    it underflows, and 0 and 1 stay exact. float32 keeps ``power`` (vectorised, one rounding).
+    """
+    if out.dtype != np.float64:
+        return np.power(r, out.dtype.type(exponent), out=out)
+    with np.errstate(divide="ignore", under="ignore"):
+        np.log(r, out=out)
+        np.multiply(out, exponent, out=out)
+        return np.exp(out, out=out)
+
+
 def capped_power_weights(x: np.ndarray, ref, coef, q: float, tau, out: np.ndarray | None = None) -> np.ndarray:
-    """``min(tau, coef (x/ref)^(q-1))`` with ``tau`` above ``ref``, in ``x``'s dtype, into ``out``.
+    """``min(tau, coef (x/ref)^(q-1))`` with ``tau`` above ``ref``, for ``x >= 0``, in ``x``'s dtype, into ``out``.
 
     ``ref``, ``coef`` and ``tau`` are scalars or arrays broadcastable against ``x`` (one per
-    pool). A power of the ratio is one correctly rounded operation, so the relative error of a
-    weight stays a few ulps even for ``q - 1 = 1000``; ratios that underflow go through logs,
-    because ``(x/ref)^(q-1)`` can still matter for ``q`` near 1.
+    pool); ``out`` must not be ``x``. A power of the ratio is one correctly rounded operation, so
+    the relative error of a weight stays a few ulps even for ``q - 1 = 1000``; ratios that
+    underflow go through logs, because ``(x/ref)^(q-1)`` can still matter for ``q`` near 1.
+    No masked writes (slow on unordered data): the cap is a minimum and, where ``tau`` is finite,
+    a maximum with ``tau`` times ``x > ref`` (pools without a cap have nothing above ``ref``).
     """
     dtype = x.dtype
     ref, coef, tau = (np.asarray(v, dtype=np.float64).astype(dtype) for v in (ref, coef, tau))
     w = np.empty_like(x) if out is None else out
     with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
         np.divide(x, ref, out=w)
-        tiny = (w < np.finfo(dtype).tiny) & (x > 0)
-        np.power(w, dtype.type(q - 1.0), out=w)
+        tiny = None
+        if w.size and w.min() < np.finfo(dtype).tiny:  # zeros, or ratios that underflow
+            tiny = (w < np.finfo(dtype).tiny) & (x > 0)
+        power(w, q - 1.0, out=w)
         np.multiply(w, coef, out=w)
-        if tiny.any():  # only the tiny ratios go through logs (no pool-sized float64 temporaries)
+        if tiny is not None and tiny.any():  # only the tiny ratios go through logs
             x_tiny, ref_tiny = x[tiny], np.broadcast_to(ref, x.shape)[tiny]
             w[tiny] = np.broadcast_to(coef, x.shape)[tiny] * np.exp((q - 1.0) * log_ratio(x_tiny, ref_tiny)).astype(dtype)
         np.minimum(w, tau, out=w)
-        np.copyto(w, np.broadcast_to(tau, x.shape), where=x > ref)
+        np.maximum(w, np.multiply(x > ref, np.where(np.isinf(tau), 0, tau).astype(dtype)), out=w)
     return w

@@ -1,23 +1,27 @@
 r"""Selection-based exact solver (expected $O(n)$ per pool): the private core of ``method="select"``.
 
-Sorting is not needed: the answer is fixed by the threshold $t^*$ and the number ``k`` of
-capped losses. As in Floyd–Rivest selection (and the linear-time simplex projections of Duchi
-et al. 2008 and Condat 2016), a sorted random sample of 4,096 losses gives an estimate of
-$t^*$ and a bracket ``[t_lo, t_hi)`` that contains it with high probability. One pass over
-the pool then counts the losses above the bracket (all capped), sums $(l/l_b)^q$ below it
-(all uncapped; $l_b$ the largest of them), and extracts the few losses inside it, which are
-sorted and solved exactly. Both bracket ends are verified with the dual's $h(t)$; if the
-sample missed, the caller falls back to the sort path, so the answer is always the exact one.
+Sorting the pool is not needed: the answer is fixed by the threshold $t^*$ and the number ``k``
+of capped losses. As in Floyd–Rivest selection (and the linear-time simplex projections of
+Duchi et al. 2008 and Condat 2016), a sorted random sample of 4,096 losses gives an estimate of
+$t^*$ and a bracket ``[t_lo, t_hi]`` of sample values around it. One pass over the pool
+(``_collect``, block by block) then keeps the losses of the smaller side of the bracket: those
+above ``t_lo`` (*upper* side, when few are capped) or those below ``t_hi`` (*lower* side, when
+most are). Of the rest it needs only counts and, on the upper side, one power sum
+$\sum_{l \le t_{lo}} (l / t_{lo})^q$ (``t_lo`` is itself a loss, so this sum is at least 1 and
+nothing in it overflows or cancels). The kept losses are sorted in place and solved exactly with
+the sort path's kernels (the dual's $h$ at every kept loss, ties counted exactly); the bracket
+end on the far side is verified with $h$, and if the sample missed, the caller falls back to the
+sort path, so the answer is always the exact one. A second pass writes the weights.
 
-``select_pools`` runs a batch pool by pool; each per-pool solver (``select_p1``, ``select_holder``)
-takes the positive losses ``x`` of one pool (float32 or float64) and an ``out`` buffer of ``x``'s
-shape and dtype for the weights, and returns ``(threshold, value)`` as floats, or ``None`` on a
-miss. Memory: the weights, one boolean mask at a time, and the small inside set.
+Passes run over blocks of ``BLOCK`` losses converted to the work dtype (``solvers._policy``), so
+no pool-sized copy is made in float64 or float32. Memory: the weights, the kept side (at most
+about half the pool, in the input's dtype), and a few block-sized buffers.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -27,8 +31,9 @@ from ._numpy_closed_form import (
     holder_threshold,
     p1_cap_count,
     p1_share,
+    power,
 )
-from ._numpy_sort import sort_pools
+from ._numpy_sort import capped_count, sort_pools, tail_sum
 from ._policy import computes_in_float64
 from .problem import cap_count, conjugate, log_ratio
 from .problem import exp_or_inf as _exp
@@ -38,23 +43,68 @@ SAMPLE = 4096
 # such pools take the vectorised sort path instead (same answer).
 SELECT_MIN_N = SAMPLE
 MARGIN = 4.0  # bracket half-width in standard deviations of the sample rank
+BLOCK = 2**16  # losses per block of a pass: its temporaries stay in cache
 
 
-def _sample(x: np.ndarray) -> np.ndarray:
-    """A random sample (fixed seed: the same pool gives the same sample), sorted decreasingly.
+class _Pool:
+    """One pool: its losses ``row`` (their own dtype), ``mask`` (or None) and the work dtype."""
 
-    Random rather than strided, so that periodic structure in the pool cannot alias with it.
+    def __init__(self, row: np.ndarray, mask: np.ndarray | None, work: np.dtype):
+        self.row, self.mask, self.work = row, mask, work
+        self.size = row.size if mask is None else int(np.count_nonzero(mask))
+        self._buffer = np.empty(min(BLOCK, row.size), dtype=work)
+
+    def blocks(self):
+        """``(columns, l+)`` per block: the positive parts in the work dtype, 0 outside the mask
+        (one reused buffer: valid until the next block)."""
+        for lo in range(0, self.row.size, BLOCK):
+            cols = slice(lo, min(lo + BLOCK, self.row.size))
+            lp = self._buffer[: cols.stop - lo]
+            np.maximum(self.row[cols], self.work.type(0), out=lp, dtype=self.work)
+            if self.mask is not None:
+                np.copyto(lp, 0, where=~self.mask[cols])
+            yield cols, lp
+
+    def sample(self) -> np.ndarray:
+        """A random sample of the pool's positive parts in float64, sorted decreasingly (fixed seed:
+        the same pool gives the same sample; random, so that periodic structure cannot alias)."""
+        n = self.row.size
+        index = np.random.default_rng(n).integers(0, n, SAMPLE) if n > SAMPLE else np.arange(n)
+        if self.mask is not None:
+            index = index[self.mask[index]]
+        return -np.sort(-np.maximum(self.row[index].astype(np.float64), 0.0))
+
+
+def select_pools(flat: np.ndarray, mask: np.ndarray | None, p: float, gamma: np.ndarray, tau: np.ndarray):
+    """Pool by pool with the selection core (finite p): weights (``flat``'s dtype), values, thresholds.
+
+    Pools below ``SELECT_MIN_N`` losses take the sort path, vectorised over pools; so does a pool
+    whose sampled bracket missed (into its own row of the weights).
     """
-    if x.size <= SAMPLE:
-        return -np.sort(-x)
-    index = np.random.default_rng(x.size).integers(0, x.size, SAMPLE)
-    return -np.sort(-x[index])
+    pools, n = flat.shape
+    if n < SELECT_MIN_N:
+        return sort_pools(flat, mask, p, gamma, tau)
+    work = np.dtype(np.float64 if computes_in_float64(flat.dtype == np.float64, p) else np.float32)
+    weights = np.empty((pools, n), dtype=flat.dtype)
+    value, threshold = np.zeros(pools), np.zeros(pools)
+    for i in range(pools):
+        rows = slice(i, i + 1)
+        pool = _Pool(flat[i], None if mask is None else mask[i], work)
+        solve = _select_p1 if p == 1.0 else _select_holder
+        solved = solve(pool, p, float(gamma[i]), float(tau[i]), weights[i])
+        if solved is None:  # the sampled bracket missed: the sort path for this pool
+            _, value[rows], threshold[rows] = sort_pools(flat[rows], None if mask is None else mask[rows],
+                                                         p, gamma[rows], tau[rows], out=weights[rows])
+        else:
+            threshold[i], value[i] = solved
+    return weights, value, threshold
 
 
-def _bracket(sample: np.ndarray, rank: float, n: int):
-    """Values bracketing the element of (real) rank ``rank`` among ``n``, from the sorted sample."""
+def _bracket(sample: np.ndarray, rank: float, size: int):
+    """Sample values bracketing the loss of (real, descending) rank ``rank`` among ``size``:
+    ``(t_lo, t_hi)``, ``t_lo = 0`` past the sample's end, ``t_hi = inf`` before its start."""
     s = sample.size
-    j = rank * s / n
+    j = rank * s / size
     spread = MARGIN * math.sqrt(max(j, 1.0)) + 2.0
     hi_index, lo_index = int(math.floor(j - spread)), int(math.ceil(j + spread))
     t_hi = math.inf if hi_index < 0 else float(sample[min(hi_index, s - 1)])
@@ -62,166 +112,181 @@ def _bracket(sample: np.ndarray, rank: float, n: int):
     return t_lo, t_hi
 
 
-def select_pools(flat: np.ndarray, mask: np.ndarray | None, p: float, gamma: np.ndarray, tau: np.ndarray):
-    """Pool by pool with the selection core (finite p): weights (``flat``'s dtype), values, thresholds.
-
-    Memory: the weights, the pool's positive losses (a copy unless every loss is positive, in the
-    work dtype), one weight buffer for them and a few boolean masks of one pool. Pools below
-    ``SELECT_MIN_N`` losses take the sort path, vectorised over pools.
-    """
-    pools, n = flat.shape
-    if n < SELECT_MIN_N:
-        return sort_pools(flat, mask, p, gamma, tau)
-    work = np.dtype(np.float64 if computes_in_float64(flat.dtype == np.float64, p) else np.float32)
-    weights = np.zeros((pools, n), dtype=flat.dtype)
-    value, threshold = np.zeros(pools), np.zeros(pools)
-    for i in range(pools):
-        row = flat[i]
-        positive = row > 0
-        if mask is not None:
-            positive &= mask[i]
-        dense = bool(positive.all())
-        x = (row if dense else np.extract(positive, row)).astype(work, copy=False)  # extract: no index array
-        if x.size == 0:
-            continue
-        in_place = dense and work == flat.dtype  # dense pools are solved in place
-        out = weights[i] if in_place else np.empty_like(x)
-        solved = _select_one(x, p, float(gamma[i]), float(tau[i]), out)
-        if solved is None:  # the sampled bracket missed: the sort path for this pool
-            w_row, v_row, t_row = sort_pools(flat[i : i + 1], None if mask is None else mask[i : i + 1],
-                                             p, gamma[i : i + 1], tau[i : i + 1])
-            weights[i], value[i], threshold[i] = w_row[0], v_row[0], t_row[0]
-            continue
-        threshold[i], value[i] = solved
-        if dense and not in_place:
-            weights[i] = out
-        elif not dense:
-            np.place(weights[i], positive, out.astype(weights.dtype, copy=False))  # no index array, unlike w[mask] = ...
-    return weights, value, threshold
+def _upper_side(sample: np.ndarray, t_lo: float, t_hi: float) -> bool:
+    """Whether to keep the losses above ``t_lo`` (rather than those below ``t_hi``): the side the
+    sample says is smaller."""
+    return t_hi == math.inf or np.count_nonzero(sample > t_lo) <= np.count_nonzero((sample < t_hi) & (sample > 0))
 
 
-def _select_one(x: np.ndarray, p: float, gamma: float, tau: float, out: np.ndarray):
-    """(threshold, value) for the positive losses x of one pool, finite p, weights into ``out``;
-    None on a miss."""
-    if p == 1.0:
-        return select_p1(x, gamma, tau, out)
-    m = float(cap_count(p, gamma, tau))
-    if x.size <= m:
-        out[...] = tau
-        return 0.0, tau * float(np.sum(x, dtype=np.float64))
-    if m == 0.0:  # no cap: Hölder's weighting, L = gamma ||x||_q
-        q = conjugate(p)
-        top = float(x.max())
-        with np.errstate(under="ignore"):
-            norm = float(np.sum((x / x.dtype.type(top)) ** q, dtype=np.float64))  # sum (x/top)^q, >= 1
-        capped_power_weights(x, top, float(holder_coef(gamma, p, m, 0, norm)), q, math.inf, out=out)
-        return math.inf, gamma * top * norm ** (1.0 / q)
-    return select_holder(x, p, gamma, tau, m, out)
+class _Side(NamedTuple):
+    """What one pass over a pool keeps of it (``_collect``)."""
+
+    kept: np.ndarray  # the positive losses above t_lo (upper side) or below t_hi, unsorted, input dtype
+    positives: int  # positive losses in the pool
+    at_end: int  # losses equal to the bracket end on the kept side (t_lo or t_hi), 0 for t_lo = 0
+    power_sum: float  # upper side, finite q: sum of (min(l+, t_lo) / t_lo)^q (each kept loss adds 1)
+    top: float  # lower side: the largest loss
+    total: float  # lower side: the sum of l+ (float64)
 
 
-def select_p1(x: np.ndarray, gamma: float, tau: float, out: np.ndarray):
-    """p = 1: the (floor(m)+1)-th largest loss by selection inside a sampled bracket."""
-    n = x.size
+def _collect(pool: _Pool, t_lo: float, t_hi: float, upper: bool, q: float | None = None) -> _Side:
+    """One pass over the pool, block by block: the kept side of the bracket and the statistics of the rest."""
+    kept, positives, at_end, power_sum, top, total = [], 0, 0, 0.0, 0.0, 0.0
+    lo, hi = pool.work.type(t_lo), pool.work.type(t_hi)
+    end = lo if upper else hi
+    with np.errstate(under="ignore"):
+        for cols, lp in pool.blocks():
+            positives += np.count_nonzero(lp)
+            if end > 0:
+                at_end += np.count_nonzero(lp == end)
+            if upper:
+                keep = lp > lo
+                if q is not None and t_lo > 0:
+                    ratio = np.minimum(lp, lo)
+                    np.divide(ratio, lo, out=ratio)
+                    power(ratio, q, out=ratio)
+                    power_sum += float(np.sum(ratio, dtype=np.float64))
+            else:
+                keep = lp < hi
+                keep &= lp > 0
+                top = max(top, float(lp.max()))
+                total += float(np.sum(lp, dtype=np.float64))
+            kept.append(np.compress(keep, pool.row[cols]))
+    return _Side(np.concatenate(kept), positives, at_end, power_sum, top, total)
+
+
+def _select_p1(pool: _Pool, p: float, gamma: float, tau: float, out: np.ndarray):
+    """p = 1: the floor(m)-th largest positive loss (0-based) from the kept side of a bracket."""
     m = float(p1_cap_count(gamma, tau))
-    if n <= m:
-        out[...] = tau
-        return 0.0, tau * float(np.sum(x, dtype=np.float64))
-    cut = int(math.floor(m))  # t* is the element of descending rank `cut` (0-based)
-    t_lo, t_hi = _bracket(_sample(x), cut + 0.5, n)
-    above = int(np.count_nonzero(x >= t_hi))
-    inside = x[(x >= t_lo) & (x < t_hi)]
-    if above <= cut < above + inside.size:
-        j = inside.size - 1 - (cut - above)
-        t = float(np.partition(inside, j)[j])
-    else:  # the sample missed (rare): select on the whole pool
-        t = float(np.partition(x, n - 1 - cut)[n - 1 - cut])
-    strictly = x > t
-    n_above = int(np.count_nonzero(strictly))
-    total_above = float(np.sum(x, where=strictly, dtype=np.float64))
-    tied = int(np.count_nonzero(x == t))
+    cut = math.floor(m)
+    sample = pool.sample()
+    t_lo, t_hi = _bracket(sample, cut + 0.5, pool.size)
+    upper = _upper_side(sample, t_lo, t_hi)
+    side = _collect(pool, t_lo, t_hi, upper)
+    if side.positives <= m:
+        return _all_capped(pool, tau, out)
+    kept, at_end = side.kept, side.at_end
+    size = kept.size
+    # descending order: the kept losses then the ones at t_lo (upper side), or the `rest` above
+    # t_hi, the ones at t_hi, then the kept losses (lower side)
+    rest = 0 if upper else side.positives - size - at_end
+    if upper and cut < size or not upper and cut >= rest + at_end:
+        j = size - 1 - (cut if upper else cut - rest - at_end)
+        kept.partition(j)
+        t = float(kept[j])
+    elif upper and cut < size + at_end or not upper and cut >= rest:
+        t = t_lo if upper else t_hi
+    else:
+        return None
+    at_t = at_end if t == (t_lo if upper else t_hi) else 0
+    above = kept > t
+    n_above = int(np.count_nonzero(above)) + rest + (at_end if not upper and t < t_hi else 0)
+    tied = int(np.count_nonzero(kept == t)) + at_t
+    if upper:
+        sum_above = float(np.sum(kept, where=above, dtype=np.float64))
+    else:
+        sum_above = side.total - float(np.sum(kept, where=~above, dtype=np.float64)) - t * at_t
     share = float(p1_share(gamma, tau, n_above, tied))
-    out[...] = 0
-    out[strictly] = tau
-    out[x == t] = share
-    return t, (tau * total_above if n_above else 0.0) + share * t * tied
+    _write_p1(pool, t, tau if n_above else 0.0, share, out)  # nothing above: tau may be inf
+    return t, (tau * sum_above if n_above else 0.0) + share * (t * tied)  # t * tied first: no subnormal product
 
 
-def select_holder(x: np.ndarray, p: float, gamma: float, tau: float, m: float, out: np.ndarray):
-    """1 < p < inf: k and t* from a sampled bracket, verified; ``None`` if the sample missed."""
-    n = x.size
+def _write_p1(pool: _Pool, t: float, tau: float, share: float, out: np.ndarray) -> None:
+    """p = 1 weights: ``tau`` above ``t`` (> 0), ``share`` at it, 0 below and outside the mask."""
+    t_work, tau_out, share_out = pool.work.type(t), out.dtype.type(tau), out.dtype.type(share)
+    for cols, lp in pool.blocks():
+        w = out[cols]
+        np.multiply(lp > t_work, tau_out, out=w)
+        w += (lp == t_work) * share_out
+
+
+def _all_capped(pool: _Pool, tau: float, out: np.ndarray):
+    """Every positive loss gets ``tau`` (at most ``m`` are positive; none when ``tau = inf``):
+    threshold 0, and the value."""
+    total, tau_out = 0.0, out.dtype.type(tau if tau < math.inf else 0.0)
+    for cols, lp in pool.blocks():
+        np.multiply(lp > 0, tau_out, out=out[cols])
+        total += float(np.sum(lp, dtype=np.float64))
+    return 0.0, tau * total if total else 0.0
+
+
+def _select_holder(pool: _Pool, p: float, gamma: float, tau: float, out: np.ndarray):
+    """1 < p < inf: k and t* from the kept side of a sampled bracket, verified; ``None`` on a miss."""
     q = conjugate(p)
-    sample = _sample(x)
-    t_est = _sample_threshold(sample, q, m * sample.size / n)
-    rank = float(np.count_nonzero(sample >= t_est)) * n / sample.size
-    t_lo, t_hi = _bracket(sample, rank, n)
-    above = int(np.count_nonzero(x >= t_hi))
-    inside = -np.sort(-x[(x >= t_lo) & (x < t_hi)])
-    below = x < t_lo
-    below_top = float(np.max(x, where=below, initial=0.0))
-    below_sum = 0.0  # sum over the losses below the bracket of (l / below_top)^q, each term <= 1
-    if below_top > 0:
-        with np.errstate(over="ignore", under="ignore"):
-            np.divide(x, x.dtype.type(below_top), out=out)
-            np.power(out, x.dtype.type(q), out=out)  # entries at or above t_lo may overflow: not summed
-        below_sum = float(np.sum(out, where=below, dtype=np.float64))
+    m = float(cap_count(p, gamma, tau))
+    sample = pool.sample()
+    t_est = _sample_threshold(sample, q, m * sample.size / max(pool.size, 1))
+    t_lo, t_hi = _bracket(sample, float(np.count_nonzero(sample >= t_est)) * pool.size / max(sample.size, 1), pool.size)
+    upper = _upper_side(sample, t_lo, t_hi)
+    side = _collect(pool, t_lo, t_hi, upper, q)
+    if side.positives <= m:
+        return _all_capped(pool, tau, out)
+    kept = side.kept
+    kept.sort()  # ascending, in place
+    solved = (_holder_upper if upper else _holder_lower)(side, kept[None, :], t_lo, t_hi, q, m)
+    if solved is None:
+        return None
+    k, ref, tail, capped_sum = solved
+    coef = float(holder_coef(gamma, p, m, k, tail))
+    buffer = None if out.dtype == pool.work else np.empty(min(BLOCK, out.size), dtype=pool.work)
+    for cols, lp in pool.blocks():
+        w = out[cols] if buffer is None else buffer[: lp.size]
+        capped_power_weights(lp, ref, coef, q, tau, out=w)
+        if buffer is not None:
+            out[cols] = w
+    # L = tau S_k + coef ref R_k, ref multiplied last: coef * ref would be subnormal for tiny losses
+    return float(holder_threshold(ref, tail, m, k, q)), (tau * capped_sum if k else 0.0) + ref * (coef * tail)
 
-    # verify the bracket with h: h(t_hi) <= m (all above capped), h(t_lo) > m (all below uncapped)
-    if above and _h(t_hi, above, inside, below_top, below_sum, q) > m:
+
+def _holder_upper(side: _Side, y: np.ndarray, t_lo: float, t_hi: float, q: float, m: float):
+    """k, ref, tail_sum and the capped losses' sum from the losses above t_lo (ascending ``y``):
+    the losses <= t_lo (t_lo is one) follow the power law unless h(t_lo) < m, a miss."""
+    size = y.shape[1]
+    below = side.power_sum - size if t_lo > 0 else 0.0  # sum over l+ <= t_lo of (l / t_lo)^q, >= 1
+    if t_lo > 0 and size + below < m:
         return None
-    if below_top > 0 and _h(t_lo, above, inside, below_top, below_sum, q) <= m:
-        return None
-    return _solve_inside(x, above, inside, below_top, below_sum, q, p, gamma, tau, m, out)
+    k = 0
+    if size:
+        log_below = math.log(below) + q * log_ratio(t_lo, float(y[0, -1])) if t_lo > 0 else -math.inf
+        k = int(capped_count(y, q, np.array([m]), BLOCK, below=np.array([log_below]))[0][0])
+    if k == size:  # every kept loss capped: t_lo is the largest uncapped loss
+        if t_lo <= 0:
+            return None
+        ref, tail = t_lo, below
+    else:
+        ref = float(y[0, size - 1 - k])
+        tail = float(tail_sum(y, np.array([k]), np.array([ref]), q, BLOCK)[0])
+        if t_lo > 0:
+            tail += below * _exp(q * float(log_ratio(t_lo, ref)))
+    return k, ref, tail, float(np.sum(y[0, size - k:], dtype=np.float64))
+
+
+def _holder_lower(side: _Side, y: np.ndarray, t_lo: float, t_hi: float, q: float, m: float):
+    """k, ref, tail_sum and the capped losses' sum from the losses below t_hi (ascending ``y``):
+    the losses >= t_hi are capped unless h(t_hi) >= m, which is a miss unless t_hi is the largest loss."""
+    size = y.shape[1]
+    at_or_above = side.positives - size
+    h_hi = at_or_above + float(tail_sum(y, np.array([0]), np.array([t_hi]), q, BLOCK)[0])
+    if h_hi >= m:
+        if side.top > t_hi:
+            return None
+        return 0, t_hi, h_hi, 0.0  # nothing capped
+    k_kept = int(capped_count(y, q, np.array([m]), BLOCK, above=at_or_above)[0][0])
+    ref = float(y[0, size - 1 - k_kept])
+    tail = float(tail_sum(y, np.array([k_kept]), np.array([ref]), q, BLOCK)[0])
+    uncapped_sum = float(np.sum(y[0, : size - k_kept], dtype=np.float64))
+    return at_or_above + k_kept, ref, tail, side.total - uncapped_sum
 
 
 def _sample_threshold(sample: np.ndarray, q: float, m_sample: float) -> float:
     """The threshold of the sample's own LMP problem with the cap count scaled to the sample."""
-    z = q * log_ratio(sample, float(sample[0]))
-    tail = np.logaddexp.accumulate(z[::-1])[::-1]
-    with np.errstate(invalid="ignore", over="ignore"):
-        h = np.arange(sample.size) + np.exp(np.where(sample > 0, tail - z, np.inf))
-    k = int(np.count_nonzero(h < m_sample))
-    if k >= sample.size or sample[k] <= 0:
+    if sample.size == 0 or sample[0] <= 0:
         return 0.0
-    return float(sample[k] * _exp((tail[k] - z[k] - math.log(max(m_sample - k, 1e-300))) / q))
-
-
-def _h(t, above, inside, below_top, below_sum, q):
-    """h(t) = #{l >= t} + sum_{l < t} (l / t)^q for t at a bracket end."""
-    count = above + int(np.count_nonzero(inside >= t))
-    part = float(np.sum((inside[inside < t] / t) ** q))
-    if below_top > 0:
-        part += below_sum * _exp(q * math.log(below_top / t)) if below_top < t else math.inf
-    return count + part
-
-
-def _solve_inside(x, above, inside, below_top, below_sum, q, p, gamma, tau, m, out):
-    """Exact k and t* with the capped losses known to be ``above`` plus a prefix of ``inside``."""
-    # candidates for the first uncapped loss: the sorted inside losses, then the largest below
-    cand = np.append(inside, below_top).astype(np.float64) if below_top > 0 else inside.astype(np.float64)
-    if cand.size == 0:
-        return None
-    log_c = q * log_ratio(cand, float(cand[0]))
-    terms = log_c.copy()  # suffix log-sums of (cand/cand[0])^q; the below part enters once, via below_sum
-    if below_top > 0:
-        terms[-1] = log_c[-1] + math.log(below_sum)
-    tail = np.logaddexp.accumulate(terms[::-1])[::-1]
-    h = above + np.arange(cand.size) + np.exp(tail - log_c)  # h at each candidate
-    k_inside = int(np.count_nonzero(h < m))
-    if k_inside >= cand.size:
-        return None  # rounding put every candidate under the cap: let the sort path decide
-    ref = float(cand[k_inside])
-    # Every loss <= ref follows the power law, every loss > ref is capped (a tie group that
-    # rounding split at the boundary goes with the power law: then t* = ref to rounding anyway).
-    # The sum of (l / ref)^q over them (>= 1) uses direct powers: the log-sums above are accurate
-    # enough to choose k, not to 1e-15 once multiplied by q ~ 1000.
-    k = above + int(np.count_nonzero(cand[: inside.size] > ref))
-    with np.errstate(under="ignore"):
-        inside_le = cand[: inside.size]
-        tail_sum = float(np.sum((inside_le[inside_le <= ref] / ref) ** q))
-        if below_top > 0:
-            tail_sum += below_sum * (below_top / ref) ** q
-    coef = float(holder_coef(gamma, p, m, k, tail_sum))
-    t = float(holder_threshold(ref, tail_sum, m, k, q))
-    capped_sum = float(np.sum(x, where=x > ref, dtype=np.float64)) if k else 0.0
-    capped_power_weights(x, ref, coef, q, tau, out=out)
-    return t, tau * capped_sum + coef * ref * tail_sum  # L = tau S_k + coef ref R_k: no pass over weights
+    z = q * log_ratio(sample, float(sample[0]))
+    with np.errstate(invalid="ignore", over="ignore"):  # beyond float range: nothing is capped
+        tail = np.logaddexp.accumulate(z[::-1])[::-1]
+        h = np.arange(sample.size) + np.exp(np.where(sample > 0, tail - z, np.inf))
+        k = int(np.count_nonzero(h < m_sample))
+        if k >= sample.size or sample[k] <= 0:
+            return 0.0
+        return float(sample[k] * _exp((tail[k] - z[k] - math.log(max(m_sample - k, 1e-300))) / q))

@@ -52,15 +52,17 @@ def chunk_columns(rows: int, n: int) -> int:
     return min(n, max(BLOCK_LOSSES // rows, PAIRWISE_BLOCK))
 
 
-def sort_pools(flat: np.ndarray, mask: np.ndarray | None, p: float, gamma: np.ndarray, tau: np.ndarray):
-    """The sort path (finite p), chunk by chunk of pools: weights (``flat``'s dtype), values, thresholds.
+def sort_pools(flat: np.ndarray, mask: np.ndarray | None, p: float, gamma: np.ndarray, tau: np.ndarray,
+               out: np.ndarray | None = None):
+    """The sort path (finite p), chunk by chunk of pools: weights (``flat``'s dtype, into ``out`` if
+    given), values, thresholds.
 
     Per chunk: a sorted copy of the positive losses in ``flat``'s dtype, passes over it block by
     block of columns (``chunk_columns``) that find the threshold, then one pass over ``flat`` that
     writes the weights. Every float64 temporary has the size of one block (see the module docstring).
     """
     pools, n = flat.shape
-    weights = np.empty((pools, n), dtype=flat.dtype)
+    weights = np.empty((pools, n), dtype=flat.dtype) if out is None else out
     value, threshold = np.empty(pools), np.empty(pools)
     rows = chunk_rows(pools, n)
     width = chunk_columns(rows, n)
@@ -145,14 +147,14 @@ def _holder_weights(y: np.ndarray, gamma, tau, width: int, p: float):
     pools, n = y.shape
     q = conjugate(p)
     m = cap_count(p, gamma, tau)
-    k, positives = _capped_count(y, q, m, width)
+    k, positives = capped_count(y, q, m, width)
     some_uncapped = k < positives
     ref = y[np.arange(pools), n - 1 - np.minimum(k, n - 1)].astype(np.float64)  # largest uncapped loss
     ref = np.where(some_uncapped, ref, 1.0)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
-        tail_sum = _tail_sum(y, k, ref, q, width)  # >= 1 where some_uncapped: sum_{i>=k} (y_i / y_k)^q, descending
-        coef = holder_coef(gamma, p, m, k, tail_sum)
-    threshold = np.where(some_uncapped, holder_threshold(ref, tail_sum, m, k, q), 0.0)
+        tail = tail_sum(y, k, ref, q, width)  # >= 1 where some_uncapped: sum_{i>=k} (y_i / y_k)^q, descending
+        coef = holder_coef(gamma, p, m, k, tail)
+    threshold = np.where(some_uncapped, holder_threshold(ref, tail, m, k, q), 0.0)
 
     def weight_of(lp):
         with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
@@ -164,11 +166,14 @@ def _holder_weights(y: np.ndarray, gamma, tau, width: int, p: float):
     return weight_of, threshold
 
 
-def _capped_count(y: np.ndarray, q: float, m: np.ndarray, width: int):
+def capped_count(y: np.ndarray, q: float, m: np.ndarray, width: int, above: int = 0,
+                 below: np.ndarray | None = None):
     """Per row of ascending losses ``y``: the number k of capped losses and the number of positive ones.
 
     The loss y_j is capped iff h_j < m, where h_j = #{y_i >= y_j} + sum_{y_i < y_j} (y_i / y_j)^q
-    is the dual's h(t) at t = y_j. Strict "<": then k < m, so the budget left for the uncapped
+    is the dual's h(t) at t = y_j. The row may be the middle of a pool (the selection path): then
+    ``above`` losses above the row count in every #{y_i >= y_j}, and ``below`` (per row, or None)
+    is the log of sum (l / max y)^q over the losses below the row. Strict "<": then k < m, so the budget left for the uncapped
     losses is never rounded to 0. Ties are counted exactly (the start of each tie group), only
     the strictly smaller losses go through log-sums: for q ~ 1e15 (p within 1e-15 of 1) a log-sum
     of equal terms would lose their count to the rounding of q log(y / top). One pass from the
@@ -181,18 +186,20 @@ def _capped_count(y: np.ndarray, q: float, m: np.ndarray, width: int):
     k, positives = np.zeros(pools, dtype=np.int64), np.zeros(pools, dtype=np.int64)
     # the log-sum over the losses before the block, the start of the tie group that the previous
     # block ended in, the log-sum over the losses below that group, the previous block's last loss
-    carry = np.full((pools, 1), -np.inf), np.zeros(pools, dtype=np.int64), np.full(pools, -np.inf), None
+    log_sum = np.full((pools, 1), -np.inf) if below is None else np.asarray(below, dtype=np.float64)[:, None]
+    carry = log_sum, np.zeros(pools, dtype=np.int64), np.full(pools, -np.inf), None
     with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
         for cols in _blocks(n, width):
-            capped, positive, carry = _capped_in_block(y[:, cols], cols.start, n, q, scale, m, carry)
+            capped, positive, carry = _capped_in_block(y[:, cols], cols.start, n + above, q, scale, m, carry)
             k += capped
             positives += positive
     return k, positives
 
 
 def _capped_in_block(y_block, offset: int, n: int, q: float, scale, m, carry):
-    """``_capped_count`` on the block of columns ``[offset, offset + width)``: the counts of capped
-    and of positive losses in it, and the carry for the next block."""
+    """``capped_count`` on the block of columns ``[offset, offset + width)``: the counts of capped
+    and of positive losses in it, and the carry for the next block (``n``: the row's length plus
+    the losses above it)."""
     log_sum, group_start, group_below, previous = carry
     block = y_block.astype(np.float64)
     z = log_ratio(block, scale)
@@ -230,7 +237,7 @@ def _group_starts(block: np.ndarray, previous, group_start: np.ndarray, offset: 
     return start
 
 
-def _tail_sum(y: np.ndarray, k: np.ndarray, ref: np.ndarray, q: float, width: int) -> np.ndarray:
+def tail_sum(y: np.ndarray, k: np.ndarray, ref: np.ndarray, q: float, width: int) -> np.ndarray:
     """sum over the positive losses of descending rank >= k of (y / ref)^q, block by block,
     summed in descending order (as one np.sum over the descending rows)."""
     n = y.shape[1]
@@ -238,6 +245,7 @@ def _tail_sum(y: np.ndarray, k: np.ndarray, ref: np.ndarray, q: float, width: in
     def leaf(lo, hi):  # descending ranks [lo, hi)
         block = y[:, n - hi : n - lo][:, ::-1].astype(np.float64, order="C")
         beyond = np.arange(lo, hi)[None, :] >= k[:, None]
-        return np.where(beyond & (block > 0), (block / ref[:, None]) ** q, 0.0).sum(axis=1)
+        with np.errstate(over="ignore", under="ignore"):  # ranks below k (capped) are not summed
+            return np.where(beyond & (block > 0), (block / ref[:, None]) ** q, 0.0).sum(axis=1)
 
     return _pairwise(leaf, 0, n, width)

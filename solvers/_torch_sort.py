@@ -52,7 +52,7 @@ def capped_count(y: torch.Tensor, q: float, m: torch.Tensor):
     capped iff h_j < m (strict, so that k < m and the budget left for the uncapped losses is never
     rounded to 0). Ties are counted exactly via run ends; only strictly smaller losses go through
     log-sums, which for q ~ 1e15 cannot resolve a count of equal terms. The twin of
-    ``solvers._numpy_sort._capped_count`` (which runs block by block on ascending rows).
+    ``solvers._numpy_sort.capped_count`` (which runs block by block on ascending rows).
     """
     n = y.shape[1]
     positive = y > 0

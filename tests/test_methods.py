@@ -172,7 +172,7 @@ def test_forced_select_on_tiny_pools_takes_the_vectorised_sort_path(monkeypatch)
     def per_pool(*args):
         raise AssertionError("a Python loop over 100,000 pools")
 
-    monkeypatch.setattr(_numpy_select, "_select_one", per_pool)
+    monkeypatch.setattr(_numpy_select, "_Pool", per_pool)
     x = np.random.default_rng(2).standard_normal((100_000, 3))
     gamma, tau = paper_parameters(3, 1.7, 0.5)
     for lmp in (lmp_np, lmp_torch):
