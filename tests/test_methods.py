@@ -109,6 +109,56 @@ def test_numpy_peak_extra_memory_is_at_most_4x_the_input(shape, method, p):
     assert peak <= 4 * x.nbytes
 
 
+def _hard_pool(kind: str) -> np.ndarray:
+    """One pool of 2^20 losses where the sampled bracket has the least room: all equal, a dozen tied
+    levels, float16 (computed in float32 block by block)."""
+    x = np.random.default_rng(0).exponential(size=(1, 2**20))
+    if kind == "all equal":
+        return np.full(x.shape, 0.5, dtype=np.float32)
+    if kind == "tied levels":
+        return (np.round(x * 4) / 4).astype(np.float32)
+    x[:, 1::8] = 0.0
+    return x.astype(np.float16)
+
+
+@pytest.mark.parametrize("kind", ["all equal", "tied levels", "float16"])
+@pytest.mark.parametrize("method", ["auto", "sort", "select"])
+@pytest.mark.parametrize("p", [1.0, 1.001, 1.7])
+def test_numpy_peak_extra_memory_with_ties_p_near_1_and_half_precision(kind, method, p):
+    """tracemalloc, output included: ties (where a bracket of sample values is empty), p near 1 (float32
+    computed in float64) and float16 input (computed in float32) make no pool-sized copy."""
+    import tracemalloc
+
+    x = _hard_pool(kind)
+    gamma, tau = paper_parameters(x.shape[1], p, 0.1)
+    tracemalloc.start()
+    try:
+        lmp_np.lmp_weights(x, p, gamma, tau, method=method)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak <= 4 * x.nbytes
+
+
+@pytest.mark.parametrize("p", [1.0, 1.7, 10.0])
+def test_select_value_of_subnormal_losses(p):
+    """float64 losses around 3e-310: the select path's value is as exact as the sort path's (a product of
+    a weight coefficient and a subnormal loss lost 8 digits). All equal: L is the loss itself (the
+    uniform weighting is optimal under the paper's parameters)."""
+    n = 2**15
+    rng = np.random.default_rng(7)
+    gamma, tau = paper_parameters(n, p, 0.1)
+    equal = np.full(n, 3e-310)
+    for method in ("select", "auto"):
+        assert abs(lmp_np.lmp_value(equal, p, gamma, tau, method=method) - 3e-310) <= 1e-12 * 3e-310
+    spread = 3e-310 * rng.uniform(0.5, 1.5, n)
+    exact = lmp_np.lmp_value(spread, p, gamma, tau, method="sort")
+    scaled = lmp_np.lmp_value(spread * 1e300, p, gamma, tau, method="select") * 1e-300  # normal floats
+    for method in ("select", "auto"):
+        got = lmp_np.lmp_value(spread, p, gamma, tau, method=method)
+        assert abs(got - exact) <= 1e-12 * exact and abs(got - scaled) <= 1e-12 * exact
+
+
 _TORCH_MEMORY_CHILD = """
 import gc, json, math, sys
 import numpy as np, torch
