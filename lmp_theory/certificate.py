@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from solvers.problem import (
+    beyond_float64,
     cap_count,
     check_losses,
     check_mask_shape,
@@ -195,6 +196,13 @@ def certify(losses, weights, p, gamma, tau) -> Certificate:
         ``value`` $=\langle w, l\rangle$, ``upper_bound`` $=\min_t g(t)$, ``gap``,
         ``relative_gap``, ``violation`` and ``threshold``. ``w`` is proven optimal to ``rtol``
         when ``violation <= rtol`` and ``relative_gap <= rtol``.
+
+    Raises
+    ------
+    ValueError
+        For bad arguments, and when ``<w, l>`` or ``L`` is beyond float64's range (scale the
+        losses down: the certificate of ``c l`` is that of ``l`` with ``value``, ``upper_bound`` and
+        ``gap`` times ``c``).
     """
     l, p, gamma, tau = check_single_pool(losses, p, gamma, tau)
     w, _ = check_losses(weights, name="weights", masked_arrays=False)
@@ -204,6 +212,9 @@ def certify(losses, weights, p, gamma, tau) -> Certificate:
     scale = float(np.max(np.abs(l))) if l.size else 0.0
     value = scale * float(np.sum(w * (l / scale))) if scale > 0 else 0.0
     upper, threshold = dual_minimum(l, p, gamma, tau)
+    for name, number in (("the value <w, l>", value), ("the upper bound min_t g(t)", upper)):
+        if not math.isfinite(number):
+            raise beyond_float64(name)
     gap = upper - value
     denom = max(abs(upper), abs(value))
     relative_gap = gap / denom if denom > 0 else 0.0

@@ -31,8 +31,15 @@ def pinf_pools(flat: np.ndarray, mask, gamma, tau):
         positive &= mask
     cap = np.minimum(gamma, tau)
     weights = np.where(positive, cap.astype(flat.dtype)[:, None], flat.dtype.type(0))
-    value = cap * np.sum(flat, axis=1, where=positive, dtype=np.float64)
-    return weights, value, np.where(gamma >= tau, 0.0, np.inf)
+    with np.errstate(over="ignore"):
+        total = np.sum(flat, axis=1, where=positive, dtype=np.float64)
+    beyond = np.isinf(total)
+    if beyond.any():  # sums beyond float64's range (L need not be): again, divided by the pool's largest loss
+        rows, keep = flat[beyond].astype(np.float64), positive[beyond]
+        top = np.max(rows, axis=1, where=keep, initial=0.0)
+        total[beyond] = np.sum(rows / top[:, None], axis=1, where=keep)
+        cap[beyond] *= top  # value = (cap * top) * (sum / top): no step overflows unless L does
+    return weights, cap * total, np.where(gamma >= tau, 0.0, np.inf)
 
 
 def p1_cap_count(gamma, tau):

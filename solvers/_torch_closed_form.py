@@ -94,6 +94,20 @@ def holder_threshold(ref: torch.Tensor, tail_sum: torch.Tensor, m: torch.Tensor,
     return ref * torch.exp((torch.log(tail_sum) - torch.log(m - k)) / q)
 
 
+def pool_values(weights: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:
+    """$\\langle w, l \\rangle$ of every pool in float64, the losses divided by their pool's largest first.
+
+    A product ``w_i l_i`` in the work dtype underflows for tiny losses (float32 losses of 1e-36
+    times weights of 1e-6 are subnormal; 1e-45 times 1/16 is 0). ``l / max(l)`` is in ``[0, 1]``
+    and the weights are largest where the losses are, so the leading terms keep full precision and
+    a term that underflows is below ``tiny`` times the sum. Pools without a positive loss have value 0.
+    """
+    top = losses.max(dim=1, keepdim=True).values
+    top = torch.where(top > 0, top, torch.ones_like(top))
+    scaled = (losses / top).mul_(weights)  # one temporary, as the plain product
+    return top[:, 0].to(torch.float64) * scaled.sum(dim=1).to(torch.float64)  # (a float64 sum would copy on CPU)
+
+
 def pinf_weights(x: torch.Tensor, gamma: torch.Tensor, tau: torch.Tensor):
     """p = inf: min(gamma, tau) on every positive entry of ``x`` (no clamped copy needed)."""
     cap = torch.minimum(gamma, tau).to(x.dtype)[:, None]

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from ._torch_closed_form import pinf_weights, work_dtype
+from ._torch_closed_form import pinf_weights, pool_values, work_dtype
 from ._torch_select import select_holder_device, select_p1
 from .parameters import gamma_tau
 from .problem import check_p, not_finite, p_is_inf
@@ -138,7 +138,7 @@ def solve_global(pooled: torch.Tensor, valid: torch.Tensor, p: float, ratio: flo
         weights, _ = pinf_weights(lp, gamma, tau)
     else:
         weights, _ = select_holder_device(lp, p, gamma, tau, across)
-    value = across.sum((weights * lp).sum(dim=1, dtype=torch.float64))
+    value = across.sum(pool_values(weights, lp))
     return weights[:, :n], value
 
 

@@ -14,7 +14,7 @@ import torch
 from ._numpy_select import select_pools
 from ._numpy_sort import sort_pools
 from ._policy import AUTO_SELECT_MIN_N, CUDA_CHUNK_MIN, SORT_CHUNK_MIN, chunk_rows
-from ._torch_closed_form import pinf_weights
+from ._torch_closed_form import pinf_weights, pool_values
 from ._torch_select import select_holder_device, select_p1
 from ._torch_sort import solve_sorted
 from .problem import p_is_inf
@@ -80,6 +80,5 @@ def _on_positive_part(solve_rows):
 def _solve_chunk(solve_rows, pooled, gamma, tau):
     """Weights, values and thresholds of a chunk of pools with one of the paths (``solve_rows``)."""
     weights, threshold = solve_rows(pooled, gamma=gamma, tau=tau)
-    # Weights are 0 on non-positive losses, so <w, pooled> = <w, l+>. No rescaling needed: every
-    # term is >= 0 and at most the value, so a term overflows only when the value itself does.
-    return weights, (weights * pooled).sum(dim=1).to(torch.float64), threshold
+    # Weights are 0 on non-positive losses, so <w, pooled> = <w, l+>.
+    return weights, pool_values(weights, pooled), threshold

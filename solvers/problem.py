@@ -50,6 +50,7 @@ __all__ = [
     "not_finite",
     "not_a_tensor",
     "not_real",
+    "beyond_float64",
     "SMALLEST_PARAMETER",
     "conjugate",
     "p_is_inf",
@@ -116,6 +117,12 @@ def not_a_tensor(name: str, value) -> TypeError:
 def not_real(name: str, dtype, what: str = "array") -> TypeError:
     """The error for a complex, boolean or object dtype where real numbers are expected."""
     return TypeError(f"{name} must be a real {what}, got dtype {dtype}")
+
+
+def beyond_float64(quantity: str) -> ValueError:
+    """The error for a result too large for a float64 (rather than returning inf, or NaN after inf - inf)."""
+    return ValueError(f"{quantity} is beyond float64's range (about 1.8e308): scale the losses down by a power of 2 "
+                      f"(L(c l) = c L(l) for c > 0, and the gap scales alike)")
 
 
 def not_broadcastable(name: str, batch_shape: tuple, shape: tuple) -> ValueError:
