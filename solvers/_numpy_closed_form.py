@@ -26,16 +26,24 @@ def pinf_pools(flat: np.ndarray, mask, gamma, tau):
     """p = inf: ``min(gamma, tau)`` on every positive loss in the pool (``mask``), for ``(pools, n)``
     losses: weights in their dtype, values, and thresholds (0 where every positive loss is capped,
     ``tau <= gamma``; inf otherwise)."""
-    positive = flat > 0
-    if mask is not None:
-        positive &= mask
     cap = np.minimum(gamma, tau)
-    weights = np.where(positive, cap.astype(flat.dtype)[:, None], flat.dtype.type(0))
+    weights = np.empty_like(flat)
     with np.errstate(over="ignore"):
-        total = np.sum(flat, axis=1, where=positive, dtype=np.float64)
+        if mask is None and flat.size and flat.min() > 0:  # every loss positive: no mask, no masked sum
+            weights[...] = cap.astype(flat.dtype)[:, None]
+            positive = None
+            # float32 pairwise sums of positive terms are within 1e-6 relative; wider input keeps its dtype
+            total = np.sum(flat, axis=1, dtype=np.promote_types(flat.dtype, np.float32)).astype(np.float64)
+        else:
+            positive = flat > 0
+            if mask is not None:
+                positive &= mask
+            np.multiply(positive, cap.astype(flat.dtype)[:, None], out=weights)
+            total = np.sum(flat, axis=1, where=positive, dtype=np.float64)
     beyond = np.isinf(total)
     if beyond.any():  # sums beyond float64's range (L need not be): again, divided by the pool's largest loss
-        rows, keep = flat[beyond].astype(np.float64), positive[beyond]
+        rows = flat[beyond].astype(np.float64)
+        keep = rows > 0 if positive is None else positive[beyond]
         top = np.max(rows, axis=1, where=keep, initial=0.0)
         total[beyond] = np.sum(rows / top[:, None], axis=1, where=keep)
         cap[beyond] *= top  # value = (cap * top) * (sum / top): no step overflows unless L does
