@@ -5,11 +5,12 @@
 
 Every timing is a median over repeats, and each repeat runs all contenders of one configuration
 back to back (interleaved), so a noisy, shared machine slows them alike; the report quotes
-ratios measured in the same run, never absolute targets. Floors: ``np.sum``, ``np.partition``,
-``np.sort``, ``torch.sort``, ``torch.topk(sorted=False)``. Peak extra memory (output included) is
-measured per shape and method, as a multiple of the input's size: NumPy with ``tracemalloc``, Torch CPU
-as the peak resident set size in a child process (glibc told to return freed blocks, peak reset
-before each call).
+ratios measured in the same run, never absolute targets. Floors: ``np.sum`` (one pass), a power pass
+``np.power(l, 0.7)``, ``np.partition``, ``np.sort``. Alternatives a user would otherwise write: a top-k
+mean (``torch.topk``), mmseg-style OHEM (sort and threshold), a 30-step bisection, and ``cvxpy``.
+Peak extra memory (output included) is measured per case and method, as a multiple of the input's
+size: NumPy with ``tracemalloc``, Torch CPU as the peak resident set size in a child process (glibc
+told to return freed blocks, peak reset before each call).
 """
 
 from __future__ import annotations
@@ -36,8 +37,10 @@ from solvers import numpy as lmp_np
 from solvers import torch as lmp_torch
 
 ROOT = Path(__file__).resolve().parents[1]
-P_VALUES = (1.0, 1.7, math.inf)
+P_VALUES = (1.0, 1.001, 1.7, 10.0, math.inf)
 RATIO = 0.1
+TARGET_N = 2**21
+FORCED_MAX_N = 2**21  # forced method="sort"/"select" rows up to this size (beyond, "auto" only)
 
 
 def _time(fn) -> float:
@@ -65,64 +68,119 @@ def _data(n: int, dtype, pools: int = 1):
     return x[0] if pools == 1 else x
 
 
+def _floors(x) -> dict:
+    """One pass over the losses (np.sum), a power pass (the cheapest pass a p > 1 solver needs),
+    selection and sorting, along the last axis."""
+    half = x.shape[-1] // 2
+    return {"np.sum": lambda: np.sum(x, axis=-1), "np.power": lambda: np.power(x, x.dtype.type(0.7)),
+            "np.partition": lambda: np.partition(x, half, axis=-1), "np.sort": lambda: np.sort(x, axis=-1)}
+
+
+def _solvers(x, p, gamma, tau, forced: bool) -> dict:
+    tx = torch.from_numpy(x)
+    out = {"numpy auto": lambda: lmp_np.lmp_weights(x, p, gamma, tau),
+           "torch auto": lambda: lmp_torch.lmp_weights(tx, p, gamma, tau, check_finite=False)}
+    for method in ("sort", "select") if forced else ():
+        out[f"numpy {method}"] = lambda m=method: lmp_np.lmp_weights(x, p, gamma, tau, method=m)
+        out[f"torch {method}"] = lambda m=method: lmp_torch.lmp_weights(tx, p, gamma, tau, method=m, check_finite=False)
+    return out
+
+
 def cpu_suite(sizes, repeats) -> list[dict]:
-    """One row per (n, dtype, p, contender): median ms and ratios to the floors of the same run."""
-    torch.set_num_threads(torch.get_num_threads())
+    """One row per (n, dtype, p, contender): median ms, and the ratio to np.sort, of one pool."""
     rows = []
     for n in sizes:
-        for dtype in (np.float32, np.float64):
+        for dtype in (np.float32, np.float64) if n == TARGET_N else (np.float32,):
             x = _data(n, dtype)
-            tx = torch.from_numpy(x)
             for p in P_VALUES:
                 gamma, tau = paper_parameters(n, p, RATIO)
-                contenders = {
-                    "np.sum": lambda: np.sum(x),
-                    "np.partition": lambda: np.partition(x, n // 2),
-                    "np.sort": lambda: np.sort(x),
-                    "torch.sort": lambda: torch.sort(tx),
-                    "torch.topk": lambda: torch.topk(tx, max(1, int(RATIO * n)), sorted=False),
-                }
-                for method in ("sort", "select"):
-                    contenders[f"numpy {method}"] = (lambda m=method: lmp_np.lmp_weights(x, p, gamma, tau, method=m))
-                    contenders[f"torch {method}"] = (
-                        lambda m=method: lmp_torch.lmp_weights(tx, p, gamma, tau, method=m, check_finite=False))
-                reps = repeats if n <= 2**21 else max(3, repeats // 2)
-                medians = interleaved(contenders, reps)
-                for name, sec in medians.items():
-                    rows.append(dict(n=n, dtype=np.dtype(dtype).name, p=p, contender=name, ms=1e3 * sec,
-                                     over_np_sort=sec / medians["np.sort"], over_torch_sort=sec / medians["torch.sort"]))
+                contenders = {**_floors(x), **_solvers(x, p, gamma, tau, n <= FORCED_MAX_N)}
+                medians = interleaved(contenders, repeats if n <= TARGET_N else max(3, repeats // 2))
+                rows += [dict(n=n, dtype=np.dtype(dtype).name, p=p, contender=name, ms=1e3 * sec,
+                              over_np_sort=sec / medians["np.sort"]) for name, sec in medians.items()]
     return rows
 
 
 def batched_suite(n: int, pools: int, repeats: int) -> list[dict]:
-    """8 pools of n against one pool, per solver (the target: batched <= 9 x one pool)."""
+    """``pools`` pools of ``n`` (float32) against the floors along the same axis."""
+    x = _data(n, np.float32, pools)
     rows = []
-    x8 = _data(n, np.float32, pools)
-    x1 = x8[0].copy()
     for p in P_VALUES:
         gamma, tau = paper_parameters(n, p, RATIO)
-        contenders = {}
-        for lib, mod, wrap in (("numpy", lmp_np, lambda a: a), ("torch", lmp_torch, torch.from_numpy)):
-            a1, a8 = wrap(x1), wrap(x8)
-            extra = {} if lib == "numpy" else {"check_finite": False}
-            contenders[f"{lib} 1 pool"] = (lambda a=a1, m=mod, e=extra: m.lmp_weights(a, p, gamma, tau, **e))
-            contenders[f"{lib} {pools} pools"] = (lambda a=a8, m=mod, e=extra: m.lmp_weights(a, p, gamma, tau, **e))
-        med = interleaved(contenders, repeats)
-        for lib in ("numpy", "torch"):
-            rows.append(dict(p=p, lib=lib, one_ms=1e3 * med[f"{lib} 1 pool"], batch_ms=1e3 * med[f"{lib} {pools} pools"],
-                             ratio=med[f"{lib} {pools} pools"] / med[f"{lib} 1 pool"]))
+        medians = interleaved({**_floors(x), **_solvers(x, p, gamma, tau, True)}, repeats)
+        rows += [dict(pools=pools, n=n, p=p, contender=name, ms=1e3 * sec) for name, sec in medians.items()]
     return rows
 
 
+def alternatives_suite(n: int, repeats: int) -> list[dict]:
+    """What a user would otherwise write, on one float32 pool of ``n`` (ratio 0.1), against our p = 1 and p = 1.7."""
+    x = _data(n, np.float32)
+    tx = torch.from_numpy(x)
+    k = max(1, int(RATIO * n))
+
+    def ohem():  # mmseg-style OHEM: sort, threshold at the k-th largest, mean of the losses above it
+        threshold = np.sort(x)[n - k]
+        return np.mean(x, where=x >= threshold)
+
+    def bisection(p=1.7, steps=30):  # t with sum min(1, (l / t)^q) = m by bisection, then the weights
+        q, m = p / (p - 1), RATIO * n
+        lo, hi = 0.0, float(x.max())
+        for _ in range(steps):
+            t = 0.5 * (lo + hi)
+            h = np.sum(np.minimum(np.power(x / np.float32(t), np.float32(q)), 1.0), dtype=np.float64)
+            lo, hi = (t, hi) if h > m else (lo, t)
+        return np.minimum(np.power(x / np.float32(hi), np.float32(q - 1)), 1.0)
+
+    g1, t1 = paper_parameters(n, 1.0, RATIO)
+    g17, t17 = paper_parameters(n, 1.7, RATIO)
+    contenders = {"top-k mean (torch.topk)": lambda: torch.topk(tx, k, sorted=False).values.mean(),
+                  "OHEM (np.sort + threshold)": ohem, "30-step bisection, p = 1.7": bisection,
+                  "lmp_weights p = 1 (NumPy)": lambda: lmp_np.lmp_weights(x, 1.0, g1, t1),
+                  "lmp_weights p = 1.7 (NumPy)": lambda: lmp_np.lmp_weights(x, 1.7, g17, t17)}
+    return [dict(contender=name, ms=1e3 * sec) for name, sec in interleaved(contenders, repeats).items()]
+
+
+def layer_suite(shape, repeats: int) -> list[dict]:
+    """LossMaxPooling(p=1.7, ratio=0.3) against nn.CrossEntropyLoss, forward and backward, on CPU."""
+    import torch.nn.functional as F
+
+    batch, classes, height, width = shape
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(batch, classes, height, width, generator=gen, requires_grad=True)
+    target = torch.randint(0, classes, (batch, height, width), generator=gen)
+    layer = lmp_torch.LossMaxPooling(p=1.7, ratio=0.3, check_finite=False)
+
+    def step(fn):
+        logits.grad = None
+        fn().backward()
+
+    med = interleaved({"ce": lambda: step(lambda: F.cross_entropy(logits, target)),
+                       "lmp": lambda: step(lambda: layer(logits, target))}, repeats)
+    return [dict(shape="x".join(map(str, shape)), ce_ms=1e3 * med["ce"], lmp_ms=1e3 * med["lmp"],
+                 ratio=med["lmp"] / med["ce"])]
+
+
 def _memory_cases(total: int):
-    """(shape name, float32 losses, p, gamma, tau, method) for ``total`` losses in four shapes."""
+    """(case name, losses, p, gamma, tau, method): ``total`` float32 losses with zeros and negative ones in
+    four shapes, then one pool of ``total / 4`` where the bracket has the least room (all equal, a dozen
+    tied levels), p near 1 (float32 computed in float64) and float16 (computed in float32)."""
     shapes = {"many pools": (total // 16383, 16383), "large pools": (16, total // 16), "one pool": (1, total),
               "tiny pools": (total // 4, 4)}
     for name, (pools, n) in shapes.items():
         x = np.random.default_rng(n).exponential(size=(pools, n)).astype(np.float32)
         x[:, 1::8] = 0.0  # zero and negative losses: the select path must not copy whole pools for them
         x[:, 2::8] *= -1.0
-        for p in P_VALUES:
+        for p in (1.0, 1.7, math.inf):
+            gamma, tau = paper_parameters(n, p, RATIO)
+            for method in ("auto", "sort", "select"):
+                yield name, x, p, gamma, tau, method
+    n = total // 4
+    base = np.random.default_rng(0).exponential(size=(1, n))
+    hard = {"one pool, all equal": np.full((1, n), 0.5, dtype=np.float32),
+            "one pool, tied levels": (np.round(base * 4) / 4).astype(np.float32),
+            "one pool, random": base.astype(np.float32), "one pool, float16": base.astype(np.float16)}
+    for name, x in hard.items():
+        for p in (1.0, 1.001, 1.1, 1.7):
             gamma, tau = paper_parameters(n, p, RATIO)
             for method in ("auto", "sort", "select"):
                 yield name, x, p, gamma, tau, method
@@ -150,8 +208,8 @@ def torch_memory_rows(total: int) -> list[dict]:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # resets the peak RSS (Linux)
         w = lmp_torch.lmp_weights(t, p, gamma, tau, method=method)
-        rows.append(dict(lib="torch", shape=name, pools=x.shape[0], n=x.shape[1], p=p, method=method,
-                         ratio=(_peak_rss() - before) / x.nbytes))
+        rows.append(dict(lib="torch", shape=name, dtype=x.dtype.name, pools=x.shape[0], n=x.shape[1], p=p,
+                         method=method, ratio=(_peak_rss() - before) / x.nbytes))
         del w
     return rows
 
@@ -165,8 +223,8 @@ def memory_suite(total: int) -> list[dict]:
         lmp_np.lmp_weights(x, p, gamma, tau, method=method)
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
-        rows.append(dict(lib="numpy", shape=name, pools=x.shape[0], n=x.shape[1], p=p, method=method,
-                         ratio=peak / x.nbytes))
+        rows.append(dict(lib="numpy", shape=name, dtype=x.dtype.name, pools=x.shape[0], n=x.shape[1], p=p,
+                         method=method, ratio=peak / x.nbytes))
     if not Path("/proc/self/clear_refs").exists():
         return rows
     # glibc keeps freed heap for reuse, which hides later peaks: allocations above 64 kB are mapped
@@ -186,7 +244,7 @@ def cvxpy_suite(sizes) -> list[dict]:
     solve(_data(10, np.float64), 1.7, *paper_parameters(10, 1.7, RATIO))  # warm-up: cvxpy's first call compiles
     for n in sizes:
         x = _data(n, np.float64)
-        for p in P_VALUES:
+        for p in (1.0, 1.7, math.inf):
             gamma, tau = paper_parameters(n, p, RATIO)
             sec = _time(lambda: solve(x, p, gamma, tau))
             fast = statistics.median(_time(lambda: lmp_np.lmp_weights(x, p, gamma, tau)) for _ in range(5))
@@ -204,7 +262,7 @@ def gpu_suite(repeats: int) -> list[dict]:
     sync = torch.cuda.synchronize
     x = torch.from_numpy(_data(2**21, np.float32, 8)).to(dev)
     rows = []
-    for p in P_VALUES:
+    for p in (1.0, 1.7, math.inf):
         gamma, tau = paper_parameters(2**21, p, RATIO)
         contenders = {"torch.sort": lambda: (torch.sort(x, dim=1), sync())}
         for method in ("sort", "select"):
@@ -263,12 +321,14 @@ if __name__ == "__main__":
     if args.torch_memory:
         print(json.dumps(torch_memory_rows(args.torch_memory)))
         sys.exit(0)
-    sizes = [2**10, 2**14] if args.quick else [2**10, 2**16, 2**21, 2**24]
+    sizes = [2**10, 2**14] if args.quick else [2**10, 2**14, 2**17, 2**21, 2**24]
     repeats = 3 if args.quick else 7
     results = {
         "machine": machine(),
         "cpu": cpu_suite(sizes, repeats),
-        "batched": batched_suite(2**14 if args.quick else 2**21, 8, repeats),
+        "batched": batched_suite(2**12 if args.quick else 2**17, 16, repeats),
+        "alternatives": alternatives_suite(2**14 if args.quick else TARGET_N, repeats),
+        "layer": layer_suite((1, 19, 32, 64) if args.quick else (2, 19, 512, 1024), 3 if args.quick else 5),
         "memory": memory_suite(2**16 if args.quick else 2**24),
         "cvxpy": cvxpy_suite([100, 1000] if args.quick else [100, 1000, 10000]),
         "gpu": gpu_suite(repeats),

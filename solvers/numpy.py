@@ -21,8 +21,8 @@ $\min(\gamma, \tau)$ to every positive loss.
 
 Two paths find ``k`` and $t^*$ (``method``): sorting, vectorised over chunks of pools
 (``solvers._numpy_sort``, $O(n \log n)$, in float64), and selection from a sampled bracket, pool
-by pool (``solvers._numpy_select``, expected $O(n)$, in the input's float32 where ``p`` allows:
-``solvers._policy``). ``p`` may be as close to 1 as ``1 + 1e-15`` and as large as ``1e6``, the
+by pool (``solvers._numpy_select``, expected $O(n)$: two passes over blocks of the pool, in float32
+where ``p`` allows: ``solvers._policy``). ``p`` may be as close to 1 as ``1 + 1e-15`` and as large as ``1e6``, the
 losses may span ``1e-300`` to ``1e300``; weights come back in the input's floating dtype.
 """
 
