@@ -122,37 +122,67 @@ class _Side(NamedTuple):
     """What one pass over a pool keeps of it (``_collect``)."""
 
     kept: np.ndarray  # the positive losses above t_lo (upper side) or below t_hi, unsorted, input dtype
+    index: np.ndarray | None  # their positions in the pool (for 1 < p < inf)
     positives: int  # positive losses in the pool
-    at_end: int  # losses equal to the bracket end on the kept side (t_lo or t_hi), 0 for t_lo = 0
+    at_end: int  # p = 1: losses equal to the bracket end on the kept side (t_lo or t_hi), 0 for t_lo = 0
     power_sum: float  # upper side, finite q: sum of (min(l+, t_lo) / t_lo)^q (each kept loss adds 1)
     top: float  # lower side: the largest loss
     total: float  # lower side: the sum of l+ (float64)
 
 
-def _collect(pool: _Pool, t_lo: float, t_hi: float, upper: bool, q: float | None = None) -> _Side:
-    """One pass over the pool, block by block: the kept side of the bracket and the statistics of the rest."""
-    kept, positives, at_end, power_sum, top, total = [], 0, 0, 0.0, 0.0, 0.0
+def _collect(pool: _Pool, t_lo: float, t_hi: float, upper: bool, q: float | None = None,
+             powers: np.ndarray | None = None) -> _Side:
+    """One pass over the pool, block by block: the kept side of the bracket and the statistics of the rest.
+
+    With ``powers`` (the weights' row, in the work dtype; upper side, finite ``q``), it also receives
+    $(\min(l^+, t_{lo}) / t_{lo})^{q-1}$, which the weights of the losses below ``t_lo`` are a multiple
+    of: then the power sum is its product with the ratio, and no second power pass is needed.
+    """
+    kept, index, positives, at_end, power_sum, top, total = [], [], 0, 0, 0.0, 0.0, 0.0
     lo, hi = pool.work.type(t_lo), pool.work.type(t_hi)
     end = lo if upper else hi
+    index_dtype = np.int32 if pool.row.size < 2**31 else np.int64
     with np.errstate(under="ignore"):
         for cols, lp in pool.blocks():
             positives += np.count_nonzero(lp)
-            if end > 0:
+            if q is None and end > 0:
                 at_end += np.count_nonzero(lp == end)
             if upper:
                 keep = lp > lo
                 if q is not None and t_lo > 0:
                     ratio = np.minimum(lp, lo)
                     np.divide(ratio, lo, out=ratio)
-                    power(ratio, q, out=ratio)
+                    if powers is None:
+                        power(ratio, q, out=ratio)
+                    else:
+                        u = powers[cols]
+                        _ratio_power(ratio, lp, t_lo, q - 1.0, out=u)
+                        np.multiply(ratio, u, out=ratio)
                     power_sum += float(np.sum(ratio, dtype=np.float64))
             else:
                 keep = lp < hi
                 keep &= lp > 0
                 top = max(top, float(lp.max()))
                 total += float(np.sum(lp, dtype=np.float64))
-            kept.append(np.compress(keep, pool.row[cols]))
-    return _Side(np.concatenate(kept), positives, at_end, power_sum, top, total)
+            if q is None:
+                kept.append(np.compress(keep, pool.row[cols]))
+            else:
+                at = np.flatnonzero(keep)
+                kept.append(pool.row[cols][at])
+                index.append((at + cols.start).astype(index_dtype))
+    return _Side(np.concatenate(kept), None if q is None else np.concatenate(index), positives, at_end, power_sum,
+                 top, total)
+
+
+def _ratio_power(ratio: np.ndarray, lp: np.ndarray, scale: float, exponent: float, out: np.ndarray) -> None:
+    """``out = ratio ** exponent`` for ``ratio = min(lp, scale) / scale``; ratios that underflow (tiny
+    positive losses) through logs, as in ``capped_power_weights``."""
+    tiny = None
+    if ratio.min() < np.finfo(ratio.dtype).tiny:  # zeros, or ratios that underflow
+        tiny = (ratio < np.finfo(ratio.dtype).tiny) & (lp > 0)
+    power(ratio, exponent, out=out)
+    if tiny is not None and tiny.any():
+        out[tiny] = np.exp(exponent * log_ratio(lp[tiny], scale)).astype(out.dtype)
 
 
 def _select_p1(pool: _Pool, p: float, gamma: float, tau: float, out: np.ndarray):
@@ -218,7 +248,8 @@ def _select_holder(pool: _Pool, p: float, gamma: float, tau: float, out: np.ndar
     t_est = _sample_threshold(sample, q, m * sample.size / max(pool.size, 1))
     t_lo, t_hi = _bracket(sample, float(np.count_nonzero(sample >= t_est)) * pool.size / max(sample.size, 1), pool.size)
     upper = _upper_side(sample, t_lo, t_hi)
-    side = _collect(pool, t_lo, t_hi, upper, q)
+    fused = upper and t_lo > 0 and out.dtype == pool.work  # the weights below t_lo from pass one's powers
+    side = _collect(pool, t_lo, t_hi, upper, q, powers=out if fused else None)
     if side.positives <= m:
         return _all_capped(pool, tau, out)
     kept = side.kept
@@ -228,34 +259,58 @@ def _select_holder(pool: _Pool, p: float, gamma: float, tau: float, out: np.ndar
         return None
     k, ref, tail, capped_sum = solved
     coef = float(holder_coef(gamma, p, m, k, tail))
+    if fused:  # below t_lo: coef (l / ref)^(q-1) = coef (t_lo / ref)^(q-1) (l / t_lo)^(q-1)
+        np.multiply(out, out.dtype.type(coef * _exp((q - 1.0) * float(log_ratio(t_lo, ref)))), out=out)
+    elif upper:
+        _write_power_weights(pool, ref, coef, q, tau, out)
+    else:  # every loss outside the kept ones is capped
+        _all_capped(pool, tau, out)
+    if side.index.size:  # the kept losses: their own weights
+        kept_weights = capped_power_weights(pool.row[side.index].astype(pool.work), ref, coef, q, tau)
+        out[side.index] = kept_weights
+    # L = tau S_k + coef ref R_k, ref multiplied last: coef * ref would be subnormal for tiny losses
+    return float(holder_threshold(ref, tail, m, k, q)), (tau * capped_sum if k else 0.0) + ref * (coef * tail)
+
+
+def _write_power_weights(pool: _Pool, ref: float, coef: float, q: float, tau: float, out: np.ndarray) -> None:
+    """The closed form's weights of every loss, block by block (``capped_power_weights``)."""
     buffer = None if out.dtype == pool.work else np.empty(min(BLOCK, out.size), dtype=pool.work)
     for cols, lp in pool.blocks():
         w = out[cols] if buffer is None else buffer[: lp.size]
         capped_power_weights(lp, ref, coef, q, tau, out=w)
         if buffer is not None:
             out[cols] = w
-    # L = tau S_k + coef ref R_k, ref multiplied last: coef * ref would be subnormal for tiny losses
-    return float(holder_threshold(ref, tail, m, k, q)), (tau * capped_sum if k else 0.0) + ref * (coef * tail)
 
 
 def _holder_upper(side: _Side, y: np.ndarray, t_lo: float, t_hi: float, q: float, m: float):
     """k, ref, tail_sum and the capped losses' sum from the losses above t_lo (ascending ``y``):
-    the losses <= t_lo (t_lo is one) follow the power law unless h(t_lo) < m, a miss."""
+    the losses <= t_lo (t_lo is one) follow the power law unless h(t_lo) < m, a miss. When
+    h(t_hi) < m, the losses above t_hi are capped and only counted (the log-sums of ``capped_count``
+    run over the losses inside the bracket)."""
     size = y.shape[1]
     below = side.power_sum - size if t_lo > 0 else 0.0  # sum over l+ <= t_lo of (l / t_lo)^q, >= 1
     if t_lo > 0 and size + below < m:
         return None
-    k = 0
-    if size:
-        log_below = math.log(below) + q * log_ratio(t_lo, float(y[0, -1])) if t_lo > 0 else -math.inf
-        k = int(capped_count(y, q, np.array([m]), BLOCK, below=np.array([log_below]))[0][0])
+    inside = int(np.searchsorted(y[0], t_hi, side="right")) if t_hi < math.inf else size
+    if inside < size:
+        h_hi = size - inside + float(tail_sum(y[:, :inside], np.array([0]), np.array([t_hi]), q, BLOCK)[0])
+        if t_lo > 0:
+            h_hi += below * _exp(q * float(log_ratio(t_lo, t_hi)))
+        if h_hi >= m:  # the capped set may reach above t_hi: every kept loss takes part
+            inside = size
+    k_inside = 0
+    if inside:
+        log_below = math.log(below) + q * log_ratio(t_lo, float(y[0, inside - 1])) if t_lo > 0 else -math.inf
+        k_inside = int(capped_count(y[:, :inside], q, np.array([m]), BLOCK, above=size - inside,
+                                    below=np.array([log_below]))[0][0])
+    k = size - inside + k_inside
     if k == size:  # every kept loss capped: t_lo is the largest uncapped loss
         if t_lo <= 0:
             return None
         ref, tail = t_lo, below
     else:
         ref = float(y[0, size - 1 - k])
-        tail = float(tail_sum(y, np.array([k]), np.array([ref]), q, BLOCK)[0])
+        tail = float(tail_sum(y[:, :inside], np.array([k_inside]), np.array([ref]), q, BLOCK)[0])
         if t_lo > 0:
             tail += below * _exp(q * float(log_ratio(t_lo, ref)))
     return k, ref, tail, float(np.sum(y[0, size - k:], dtype=np.float64))
