@@ -93,20 +93,24 @@ def test_numpy_peak_extra_memory_is_at_most_4x_the_input(shape, method, p):
 
     The sort path runs over chunks of pools and over blocks of columns within a pool, so a forced
     sort on one pool of 2^20 losses holds only its sorted copy and one block's temporaries."""
-    import tracemalloc
-
     pools, n = SHAPES[shape]
     x = np.random.default_rng(0).exponential(size=(pools, n)).astype(np.float32)
     x[:, 1::8] = 0.0
     x[:, 2::8] *= -1.0
-    gamma, tau = paper_parameters(n, p, 0.1)
+    assert _numpy_peak(x, p, method) <= 4 * x.nbytes
+
+
+def _numpy_peak(x: np.ndarray, p: float, method: str) -> int:
+    """Peak bytes that tracemalloc sees during one lmp_weights call (paper's parameters, ratio 0.1)."""
+    import tracemalloc
+
+    gamma, tau = paper_parameters(x.shape[1], p, 0.1)
     tracemalloc.start()
     try:
         lmp_np.lmp_weights(x, p, gamma, tau, method=method)
-        _, peak = tracemalloc.get_traced_memory()
+        return tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert peak <= 4 * x.nbytes
 
 
 def _hard_pool(kind: str) -> np.ndarray:
@@ -127,17 +131,8 @@ def _hard_pool(kind: str) -> np.ndarray:
 def test_numpy_peak_extra_memory_with_ties_p_near_1_and_half_precision(kind, method, p):
     """tracemalloc, output included: ties (where a bracket of sample values is empty), p near 1 (float32
     computed in float64) and float16 input (computed in float32) make no pool-sized copy."""
-    import tracemalloc
-
     x = _hard_pool(kind)
-    gamma, tau = paper_parameters(x.shape[1], p, 0.1)
-    tracemalloc.start()
-    try:
-        lmp_np.lmp_weights(x, p, gamma, tau, method=method)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert peak <= 4 * x.nbytes
+    assert _numpy_peak(x, p, method) <= 4 * x.nbytes
 
 
 @pytest.mark.parametrize("p", [1.0, 1.7, 10.0])
