@@ -65,14 +65,15 @@ def test_holder_budget_coefficient_and_threshold(p):
     k[:8] = 0.0
     m_near = np.nextafter(k[8:12] + 1.0, math.inf)  # m - k within an ulp of 1
     m[8:12] = m_near
-    _same(torch_cf.holder_budget(_t(GAMMA), p, _t(m), _t(k)), np_cf.holder_budget(GAMMA, p, m, k), ulps=0)
+    # exp and log1p of two libraries: an ulp apart where NumPy dispatches to its own SIMD (AVX-512) kernels
+    _same(torch_cf.holder_budget(_t(GAMMA), p, _t(m), _t(k)), np_cf.holder_budget(GAMMA, p, m, k), ulps=1)
     ref = RNG.exponential(size=POOLS)
     tail_sum = 1.0 + RNG.exponential(size=POOLS) * 100
     _same(torch_cf.holder_coef(_t(GAMMA), p, _t(m), _t(k), _t(tail_sum)),
           np_cf.holder_coef(GAMMA, p, m, k, tail_sum), ulps=4)  # pow of two libraries
     q = problem.conjugate(p)
     _same(torch_cf.holder_threshold(_t(ref), _t(tail_sum), _t(m), _t(k), q),
-          np_cf.holder_threshold(ref, tail_sum, m, k, q), ulps=0)
+          np_cf.holder_threshold(ref, tail_sum, m, k, q), ulps=2)  # exp of a difference of logs
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -104,13 +105,14 @@ def test_weights(p, dtype):
     assert weights.dtype == torch.from_numpy(lp).dtype
     # ratios below the smallest normal go through logs: in float64 in NumPy, in the work dtype in Torch
     tiny = (lp / ref[:, None] < np.finfo(dtype).tiny) & (lp > 0)
-    # NumPy's float64 power is exp(e log r) (np_cf.power): |e log r| ulps more, e = q - 1, r = lp / ref
+    # NumPy's float64 power is exp(e log r) (np_cf.power): the rounding of log r and of the product,
+    # 2 |e log r| ulps more, e = q - 1, r = lp / ref
     with np.errstate(divide="ignore"):
-        log_error = np.abs((q - 1.0) * np.log(lp / ref[:, None])) if dtype == np.float64 else 0.0
+        log_error = 2 * np.abs((q - 1.0) * np.log(lp / ref[:, None])) if dtype == np.float64 else 0.0
     ulps = np.broadcast_to(4.0 + log_error, lp.shape)
     _same(weights[~torch.from_numpy(tiny)], expected[~tiny], ulps=np.where(np.isfinite(ulps), ulps, 4.0)[~tiny])
     np.testing.assert_allclose(weights.numpy()[tiny], expected[tiny], rtol=1e-5 if dtype == np.float32 else 1e-12)
-    _same(threshold[partial], np_cf.holder_threshold(ref, tail_sum, m, k, q)[partial], ulps=0)
+    _same(threshold[partial], np_cf.holder_threshold(ref, tail_sum, m, k, q)[partial], ulps=2)  # exp, log: see above
 
 
 @pytest.mark.parametrize("p", [1.0, 1.0 + 1e-3, 1.124, 1.125, 1.7, math.inf])
