@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from ._torch_closed_form import pinf_weights, pool_values, work_dtype
+from ._torch_closed_form import pinf_weights, pool_values, power, work_dtype
 from ._torch_select import select_holder_device, select_p1
 from .parameters import gamma_tau
 from .problem import check_p, not_finite, p_is_inf
@@ -130,7 +130,7 @@ def solve_global(pooled: torch.Tensor, valid: torch.Tensor, p: float, ratio: flo
     total = across.sum(local)
     if check_finite:
         _check(total, across.size)
-    gamma, tau = gamma_tau(torch.where(total[:1] > 0, total[:1], 1.0), p, ratio)  # an empty pool's L is 0
+    gamma, tau = gamma_tau(torch.where(total[:1] > 0, total[:1], 1.0), p, ratio, power)  # an empty pool's L is 0
     lp = pooled.clamp(min=0)
     if p == 1.0:
         weights, _ = select_p1(lp, gamma, tau, across)

@@ -36,6 +36,7 @@ from torch import nn  # noqa: E402
 
 from ._policy import check_method
 from ._torch_active_set import differentiable_backward
+from ._torch_closed_form import power
 from ._torch_distributed import Traffic, global_pool_traffic, global_value, spans_processes
 from ._torch_inputs import check_dense, prepare
 from ._torch_paths import solve
@@ -111,7 +112,7 @@ def _qnorm(v: torch.Tensor, p: float) -> torch.Tensor:
     q = conjugate(p)
     top = v.max(dim=1, keepdim=True).values
     scale = torch.where(top > 0, top, torch.ones_like(top))
-    return scale[:, 0].to(torch.float64) * ((v / scale) ** q).sum(dim=1, dtype=torch.float64) ** (1.0 / q)
+    return scale[:, 0].to(torch.float64) * power(power(v / scale, q).sum(dim=1, dtype=torch.float64), 1.0 / q)
 
 
 def _reduce_to(grad, batch_shape, shape, dtype):
@@ -247,7 +248,7 @@ def lmp_pool(pixel_losses: torch.Tensor, p: float = 1.7, ratio: float = 0.3, *, 
     if pool == "global" and spans_processes(group):  # gamma and tau come from the global size
         _, pooled, _, _, _, out_dtype = prepare(flat, p, 1.0, 1.0, flat_mask, False)
         return global_value(flat, pooled, size.sum(), p, ratio, group, check_finite, out_dtype)
-    gamma, tau = gamma_tau(torch.where(size > 0, size, 1.0), p, ratio)  # an empty pool's value is 0 anyway
+    gamma, tau = gamma_tau(torch.where(size > 0, size, 1.0), p, ratio, power)  # an empty pool's value is 0 anyway
     values = lmp_value(flat, p, gamma, tau, mask=flat_mask, check_finite=check_finite, method=method)
     if pool != "image":
         return values.sum()  # the one pool's value (0 for an empty batch)
