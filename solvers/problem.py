@@ -51,6 +51,7 @@ __all__ = [
     "not_a_tensor",
     "not_real",
     "beyond_float64",
+    "not_sizes",
     "SMALLEST_PARAMETER",
     "conjugate",
     "p_is_inf",
@@ -117,6 +118,11 @@ def not_a_tensor(name: str, value) -> TypeError:
 def not_real(name: str, dtype, what: str = "array") -> TypeError:
     """The error for a complex, boolean or object dtype where real numbers are expected."""
     return TypeError(f"{name} must be a real {what}, got dtype {dtype}")
+
+
+def not_sizes(name: str, what: str, values) -> ValueError:
+    """The error for per-pixel sizes or class weights that are not finite and ``>= 0``."""
+    return ValueError(f"{name} must hold finite {what} >= 0 (the range [0, inf)), got {values}")
 
 
 def beyond_float64(quantity: str) -> ValueError:

@@ -50,6 +50,8 @@ from .problem import (
     check_ratio,
     conjugate,
     not_a_tensor,
+    not_real,
+    not_sizes,
     p_is_inf,
 )
 
@@ -207,7 +209,8 @@ def lmp_pool(pixel_losses: torch.Tensor, p: float = 1.7, ratio: float = 0.3, *, 
     size_weight : Tensor of ``pixel_losses.shape``, optional
         How much each valid pixel counts towards its pool's size ``n`` (default 1). The pool's
         ``gamma`` and ``tau`` are the paper's for ``n`` = the sum of its valid pixels' size
-        weights; ``LossMaxPooling`` passes the class weight of each pixel's target.
+        weights; ``LossMaxPooling`` passes the class weight of each pixel's target. Finite and
+        ``>= 0`` on valid pixels (checked with ``check_finite=True``, else the caller's promise).
 
     Notes
     -----
@@ -234,6 +237,8 @@ def lmp_pool(pixel_losses: torch.Tensor, p: float = 1.7, ratio: float = 0.3, *, 
             if not isinstance(tensor, torch.Tensor):
                 raise not_a_tensor(name, tensor)
             check_mask_shape(tensor.shape, pixel_losses.shape, name, of="pixel_losses")
+    if size_weight is not None:
+        _check_size_weight(size_weight, mask, check_finite)
     images = pixel_losses.shape[0]
     pools = images if pool == "image" else 1
     flat = pixel_losses.reshape(pools, pixel_losses.numel() // max(pools, 1))  # N = 0: a (0, 0) batch
@@ -326,6 +331,19 @@ class LossMaxPooling(nn.Module):
         return f"p={self.p}, ratio={self.ratio}, ignore_index={self.ignore_index}, pool={self.pool!r}, reduction={self.reduction!r}"
 
 
+def _check_size_weight(size_weight, mask, check_finite):
+    """Per-pixel sizes: a dense real tensor; with ``check_finite``, finite and ``>= 0`` in the pool
+    (one boolean read back, as for the losses)."""
+    check_dense(size_weight, "size_weight")
+    if size_weight.is_complex() or size_weight.dtype == torch.bool:
+        raise not_real("size_weight", size_weight.dtype, "tensor")
+    if check_finite:
+        bad = ~(torch.isfinite(size_weight) & (size_weight >= 0))
+        bad = bad if mask is None else bad & mask
+        if bool(bad.any()):
+            raise not_sizes("size_weight", "sizes", f"values such as {size_weight[bad][:4].tolist()}")
+
+
 def _check_class_weight(weight):
     """Class weights: ``None`` or a dense, real, 1-D tensor of finite values ``>= 0``."""
     if weight is None:
@@ -337,5 +355,5 @@ def _check_class_weight(weight):
         raise TypeError(f"weight must be a 1-D floating tensor of class weights, got dtype {weight.dtype} "
                         f"and shape {tuple(weight.shape)}")
     if not bool((torch.isfinite(weight) & (weight >= 0)).all()):  # once, at construction
-        raise ValueError(f"weight must hold finite class weights >= 0 (the range [0, inf)), got {weight.tolist()}")
+        raise not_sizes("weight", "class weights", weight.tolist())
     return weight
