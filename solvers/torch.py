@@ -37,7 +37,14 @@ from torch import nn  # noqa: E402
 from ._policy import check_method
 from ._torch_active_set import differentiable_backward
 from ._torch_closed_form import power
-from ._torch_distributed import Traffic, global_pool_traffic, global_value, spans_processes
+from ._torch_distributed import (
+    GlobalCall,
+    Traffic,
+    global_pool_traffic,
+    global_value,
+    next_call_number,
+    spans_processes,
+)
 from ._torch_inputs import check_dense, prepare
 from ._torch_paths import solve
 from .parameters import gamma_tau
@@ -252,7 +259,9 @@ def lmp_pool(pixel_losses: torch.Tensor, p: float = 1.7, ratio: float = 0.3, *, 
         size = (sizes if flat_mask is None else torch.where(flat_mask, sizes, 0.0)).sum(dim=1)
     if pool == "global" and spans_processes(group):  # gamma and tau come from the global size
         _, pooled, _, _, _, out_dtype = prepare(flat, p, 1.0, 1.0, flat_mask, False)
-        return global_value(flat, pooled, size.sum(), p, ratio, group, check_finite, out_dtype)
+        call = GlobalCall(p, ratio, pixel_losses.dtype, reduction, size_weight is not None, check_finite,
+                          next_call_number(group))
+        return global_value(flat, pooled, size.sum(), call, group, out_dtype)
     gamma, tau = gamma_tau(torch.where(size > 0, size, 1.0), p, ratio, power)  # an empty pool's value is 0 anyway
     values = lmp_value(flat, p, gamma, tau, mask=flat_mask, check_finite=check_finite, method=method)
     if pool != "image":
