@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import torch
 
+from ._torch_closed_form import power
 from .problem import conjugate, p_is_inf
 
 
@@ -52,7 +53,7 @@ def value_on_active_set(losses: torch.Tensor, gamma: torch.Tensor, tau: torch.Te
 def _budget(gamma, tau, k, p):
     """$(\\gamma^p - k \\tau^p)^{1/p}$, written as $\\gamma (1 - k (\\tau/\\gamma)^p)^{1/p}$."""
     ratio = torch.where(k > 0, tau / gamma, torch.zeros_like(gamma))  # < 1 wherever k > 0
-    spent = k * ratio**p  # the share of the norm budget the capped weights use, < 1
+    spent = k * power(ratio, p)  # the share of the norm budget the capped weights use, < 1
     ok = spent < 1.0  # rounding at a kink may say otherwise: then nothing is left (B = 0)
     return torch.where(ok, gamma * torch.exp(torch.log1p(-torch.where(ok, spent, 0.0)) / p), 0.0)
 
@@ -63,9 +64,9 @@ def _norm_over(lp, members, q):
     top = torch.where(members, lp.detach(), zero).max(dim=1, keepdim=True).values
     scale = torch.where(top > 0, top, torch.ones_like(top))
     ratio = torch.where(members, lp, scale) / scale  # members only: no 0 ** (q - 1) elsewhere
-    total = torch.where(members, ratio**q, zero).sum(dim=1)
+    total = torch.where(members, power(ratio, q), zero).sum(dim=1)
     some = total > 0
-    return torch.where(some, scale[:, 0] * torch.where(some, total, 1.0) ** (1.0 / q), zero)
+    return torch.where(some, scale[:, 0] * power(torch.where(some, total, 1.0), 1.0 / q), zero)
 
 
 def differentiable_backward(ctx, grad_value, pooled, threshold, inputs):

@@ -48,6 +48,25 @@ class OneProcess:
 ONE_PROCESS = OneProcess()
 
 
+def power(x: torch.Tensor, exponent: float) -> torch.Tensor:
+    """``x ** exponent`` for an exponent computed from ``p`` (``q``, ``1/p``, ``q - 1``...).
+
+    Under ``torch.compile`` the exponent goes in as a 0-d tensor. As a Python float, once Dynamo has
+    made ``p`` symbolic (it does on the second compilation for another ``p``, and then reuses that graph
+    for every later ``p``), inductor bakes the ``p`` of that compilation into the power while ``p``'s
+    other uses follow the call (torch 2.13; the ``eager`` and ``aot_eager`` backends are right).
+    Minimal reproducer::
+
+        f = torch.compile(lambda x, p: x ** (1.0 / p) + p * x, fullgraph=True)
+        x = torch.full((2,), 36.0, dtype=torch.float64)
+        for p in (1.7, 1000.0, 3.0):  # at p = 3: 36 ** (1/1000) + 3 * 36 = 109.0036, not 111.3019
+            print(f(x, p)[0].item(), (x ** (1.0 / p) + p * x)[0].item())
+    """
+    if torch.compiler.is_compiling():
+        return x ** (torch.ones((), dtype=x.dtype, device=x.device) * exponent)
+    return x ** exponent
+
+
 def log_ratio(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``log(a / b)`` for positive tensors, exact to rounding even where ``a / b`` under/overflows."""
     ratio = a / b
@@ -85,7 +104,7 @@ def holder_budget(gamma: torch.Tensor, p: float, m: torch.Tensor, k: torch.Tenso
 
 def holder_coef(gamma: torch.Tensor, p: float, m: torch.Tensor, k: torch.Tensor, tail_sum: torch.Tensor):
     """The uncapped weights' coefficient: the remaining budget over ``tail_sum ** (1/p)``."""
-    return holder_budget(gamma, p, m, k) / tail_sum ** (1.0 / p)
+    return holder_budget(gamma, p, m, k) / power(tail_sum, 1.0 / p)
 
 
 def holder_threshold(ref: torch.Tensor, tail_sum: torch.Tensor, m: torch.Tensor, k: torch.Tensor,
@@ -147,8 +166,8 @@ def holder_weights(lp, p, gamma, tau, m, k, ref, tail_sum, partial):
     # ratios that underflow go through logs, since (l/ref)^(q-1) may still matter for q near 1
     ratio = lp / ref
     tiny = ratio < torch.finfo(dtype).tiny
-    power = torch.where(tiny, torch.exp((q - 1.0) * log_ratio(lp, ref)), ratio ** (q - 1.0))
-    weights = torch.minimum(coef * power, tau_w)
+    powers = torch.where(tiny, torch.exp((q - 1.0) * log_ratio(lp, ref)), power(ratio, q - 1.0))
+    weights = torch.minimum(coef * powers, tau_w)
     weights = torch.where(lp > ref, tau_w.expand_as(lp), weights)
     weights = torch.where(partial[:, None], weights, tau_w.expand_as(lp))
     weights = torch.where(lp > 0, weights, torch.zeros_like(lp))

@@ -18,7 +18,7 @@ import math
 
 import torch
 
-from ._torch_closed_form import ONE_PROCESS, cap_count, holder_weights, p1_weights
+from ._torch_closed_form import ONE_PROCESS, cap_count, holder_weights, p1_weights, power
 from .problem import conjugate
 
 DIGIT_BITS = 11
@@ -101,7 +101,7 @@ def select_holder_radix(lp: torch.Tensor, p: float, m: torch.Tensor, across=ONE_
         upper = _as_float(_next_edge(bits, shift, lp.dtype), lp.dtype)  # each loss's bin upper edge
         # in float64: h sums up to n of these terms, so their rounding must stay far below 1
         ratio = lp.to(torch.float64) / upper.to(torch.float64)
-        term = torch.where(match, ratio**q, torch.zeros((), dtype=torch.float64, device=device)).reshape(-1)
+        term = torch.where(match, power(ratio, q), torch.zeros((), dtype=torch.float64, device=device)).reshape(-1)
         size = pools * nbins + 1
         counts = torch.zeros(size, dtype=torch.float64, device=device).scatter_add_(0, index, match.reshape(-1).double())
         sums = torch.zeros(size, dtype=torch.float64, device=device).scatter_add_(0, index, term)
@@ -150,7 +150,7 @@ def select_holder_device(lp: torch.Tensor, p: float, gamma: torch.Tensor, tau: t
     # sum over the uncapped losses of (l / ref)^q (>= 1) with direct powers: the log-space sums of
     # the radix passes choose the bin, but multiplied by q ~ 1000 they are not accurate to 1e-15
     ratio = (lp / ref[:, None].to(lp.dtype)).to(torch.float64)
-    tail_sum = across.sum(torch.where(uncapped, ratio**q, torch.zeros_like(ratio)).sum(dim=1))
+    tail_sum = across.sum(torch.where(uncapped, power(ratio, q), torch.zeros_like(ratio)).sum(dim=1))
     return holder_weights(lp, p, gamma, tau, m, k, ref, tail_sum, partial)
 
 

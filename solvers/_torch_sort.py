@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from ._torch_closed_form import cap_count, holder_weights, log_ratio, p1_weights
+from ._torch_closed_form import cap_count, holder_weights, log_ratio, p1_weights, power
 from .problem import conjugate
 
 
@@ -40,7 +40,7 @@ def _holder(lp, p, gamma, tau):
     ref = torch.gather(y, 1, torch.clamp(k, max=n - 1)[:, None])
     ref = torch.where(partial[:, None], ref, torch.ones_like(ref))  # largest uncapped loss
     beyond = torch.arange(n, device=lp.device)[None, :] >= k[:, None]
-    ratio_q = torch.where(beyond & (y > 0), (y / ref) ** q, torch.zeros_like(y))
+    ratio_q = torch.where(beyond & (y > 0), power(y / ref, q), torch.zeros_like(y))
     tail_sum = ratio_q.sum(dim=1, dtype=torch.float64)  # sum_{i >= k} (y_i / y_k)^q, >= 1 if partial
     return holder_weights(lp, p, gamma, tau, m, k.to(torch.float64), ref[:, 0], tail_sum, partial)
 

@@ -17,6 +17,7 @@ real (no rounding), so the loss is continuous in $\rho$; $\rho = 0$ means no cap
 from __future__ import annotations
 
 import math
+import operator
 
 import numpy as np
 
@@ -55,16 +56,18 @@ def paper_parameters(n, p, ratio):
         return gamma_tau(counts, p, ratio)
 
 
-def gamma_tau(counts, p: float, ratio: float):
+def gamma_tau(counts, p: float, ratio: float, power=operator.pow):
     """The formula of ``paper_parameters`` on validated inputs, for NumPy arrays and Torch tensors.
 
     ``counts`` (``>= 1``) may be a float64 ndarray or tensor; ``p`` and ``ratio`` are Python
     floats, so the only branches are on them, never on the data (no host synchronisation).
+    Tensors pass ``power=solvers._torch_closed_form.power`` (powers that follow ``p`` under
+    ``torch.compile``).
     """
     if p_is_inf(p):
         gamma = 1.0 / counts
         return gamma, gamma * 1.0
-    gamma = counts ** (1.0 / p - 1.0)
+    gamma = power(counts, 1.0 / p - 1.0)
     if ratio == 0.0:
         return gamma, gamma * math.inf
-    return gamma, gamma * (ratio * counts) ** (-1.0 / p)
+    return gamma, gamma * power(ratio * counts, -1.0 / p)

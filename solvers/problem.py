@@ -51,6 +51,9 @@ __all__ = [
     "not_a_tensor",
     "not_real",
     "beyond_float64",
+    "not_sizes",
+    "mismatched_call",
+    "not_member",
     "SMALLEST_PARAMETER",
     "conjugate",
     "p_is_inf",
@@ -117,6 +120,25 @@ def not_a_tensor(name: str, value) -> TypeError:
 def not_real(name: str, dtype, what: str = "array") -> TypeError:
     """The error for a complex, boolean or object dtype where real numbers are expected."""
     return TypeError(f"{name} must be a real {what}, got dtype {dtype}")
+
+
+def not_sizes(name: str, what: str, values) -> ValueError:
+    """The error for per-pixel sizes or class weights that are not finite and ``>= 0``."""
+    return ValueError(f"{name} must hold finite {what} >= 0 (the range [0, inf)), got {values}")
+
+
+def mismatched_call(fields: list[str], this_call: str) -> ValueError:
+    """The error of ``pool="global"`` when the processes of the group were not called alike."""
+    return ValueError(f"pool='global' needs the same call on every process of the group, but {', '.join(fields)} "
+                      f"differ between processes (this process: {this_call}); every process must call it with "
+                      f"the same p, ratio, losses' dtype, reduction, size_weight use and check_finite, "
+                      f"and the same number of times")
+
+
+def not_member() -> ValueError:
+    """The error of ``pool="global"`` with a ``group`` that this process is not a member of."""
+    return ValueError("group must contain this process: this process is not a member of group "
+                      "(pool='global' pools over the processes of group; call it on the group's members only)")
 
 
 def beyond_float64(quantity: str) -> ValueError:

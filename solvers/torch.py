@@ -36,7 +36,15 @@ from torch import nn  # noqa: E402
 
 from ._policy import check_method
 from ._torch_active_set import differentiable_backward
-from ._torch_distributed import Traffic, global_pool_traffic, global_value, spans_processes
+from ._torch_closed_form import power
+from ._torch_distributed import (
+    GlobalCall,
+    Traffic,
+    global_pool_traffic,
+    global_value,
+    next_call_number,
+    spans_processes,
+)
 from ._torch_inputs import check_dense, prepare
 from ._torch_paths import solve
 from .parameters import gamma_tau
@@ -49,6 +57,8 @@ from .problem import (
     check_ratio,
     conjugate,
     not_a_tensor,
+    not_real,
+    not_sizes,
     p_is_inf,
 )
 
@@ -111,7 +121,7 @@ def _qnorm(v: torch.Tensor, p: float) -> torch.Tensor:
     q = conjugate(p)
     top = v.max(dim=1, keepdim=True).values
     scale = torch.where(top > 0, top, torch.ones_like(top))
-    return scale[:, 0].to(torch.float64) * ((v / scale) ** q).sum(dim=1, dtype=torch.float64) ** (1.0 / q)
+    return scale[:, 0].to(torch.float64) * power(power(v / scale, q).sum(dim=1, dtype=torch.float64), 1.0 / q)
 
 
 def _reduce_to(grad, batch_shape, shape, dtype):
@@ -206,7 +216,8 @@ def lmp_pool(pixel_losses: torch.Tensor, p: float = 1.7, ratio: float = 0.3, *, 
     size_weight : Tensor of ``pixel_losses.shape``, optional
         How much each valid pixel counts towards its pool's size ``n`` (default 1). The pool's
         ``gamma`` and ``tau`` are the paper's for ``n`` = the sum of its valid pixels' size
-        weights; ``LossMaxPooling`` passes the class weight of each pixel's target.
+        weights; ``LossMaxPooling`` passes the class weight of each pixel's target. Finite and
+        ``>= 0`` on valid pixels (checked with ``check_finite=True``, else the caller's promise).
 
     Notes
     -----
@@ -233,6 +244,8 @@ def lmp_pool(pixel_losses: torch.Tensor, p: float = 1.7, ratio: float = 0.3, *, 
             if not isinstance(tensor, torch.Tensor):
                 raise not_a_tensor(name, tensor)
             check_mask_shape(tensor.shape, pixel_losses.shape, name, of="pixel_losses")
+    if size_weight is not None:
+        _check_size_weight(size_weight, mask, check_finite)
     images = pixel_losses.shape[0]
     pools = images if pool == "image" else 1
     flat = pixel_losses.reshape(pools, pixel_losses.numel() // max(pools, 1))  # N = 0: a (0, 0) batch
@@ -246,8 +259,10 @@ def lmp_pool(pixel_losses: torch.Tensor, p: float = 1.7, ratio: float = 0.3, *, 
         size = (sizes if flat_mask is None else torch.where(flat_mask, sizes, 0.0)).sum(dim=1)
     if pool == "global" and spans_processes(group):  # gamma and tau come from the global size
         _, pooled, _, _, _, out_dtype = prepare(flat, p, 1.0, 1.0, flat_mask, False)
-        return global_value(flat, pooled, size.sum(), p, ratio, group, check_finite, out_dtype)
-    gamma, tau = gamma_tau(torch.where(size > 0, size, 1.0), p, ratio)  # an empty pool's value is 0 anyway
+        call = GlobalCall(p, ratio, pixel_losses.dtype, reduction, size_weight is not None, check_finite,
+                          next_call_number(group))
+        return global_value(flat, pooled, size.sum(), call, group, out_dtype)
+    gamma, tau = gamma_tau(torch.where(size > 0, size, 1.0), p, ratio, power)  # an empty pool's value is 0 anyway
     values = lmp_value(flat, p, gamma, tau, mask=flat_mask, check_finite=check_finite, method=method)
     if pool != "image":
         return values.sum()  # the one pool's value (0 for an empty batch)
@@ -325,6 +340,19 @@ class LossMaxPooling(nn.Module):
         return f"p={self.p}, ratio={self.ratio}, ignore_index={self.ignore_index}, pool={self.pool!r}, reduction={self.reduction!r}"
 
 
+def _check_size_weight(size_weight, mask, check_finite):
+    """Per-pixel sizes: a dense real tensor; with ``check_finite``, finite and ``>= 0`` in the pool
+    (one boolean read back, as for the losses)."""
+    check_dense(size_weight, "size_weight")
+    if size_weight.is_complex() or size_weight.dtype == torch.bool:
+        raise not_real("size_weight", size_weight.dtype, "tensor")
+    if check_finite:
+        bad = ~(torch.isfinite(size_weight) & (size_weight >= 0))
+        bad = bad if mask is None else bad & mask
+        if bool(bad.any()):
+            raise not_sizes("size_weight", "sizes", f"values such as {size_weight[bad][:4].tolist()}")
+
+
 def _check_class_weight(weight):
     """Class weights: ``None`` or a dense, real, 1-D tensor of finite values ``>= 0``."""
     if weight is None:
@@ -336,5 +364,5 @@ def _check_class_weight(weight):
         raise TypeError(f"weight must be a 1-D floating tensor of class weights, got dtype {weight.dtype} "
                         f"and shape {tuple(weight.shape)}")
     if not bool((torch.isfinite(weight) & (weight >= 0)).all()):  # once, at construction
-        raise ValueError(f"weight must hold finite class weights >= 0 (the range [0, inf)), got {weight.tolist()}")
+        raise not_sizes("weight", "class weights", weight.tolist())
     return weight

@@ -247,3 +247,19 @@ def test_readme_training_step():
         optimiser.step()
         losses.append(float(loss))
     assert losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize("bad", [math.nan, -1.0, math.inf, -math.inf])
+@pytest.mark.parametrize("pool", ["image", "batch", "global"])
+def test_size_weight_outside_its_range_is_named(bad, pool):
+    """NaN and negative sizes returned numbers; +inf raised an error that did not name size_weight."""
+    x, sizes = torch.rand(2, 5), torch.ones(2, 5)
+    sizes[1, 2] = bad
+    with pytest.raises(ValueError, match=r"size_weight must hold finite sizes >= 0 \(the range \[0, inf\)\)"):
+        lmp_pool(x, 1.7, 0.3, pool=pool, size_weight=sizes)
+    mask = torch.ones(2, 5, dtype=torch.bool)
+    mask[1, 2] = False  # outside the pool: not inspected, like the losses
+    expected = lmp_pool(x, 1.7, 0.3, pool=pool, mask=mask)
+    assert torch.equal(lmp_pool(x, 1.7, 0.3, pool=pool, mask=mask, size_weight=sizes), expected)
+    with pytest.raises(TypeError, match="size_weight must be a real tensor"):
+        lmp_pool(x, 1.7, 0.3, pool=pool, size_weight=torch.ones(2, 5, dtype=torch.complex64))
