@@ -149,7 +149,7 @@ def certificate_answer(losses: np.ndarray, p: float, gamma: float, tau: float, *
         v2, _, w2 = answer(g, t)
         weight_slack = max(weight_slack, float(np.max(np.abs(w2 - weights), initial=0.0)))
         value_slack = max(value_slack, abs(v2 - value))
-    return Expected(weights, value, threshold, weight_slack, value_slack, "", gamma, tau)
+    return Expected(weights, value, threshold, weight_slack, value_slack, "", gamma, tau, certified=True)
 
 
 def _p1_cut(losses: np.ndarray, m: float) -> float:

@@ -20,7 +20,8 @@ __all__ = ["CaseResult", "Report", "SEVERITY", "summary_table"]
 
 # every status the kit gives, most severe first: silent wrong answers, then loud failures
 SEVERITY = ("non-finite", "nan-leak", "infeasible", "wrong-value", "suboptimal", "no-gradient", "wrong-gradient",
-            "wrong-weights", "wrong-type", "wrong-shape", "timeout", "raised", "optimal-not-canonical", "pass")
+            "wrong-weights", "mutates-input", "wrong-type", "wrong-shape", "timeout", "crashed", "raised",
+            "optimal-not-canonical", "pass")
 _RANK = {status: i for i, status in enumerate(SEVERITY)}
 _MEASURE = {"infeasible": "violation", "suboptimal": "value_error", "wrong-value": "value_error",
             "wrong-weights": "weight_error", "optimal-not-canonical": "weight_error", "wrong-gradient": "weight_error"}
