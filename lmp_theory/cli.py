@@ -29,6 +29,8 @@ from .testing.invoke import check_spec, load_function
 from .testing.kit import TIME_LIMIT, select_cases
 from .testing.oracle import CVXPY_MAX_N, ORACLES, oracle_named
 from .testing.report import summary_table
+from .testing.vectors import check_answers, write_vectors
+from .testing.verdict import ALLOWANCE_CAP
 from .testing.worker import Worker, WorkerError
 from .verify import verify_builtins
 
@@ -152,11 +154,16 @@ def _verify_pool(args) -> int:
 
 
 def _verify(args) -> int:
-    chosen = [flag for flag, value in (("--solver", args.solver), ("--exec", args.exec), ("--pool", args.pool))
-              if value is not None]
+    chosen = [flag for flag, value in (("--solver", args.solver), ("--exec", args.exec), ("--pool", args.pool),
+                                       ("--answers", args.answers)) if value is not None]
     if len(chosen) > 1:
-        raise ValueError(f"give one of --solver, --exec and --pool, not {' and '.join(chosen)}")
-    unused = [f"--{name.replace('_', '-')}" for name in SOLVER_ONLY if getattr(args, name) not in (None, False)]
+        raise ValueError(f"give one of --solver, --exec, --pool and --answers, not {' and '.join(chosen)}")
+    if args.answers is not None:
+        report = check_answers(args.answers, dtype=np.dtype(args.dtype or "float64"),
+                               canonical=not args.any_maximizer, oracle=oracle_named(args.oracle or "golden"))
+        return _print_report(report, args)
+    unused = [f"--{name.replace('_', '-')}" for name in SOLVER_ONLY if getattr(args, name) not in (None, False)
+              and (args.answers is None or name not in ("dtype", "any_maximizer"))]
     if unused and args.solver is None and args.exec is None:
         raise ValueError(f"{', '.join(unused)} only apply with --solver or --exec (the built-in solvers run in "
                          "both dtypes already)")
@@ -185,10 +192,13 @@ def _verify_builtins(args) -> int:
         return 1 if failed else 0
     print(summary_table(reports))
     if oracle == "reference":
-        print("cvxpy+refine: 'value err' and 'weight err' compare the raw conic answer with its refinement;")
-        print(f"solver rows are judged against the refined reference (pools above {CVXPY_MAX_N} losses: certificate).")
+        print("cvxpy+refine: 'value err' and 'weight err' compare the raw conic answer with its refinement (not a "
+              "verdict:\n  the row passes when the reference verified itself); solver rows are judged against the "
+              f"refined reference\n  (the sizes family, large pools and pools above {CVXPY_MAX_N} losses: certificate).")
     else:
         print(f"solver rows are judged against the {ORACLE_WORDS[oracle]}.")
+    print("value tol / weight tol: the widest in force over the row's cases (a weight tol above the dtype's is a "
+          f"case's\n  conditioning allowance, at most {ALLOWANCE_CAP:g}; value and feasibility: the dtype's alone).")
     for report in reports if args.verbose else failed:  # -v: every solver's status counts
         print(f"\n{report.summary()}")
         if not report.passed:
@@ -274,6 +284,12 @@ def main(argv: list[str] | None = None) -> int:
     verify_parser.add_argument("-v", "--verbose", action="store_true",
                         help="every case, the full breakdown and the code's captured output (built-in solvers: "
                              "every solver's summary and cases)")
+    verify_parser.add_argument("--answers", metavar="DIR",
+                        help="judge the ID-answer.npy files a program wrote into a directory of `lmp vectors`")
+    vectors_parser = sub.add_parser("vectors", help="export the corpus as test vectors for any language (.npy + JSON)")
+    vectors_parser.add_argument("--write", metavar="DIR", required=True, help="the directory to write")
+    vectors_parser.add_argument("--sizes", action="store_true",
+                                help="add the sizes family (1 to 2^20 + 1 losses; about 100 MB)")
     claims_parser = sub.add_parser("claims", help="check the theory's claims symbolically (sympy) and numerically")
     claims_parser.add_argument("ids", nargs="*", help="claim ids to run (default: all)")
     claims_parser.add_argument("--json", action="store_true", help="JSON objects: id, statement, hypotheses, symbolic, numeric, searched")
@@ -287,6 +303,10 @@ def main(argv: list[str] | None = None) -> int:
                 return _verify(args)
         if args.command == "claims":
             return _claims(args)
+        if args.command == "vectors":
+            index = write_vectors(args.write, cases=conformance_cases(sizes=args.sizes))
+            print(f"wrote {len(json.loads(index.read_text())['cases'])} cases to {args.write} (index: {index})")
+            return 0
     except (MissingExtra, ValueError) as exc:  # a missing extra, bad arguments: say so, no traceback
         raise SystemExit(f"lmp {args.command}: {exc}") from None
     return 2  # pragma: no cover - argparse rejects unknown commands

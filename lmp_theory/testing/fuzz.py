@@ -182,9 +182,12 @@ def smallest_size(instance: Instance, fails: Callable[[Instance], bool], *, scan
     return Instance(losses, best.p, best.gamma, best.tau, best.ratio)
 
 
-def _reproducer(fn: Callable, instance: Instance, dtype: np.dtype) -> str:
-    path = import_path(fn)
-    qualname = getattr(fn, "__qualname__", "fn")
+def _reproducer(fn: Callable | Worker, instance: Instance, dtype: np.dtype) -> str:
+    if isinstance(fn, Worker):
+        path = tuple(fn.spec.split(":", 1)) if fn.spec else None
+        qualname = path[1] if path else "fn"
+    else:
+        path, qualname = import_path(fn), getattr(fn, "__qualname__", "fn")
     lines = ["import math", "import numpy as np", "from lmp_theory.instance import Instance",
              "from lmp_theory.testing import check_instance"]
     lines.append(f"from {path[0]} import {qualname.split('.')[0]}" if path else f"# fn = <your function {qualname}>")

@@ -5,7 +5,8 @@ function (so the judge never imports the code it judges) and serves it; ``Worker
 forks the judge and runs ``serve`` in the child. Either way the code under test sees a process
 of its own: its file descriptors 0 and 1 are not the protocol's (0 reads ``/dev/null``, 1 joins
 the captured standard error), so neither ``print``, ``os.write(1, ...)`` nor reading standard
-input can reach the frames. What it returns is converted here (``verdict.as_weights``); anything
+input can reach the frames. NumPy's error state is restored after every call. What it returns is
+converted here (``verdict.as_weights``); anything
 that is not real weights goes back as a ``wrong-type`` message, an exception as ``raised``, and
 losses changed in place as ``mutates-input``. A fork of the worker made by the code exits at once.
 """
@@ -59,7 +60,9 @@ def answer(fn: Callable, losses: np.ndarray, params: np.ndarray) -> bytes:
     before = losses.copy()
     try:
         p, gamma, tau = (float(x) for x in np.asarray(params, dtype=np.float64).reshape(3))
-        weights, why = as_weights(fn(losses, p, gamma, tau))
+        with np.errstate(**np.geterr()):  # each call starts from the same NumPy error state, as in-process
+            result = fn(losses, p, gamma, tau)
+        weights, why = as_weights(result)
         reply = message("wrong-type", why) if weights is None else encode(weights)
     except BaseException as exc:  # noqa: BLE001  (everything the code does is reported)
         reply = message("raised", describe(exc))

@@ -91,12 +91,13 @@ class _Process:
 class Worker:
     """A child process that answers problems for the judge (see the module docs).
 
-    Use as a context manager, or call ``close``; ``call`` starts the worker when needed.
+    Use as a context manager, or call ``close``; ``call`` starts the worker when needed. ``label``
+    names the code; ``spec`` is its ``module:function`` when the worker serves that function as is.
     """
 
-    def __init__(self, start: Callable[[], _Process], label: str, *, handshake: bool,
+    def __init__(self, start: Callable[[], _Process], label: str, *, handshake: bool, spec: str | None = None,
                  output_limit: int = OUTPUT_LIMIT, start_limit: float = START_LIMIT):
-        self._start, self.label, self._handshake = start, label, handshake
+        self._start, self.label, self._handshake, self.spec = start, label, handshake, spec
         self.output_limit, self.start_limit = output_limit, start_limit
         self._process: _Process | None = None
         self._output = bytearray()
@@ -117,7 +118,7 @@ class Worker:
         """A fresh interpreter that imports ``module:function`` itself and serves it."""
         argv = [sys.executable, "-m", "lmp_theory.testing.serve", spec] + (["--batched"] if batched else []) \
             + (["--torch", "--device", device] if torch else [])
-        return cls(lambda: _spawn(argv), spec, handshake=True, **kwargs)
+        return cls(lambda: _spawn(argv), spec, handshake=True, spec=None if batched or torch else spec, **kwargs)
 
     @classmethod
     def for_command(cls, command: str, **kwargs) -> "Worker":
