@@ -1,7 +1,7 @@
 """The worker protocol: how the judge and the code under test talk, in ``.npy`` frames.
 
 A *frame* is one array in NumPy's ``.npy`` format (version 1, 2 or 3; no pickled objects), so
-any language can read and write it (a C++ reader is 60 lines: ``tests/lmp_kernel.cpp``). The
+any language can read and write it (``tests/lmp_kernel.cpp`` does it in C++ in 40 lines). The
 judge writes two frames to the worker's standard input for every problem:
 
 1. the losses: a 1-D array of ``float64`` (or ``float32`` for a float32 run);
@@ -13,7 +13,9 @@ numeric dtype), or a text frame ``"STATUS: message"`` (``np.array("raised: ...")
 error is kept, up to a bound, as the case's captured output. Standard output carries frames and
 nothing else: a program that prints to it breaks the protocol, and the case is ``crashed``.
 
-The worker answers problems one after another until its standard input closes, then exits.
+The worker answers problems one after another until its standard input closes, then exits. A
+Python program reads a frame from a pipe with ``read_frame(sys.stdin.buffer)`` (``np.load`` needs a
+file it can seek in) and writes one with ``np.save(sys.stdout.buffer, weights)``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import struct
 
 import numpy as np
 
-__all__ = ["REPLY_STATUSES", "ProtocolError", "encode", "decode", "frame_length", "message"]
+__all__ = ["REPLY_STATUSES", "ProtocolError", "encode", "decode", "frame_length", "message", "read_frame"]
 
 REPLY_STATUSES = ("raised", "wrong-type", "mutates-input")
 _MAGIC = b"\x93NUMPY"
@@ -82,6 +84,21 @@ def decode(frame: bytes) -> np.ndarray:
         return np.lib.format.read_array(io.BytesIO(frame), allow_pickle=False)
     except (ValueError, OSError) as exc:
         raise ProtocolError(f"an unreadable .npy frame ({exc})") from None
+
+
+def read_frame(stream) -> np.ndarray | None:
+    """One frame from a binary ``stream`` (a pipe will do), as a writeable array; None at the end of
+    the input (or where it holds no frame)."""
+    try:
+        version = np.lib.format.read_magic(stream)
+        reader = np.lib.format.read_array_header_1_0 if version[0] == 1 else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = reader(stream)
+    except ValueError:
+        return None
+    data = bytearray(math.prod(shape) * dtype.itemsize)
+    if stream.readinto(data) != len(data):
+        return None
+    return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
 
 
 def _header(head: bytes, major: int) -> tuple[tuple[int, ...], np.dtype]:

@@ -21,7 +21,7 @@ from typing import Callable, NoReturn
 import numpy as np
 
 from .invoke import describe, load_function, mutation
-from .protocol import encode, message
+from .protocol import encode, message, read_frame
 
 __all__ = ["serve", "main"]
 
@@ -39,7 +39,7 @@ def serve(fn: Callable, ready: str = "ready") -> NoReturn:
     me = os.getpid()
     _send(channel_out, message("ready", ready))
     while True:
-        losses, params = _read_frame(requests), _read_frame(requests)
+        losses, params = read_frame(requests), read_frame(requests)
         if losses is None or params is None:
             os._exit(0)  # not sys.exit: threads the code left running do not keep the worker alive
         reply = answer(fn, losses, params)
@@ -68,20 +68,6 @@ def answer(fn: Callable, losses: np.ndarray, params: np.ndarray) -> bytes:
         reply = message("raised", describe(exc))
     changed = mutation(before, losses)
     return message("mutates-input", changed) if changed else reply
-
-
-def _read_frame(stream) -> np.ndarray | None:
-    """One ``.npy`` frame from ``stream``, writeable; None at the end of the input."""
-    try:
-        version = np.lib.format.read_magic(stream)
-        reader = np.lib.format.read_array_header_1_0 if version[0] == 1 else np.lib.format.read_array_header_2_0
-        shape, fortran, dtype = reader(stream)
-    except ValueError:
-        return None  # the input ended (or is not a frame: nothing to answer)
-    data = bytearray(int(np.prod(shape)) * dtype.itemsize)
-    if stream.readinto(data) != len(data):
-        return None
-    return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
 
 
 def _send(fd: int, frame: bytes) -> None:
