@@ -39,7 +39,7 @@ def independent_status(case, w):
     vscale = abs(opt) or wscale * float(np.max(np.abs(np.ldexp(l, -e))))
     if opt - got > TOL * vscale + np.ldexp(exact.value_slack, -e):
         return "suboptimal"
-    if np.any((l[:, None] > l[None, :]) & (w[:, None] < w[None, :] - TOL * wscale)):
+    if np.any((l[:, None] > l[None, :]) & (w[:, None] < w[None, :] - 2 * TOL * wscale)):
         return "wrong-weights"  # not a maximizer: swapping w[i] and w[j] raises the value
     off = np.abs(w - exact.weights) > TOL * wscale + min(2 * exact.weight_slack, ALLOWANCE_CAP * wscale)
     if not np.any(off):

@@ -28,7 +28,9 @@ Tolerances are relative to scales that always exist: weights to the largest exac
 ``min(gamma, tau)`` (the largest any weight may be) when every exact weight is 0; values to the
 exact value, or to ``min(gamma, tau) * max|l|`` when it is 0. Feasibility, the value and the
 order of the weights are judged at the dtype's tolerance (``TOLERANCES``: 1e-10 in float64, 1e-5
-in float32) and nothing else. Only the comparison with the canonical weights is widened, by the
+in float32) and nothing else (an inversion of two weights is one by more than twice it: the most
+two weights within the tolerance of the canonical ones can be). Only the comparison with the canonical
+weights is widened, by the
 case's conditioning allowance (how far the exact weights move when ``gamma`` or ``tau`` moves by
 a few ulps), and never by more than ``ALLOWANCE_CAP``: ``Verdict.weight_tol`` is what was in force.
 """
@@ -143,7 +145,9 @@ def _judge(w, losses, p, gamma, tau, expected: Expected, tol: float) -> Verdict:
         return Verdict("suboptimal", message=f"value {np.ldexp(value, e):.6g} below the optimum "
                                              f"{expected.value:.6g} by {shortfall / value_scale:.2e} (relative){zero}",
                        **measured)
-    inversion = _inversion(losses, w, tol * weight_scale)
+    # within tol of the (monotone) canonical weights, no two weights are inverted by more than 2 tol:
+    # only weights that differ by more, as the allowance and other maximizers let them, need the sort
+    inversion = _inversion(losses, w, 2 * tol * weight_scale) if np.any(diff > tol * weight_scale) else ""
     if inversion:
         return Verdict("wrong-weights", message=inversion, **measured)
     off = diff > weight_tol * weight_scale

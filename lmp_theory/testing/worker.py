@@ -225,7 +225,7 @@ class Worker:
                 received += chunk or b""
                 try:
                     if total is None:
-                        total = frame_length(bytes(received[:1 << 16]), max_bytes)
+                        total = frame_length(bytes(received), max_bytes)  # until its header is in
                     if total is not None and len(received) >= total:
                         if len(received) > total:
                             raise ProtocolError(f"{len(received) - total} bytes on its standard output after "
