@@ -6,6 +6,12 @@ float32's 1.2e-7), all-zero and all-negative pools, a single loss, ranges from 1
 (and, in float64 only, 1e-300 to 1e300 and subnormals), one huge outlier, ``tau`` above
 ``gamma``, and ``p`` from 1 to 1e6 and infinity. Losses of cases marked ``float32`` are exactly
 representable in float32 (checked, not declared), so one float64 reference serves both precisions.
+
+The ``sizes`` family (``size_cases``, ``SIZES``) is one pool of every size on a log grid from 1 to
+2^20 + 1: three per decade up to 10^5, every power of two with its two neighbours (the solvers' own switches,
+``solvers._numpy_select.SAMPLE`` = 4,096 and ``AUTO_SELECT_MIN_N`` = 16,384, among them), with
+``p`` and the ratio cycling over ``P_VALUES`` and ``RATIOS``. Like the large pools, it has no golden
+answers: the duality certificate judges it.
 """
 
 from __future__ import annotations
@@ -16,12 +22,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from solvers._numpy_select import SAMPLE
+from solvers._policy import AUTO_SELECT_MIN_N
 from solvers.parameters import paper_parameters
 
-__all__ = ["Case", "P_VALUES", "RATIOS", "cases", "case_by_name"]
+__all__ = ["Case", "P_VALUES", "RATIOS", "SIZES", "cases", "case_by_name", "size_cases"]
 
 P_VALUES = (1.0, 1.001, 1.05, 1.3, 1.7, 2.0, 3.0, 10.0, 1e6, math.inf)
 RATIOS = (0.0, 0.01, 0.1, 1 / 3, 1.0)
+MAX_SIZE = 2**20 + 1
+SIZES = tuple(sorted({n for n in [*(m * 10**k for k in range(5) for m in (1, 2, 5)), 100_000,
+                                  *(2**k + d for k in range(21) for d in (-1, 0, 1)),
+                                  *(t + d for t in (SAMPLE, AUTO_SELECT_MIN_N) for d in (-1, 0, 1))]
+                      if 1 <= n <= MAX_SIZE}))
 
 
 @dataclass(frozen=True)
@@ -140,8 +153,25 @@ def cases(*, full: bool = False, large: bool = False, seed: int = 20170404) -> l
     return out
 
 
+def size_cases(*, seed: int = 20170404, sizes=SIZES) -> list[Case]:
+    """The ``sizes`` family (module docs): one pool of exponential losses (float32-representable, a
+    generator of its own per size) for each of ``sizes``."""
+    out = []
+    for index, n in enumerate(sizes):
+        losses = _f32(np.random.default_rng([seed, 7, n]).exponential(1.0, n))
+        p, ratio = P_VALUES[index % len(P_VALUES)], RATIOS[index % len(RATIOS)]
+        gamma, tau = paper_parameters(n, p, ratio)
+        out.append(Case(f"sizes-n{n}/p={p:g}/ratio={ratio:.3g}", "sizes", losses, p, gamma, tau, ratio, True))
+    return out
+
+
 def case_by_name(name: str, *, seed: int = 20170404) -> Case:
-    """Look up any case of the corpus by its name: standard, full or large (for ``seed``)."""
+    """Look up any case of the corpus by its name: standard, full, large or sizes (for ``seed``)."""
+    if name.startswith("sizes-n"):
+        n = name[len("sizes-n"):].partition("/")[0]
+        found = [c for c in size_cases(seed=seed) if n.isdigit() and c.n == int(n) and c.name == name]
+        if found:
+            return found[0]
     for large in (False, True):
         for case in cases(full=True, large=large, seed=seed):
             if case.name == name:

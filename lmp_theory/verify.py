@@ -92,7 +92,7 @@ def reference_report(cases: list[Case], oracle: ReferenceOracle) -> Report:
     answer was from the refined one, on the problem's scale (``gamma * max|l|`` for values,
     ``min(gamma, tau)`` for weights). A case passes when the reference verified itself (KKT and
     certificate within ``GAP_TOLERANCE``); one whose reference failed is ``raised``."""
-    report = Report("cvxpy+refine", "float64")
+    report = Report("cvxpy+refine", "float64", compares="raw vs refined")
     for case in cases:
         sol = oracle.solution(case)
         base = dict(name=case.name, family=case.family, n=case.n, p=case.p, ratio=case.ratio)
@@ -123,4 +123,5 @@ def verify_builtins(cases: list[Case], *, oracle: str = "reference", torch_devic
             reports.append(check_solver(solver.fn, dtype=solver.dtype, cases=selected, name=solver.name,
                                         time_limit=time_limit, oracle=answers,
                                         command=f"lmp verify --solver {solver.flags}{oracle_flag}"))
+            reports[-1].compares = oracle
     return reports

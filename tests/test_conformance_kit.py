@@ -115,7 +115,7 @@ GALLERY = [
 
 @pytest.mark.parametrize("fn, required, allowed", GALLERY, ids=[g[0].__name__ for g in GALLERY])
 def test_gallery_solver_is_flagged_with_the_right_status(fn, required, allowed):
-    report = check_solver(fn)
+    report = check_solver(fn, cases=CASES)  # the golden corpus; the sizes family: tests/test_kit_isolation.py
     assert not report.passed, report.summary()
     statuses = {r.status for r in report.failing()}
     assert required in statuses and statuses <= allowed, (statuses, report.summary())
@@ -132,11 +132,11 @@ def test_specific_gallery_verdicts():
 
 
 def test_non_canonical_tie_breaker_is_optimal_not_canonical_not_a_failure():
-    lenient = check_solver(first_tie_takes_all, canonical=False)
+    lenient = check_solver(first_tie_takes_all, canonical=False, cases=CASES)
     assert lenient.passed, lenient.summary()
     assert lenient.counts().get("optimal-not-canonical", 0) > 0
     assert set(lenient.counts()) == {"pass", "optimal-not-canonical"}
-    strict = check_solver(first_tie_takes_all, canonical=True)
+    strict = check_solver(first_tie_takes_all, canonical=True, cases=CASES)
     assert not strict.passed and {r.status for r in strict.failing()} == {"optimal-not-canonical"}
     assert "canonical weights demanded" in strict.summary()
 

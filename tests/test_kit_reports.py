@@ -83,7 +83,8 @@ def test_summary_table_gives_each_report_its_worst_figures(report):
     mine = lines[3].split()
     assert mine[1] == str(len(report.results)) and lines[3].endswith(f"FAIL ({len(report.failing())})")
     assert float(mine[5]) == pytest.approx(max(r.violation for r in report.results if not math.isnan(r.violation)), rel=0.05)
-    assert mine[6] == "1e-10" and float(mine[7]) == pytest.approx(sum(r.seconds for r in report.results), abs=0.01)
+    assert mine[6] == "-" and mine[7] == "1e-10" and mine[8] == "1e-10"  # compared with, value tol, weight tol
+    assert float(mine[9]) == pytest.approx(sum(r.seconds for r in report.results), abs=0.01)
 
 
 def run(tmp_path, *args):
@@ -117,6 +118,9 @@ def test_cli_survives_sys_exit_and_refuses_empty_choices(user_module):
     empty = run(user_module, "--solver", "")
     assert empty.returncode != 0 and "--solver must look like" in empty.stderr
     nothing = run(user_module, "--solver", "user_kit:chatty", "--family", "no-such-family")
-    assert nothing.returncode != 0 and "select no case" in nothing.stderr
+    assert nothing.returncode != 0 and "--family 'no-such-family' is not a family; families: degenerate" in nothing.stderr
+    other = next(c for c in CASES if c.family != "ties")
+    together = run(user_module, "--solver", "user_kit:chatty", "--case", other.name, "--family", "ties")
+    assert together.returncode != 0 and "select no case" in together.stderr
     bad = run(user_module, "--solver", "user_kit:chatty", "--fuzz", "0")
     assert bad.returncode != 0 and "examples must be an int >= 1" in bad.stderr

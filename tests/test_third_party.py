@@ -1,7 +1,8 @@
 """The kit on code written elsewhere: every verdict confirmed by an independent classification.
 
 The independent check below shares no code with the kit's verdicts: it reads the mpmath golden
-answers directly, measures feasibility with ``np.linalg.norm``, and decides where maximizers may
+answers directly, measures feasibility with ``np.linalg.norm``, looks for a larger loss with a smaller
+weight pair by pair (the kit sorts), and decides where maximizers may
 differ from the structure of the exact weights (budget left over, entries strictly between 0 and
 the cap that share their loss) instead of from the certificate's threshold.
 """
@@ -13,6 +14,7 @@ import numpy as np
 
 from lmp_theory.testing import check_solver, conformance_cases
 from lmp_theory.testing.golden import load
+from lmp_theory.testing.verdict import ALLOWANCE_CAP
 from tests.third_party import kernel_port, scs_raw, torch_bisection
 
 CASES = conformance_cases()
@@ -25,8 +27,8 @@ def independent_status(case, w):
     exact = GOLDEN[case.name]
     assert exact.serves(case)
     l, g, t, p = case.losses, case.gamma, case.tau, case.p
-    top = float(np.max(w)) if w.size else 0.0
-    norm = 0.0 if top <= 0 else top * np.linalg.norm(np.maximum(w, 0) / top, ord=p)
+    top = float(np.max(np.abs(w))) if w.size else 0.0
+    norm = 0.0 if top <= 0 else top * np.linalg.norm(w / top, ord=p)  # literally: negative entries count
     excess = max(-float(np.min(w)) / min(g, t), norm / g - 1, float(np.max(w)) / t - 1 if math.isfinite(t) else 0.0)
     if excess > TOL:
         return "infeasible"
@@ -37,7 +39,9 @@ def independent_status(case, w):
     vscale = abs(opt) or wscale * float(np.max(np.abs(np.ldexp(l, -e))))
     if opt - got > TOL * vscale + np.ldexp(exact.value_slack, -e):
         return "suboptimal"
-    off = np.abs(w - exact.weights) > TOL * wscale + 2 * exact.weight_slack
+    if np.any((l[:, None] > l[None, :]) & (w[:, None] < w[None, :] - 2 * TOL * wscale)):
+        return "wrong-weights"  # not a maximizer: swapping w[i] and w[j] raises the value
+    off = np.abs(w - exact.weights) > TOL * wscale + min(2 * exact.weight_slack, ALLOWANCE_CAP * wscale)
     if not np.any(off):
         return "pass"
     exact_norm = np.inf if math.isinf(p) else np.linalg.norm(exact.weights / wscale, ord=p) * wscale

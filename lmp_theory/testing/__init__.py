@@ -7,6 +7,11 @@
 * ``fuzz_solver`` (``fuzz``): a weight function on problems drawn by hypothesis from
   ``strategies``, the failure shrunk to the smallest problem.
 
+``isolate=True`` (or a ``worker.Worker``: ``Worker.for_spec("module:function")``,
+``Worker.for_command("./my_kernel")`` for a program speaking the ``.npy`` protocol of ``protocol``)
+runs the code under test in a process of its own; ``vectors`` writes the corpus as test vectors and
+judges answers computed elsewhere.
+
 The expected answers come from an oracle (``oracle``): the golden mpmath answers by default,
 ``oracle=oracle_named("reference")`` for the cvxpy reference or ``"certificate"`` for the duality
 certificate. ``lmp verify`` runs the built-in solvers through this same check.
@@ -43,8 +48,11 @@ from .kit import (
 from .oracle import ORACLES, oracle_named
 from .pool import POOL_STATUSES, assert_pool_conforms, check_pool
 from .report import CaseResult, Report
+from .vectors import check_answers, write_vectors
 from .verdict import TOLERANCES
+from .worker import Worker
 
-__all__ = ["ORACLES", "STATUSES", "POOL_STATUSES", "TIME_LIMIT", "TOLERANCES", "CaseResult", "Report",
-           "assert_conforms", "assert_pool_conforms", "batched", "check_case", "check_instance", "check_pool",
-           "check_solver", "conformance_cases", "fuzz_solver", "oracle_named", "torch_solver"]
+__all__ = ["ORACLES", "STATUSES", "POOL_STATUSES", "TIME_LIMIT", "TOLERANCES", "CaseResult", "Report", "Worker",
+           "assert_conforms", "assert_pool_conforms", "batched", "check_answers", "check_case", "check_instance",
+           "check_pool", "check_solver", "conformance_cases", "fuzz_solver", "oracle_named", "torch_solver",
+           "write_vectors"]

@@ -49,6 +49,7 @@ class Expected:
     fingerprint: str = ""
     gamma: float = math.nan
     tau: float = math.nan
+    certified: bool = False  # the duality certificate's answer: its value is the dual minimum itself
 
     def serves(self, case: Case) -> bool:
         """True if this answer is the case's: same definition, ``gamma``/``tau`` within ``ULPS`` ulps."""

@@ -4,9 +4,15 @@
 case one status (``verdict`` has the full list and the tolerances): ``pass``,
 ``optimal-not-canonical`` (a failure only when canonical weights are demanded, as gradients need),
 ``wrong-weights``, ``suboptimal``, ``infeasible``, ``non-finite``, ``wrong-shape``, ``wrong-type``,
-``timeout`` (the case ran past the time limit) or ``raised`` (an exception, ``sys.exit`` included).
-What the implementation prints is captured, not mixed into the report (``Report.table(verbose=True)``
-shows it).
+``mutates-input`` (the code changed the losses it was given), ``timeout`` (the case ran past the
+time limit), ``crashed`` (the worker process exited, was killed or broke the protocol) or
+``raised`` (an exception, ``sys.exit`` included). What the implementation prints is captured (a
+bounded amount), not mixed into the report (``Report.table(verbose=True)`` shows it).
+
+By default ``fn`` runs in the judge's process (``invoke``: for debuggers and GPU tensors; its docs
+say what that mode cannot protect against). ``isolate=True`` runs it in a worker process of its own
+(``worker``), as ``lmp verify --solver`` always does; ``check_solver`` also takes a ``Worker``
+itself (``Worker.for_spec``, ``Worker.for_command`` for a program in any language).
 
 Expected answers come from an oracle independent of the solvers (``oracle``), chosen with
 ``oracle=``: by default the mpmath evaluation of the closed form stored in ``golden.npz`` for the
@@ -17,35 +23,46 @@ weights) for the large pools; ``oracle_named("reference")`` (the cvxpy reference
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import hashlib
+from dataclasses import replace
 from typing import Callable, Iterable
 
 import numpy as np
 
 from solvers.extras import import_extra
 
-from ..corpus import Case, cases
+from ..corpus import Case, cases, size_cases
 from . import golden
 from .golden import Expected
-from .invoke import call, import_path
+from .invoke import call, import_path, mutation
 from .oracle import Oracle, certificate_answer, stored_answer
 from .report import CaseResult, Report
 from .verdict import TOLERANCES, judge
+from .worker import Worker
 
 STATUSES = ("pass", "optimal-not-canonical", "wrong-weights", "suboptimal", "infeasible", "non-finite",
-            "wrong-shape", "wrong-type", "timeout", "raised")
+            "wrong-shape", "wrong-type", "mutates-input", "timeout", "crashed", "raised")
 TIME_LIMIT = 10.0  # seconds per case
 
 
-def conformance_cases(*, large: bool = False, names: Iterable[str] | None = None,
+def conformance_cases(*, large: bool = False, sizes: bool = False, names: Iterable[str] | None = None,
                       families: Iterable[str] | None = None, p: Iterable[float] | None = None) -> list[Case]:
-    """The kit's cases: the full corpus (about 1,100, golden answers), optionally the large pools.
+    """The kit's cases: the full corpus (about 1,100, golden answers), optionally the ``sizes`` family
+    (72 pools of 1 to 2^20 + 1 losses) and the large pools, both judged by the certificate.
 
-    ``names``, ``families`` and ``p`` keep only the cases with those names, families or exponents;
-    naming a large pool selects it without ``large=True``.
+    ``check_solver``'s default is ``conformance_cases(sizes=True)``. ``names``, ``families`` and
+    ``p`` keep only the cases with those names, families or exponents; naming (or asking for the
+    family of) a sizes case or a large pool selects it without ``sizes=True`` or ``large=True``.
     """
     names = None if names is None else set(names)
+    families = None if families is None else set(families)
     out = golden.golden_cases()
-    if large or (names is not None and not names <= {c.name for c in out}):
+    wanted = (names or set()) | (families or set())
+    if sizes or "sizes" in wanted or any(name.startswith("sizes-") for name in wanted):
+        out += size_cases()
+    if large or "large" in wanted or (names is not None and not names <= {c.name for c in out}):
         out += [c for c in cases(large=True) if c.family == "large"]
     return select_cases(out, names=names, families=families, p=p)
 
@@ -66,17 +83,19 @@ def select_cases(corpus: Iterable[Case], *, names: Iterable[str] | None = None,
     return out
 
 
-def check_case(fn: Callable, case: Case, *, dtype=np.float64, time_limit: float | None = TIME_LIMIT,
+def check_case(fn: Callable | Worker, case: Case, *, dtype=np.float64, time_limit: float | None = TIME_LIMIT,
                oracle: Oracle = stored_answer) -> CaseResult:
-    """Run ``fn`` on one case and classify the result against ``oracle(case)`` (see the module docs)."""
+    """Run ``fn`` (a function, or a ``Worker``) on one case and classify the result against
+    ``oracle(case)`` (see the module docs)."""
     return run_and_judge(fn, case.losses, case.p, case.gamma, case.tau, oracle(case), dtype=dtype,
                          time_limit=time_limit, name=case.name, family=case.family, ratio=case.ratio)
 
 
-def run_and_judge(fn: Callable, losses: np.ndarray, p: float, gamma: float, tau: float, expected: Expected | None,
-                  *, dtype=np.float64, time_limit: float | None = TIME_LIMIT, name: str = "", family: str = "",
-                  ratio: float | None = None) -> CaseResult:
-    """Call ``fn`` on ``losses`` in ``dtype`` (exactly representable there) and judge its answer.
+def run_and_judge(fn: Callable | Worker, losses: np.ndarray, p: float, gamma: float, tau: float,
+                  expected: Expected | None, *, dtype=np.float64, time_limit: float | None = TIME_LIMIT,
+                  name: str = "", family: str = "", ratio: float | None = None) -> CaseResult:
+    """Call ``fn`` (in this process, or the ``Worker``'s) on ``losses`` in ``dtype`` (exactly
+    representable there) and judge its answer.
 
     ``expected=None``: the certificate's answer, its conditioning slack computed only for an
     answer that fails without it.
@@ -85,16 +104,20 @@ def run_and_judge(fn: Callable, losses: np.ndarray, p: float, gamma: float, tau:
     base = dict(name=name, family=family, n=int(losses.size), p=p, ratio=ratio)
     with np.errstate(over="ignore"):
         cast = losses.astype(dtype)
-    outcome = call(fn, cast, p, gamma, tau, time_limit=time_limit)
-    if outcome.timed_out:
-        return CaseResult(**base, status="timeout", output=outcome.output, seconds=outcome.seconds,
-                          message=f"no answer within the time limit of {time_limit:g} s")
-    if outcome.error:
-        return CaseResult(**base, status="raised", message=outcome.error, output=outcome.output,
+    if isinstance(fn, Worker):
+        outcome = fn.call(cast, p, gamma, tau, time_limit=time_limit)
+    else:
+        given = cast.copy()
+        outcome = call(fn, cast, p, gamma, tau, time_limit=time_limit)
+        changed = mutation(given, cast)
+        if changed:
+            outcome = replace(outcome, value=None, status="mutates-input", error=changed)
+    if not outcome.returned:
+        message = outcome.error or f"no answer within the time limit of {time_limit:g} s"
+        return CaseResult(**base, status=outcome.status, message=message, output=outcome.output,
                           seconds=outcome.seconds)
     if expected is None:
-        verdict = judge(outcome.value, losses, p, gamma, tau, certificate_answer(losses, p, gamma, tau, slack=False),
-                        TOLERANCES[dtype])
+        verdict = judge(outcome.value, losses, p, gamma, tau, _certified(losses, p, gamma, tau), TOLERANCES[dtype])
         if verdict.status != "pass":
             expected = certificate_answer(losses, p, gamma, tau)
     if expected is not None:
@@ -105,21 +128,42 @@ def run_and_judge(fn: Callable, losses: np.ndarray, p: float, gamma: float, tau:
                       gap=verdict.gap, seconds=outcome.seconds)
 
 
-def check_solver(fn: Callable, *, dtype=np.float64, cases: list[Case] | None = None, canonical: bool = True,
-                 name: str | None = None, time_limit: float | None = TIME_LIMIT, command: str | None = None,
-                 oracle: Oracle = stored_answer) -> Report:
+_CERTIFIED: collections.OrderedDict = collections.OrderedDict()  # the latest certificate answers, by problem
+CERTIFIED_BYTES = 96 * 2**20  # at most this much of their weights kept (the whole sizes family: 52 MB)
+
+
+def _certified(losses: np.ndarray, p: float, gamma: float, tau: float) -> Expected:
+    """``certificate_answer`` without slack, remembered: several solvers judged on one problem (``lmp
+    verify``'s eight built-ins on the sizes family) need it computed once."""
+    digest = hashlib.sha1(np.ascontiguousarray(losses, dtype=np.float64).tobytes())
+    digest.update(np.array([p, gamma, tau], dtype=np.float64).tobytes())
+    key = digest.hexdigest()
+    if key in _CERTIFIED:
+        _CERTIFIED.move_to_end(key)
+        return _CERTIFIED[key]
+    answer = _CERTIFIED[key] = certificate_answer(losses, p, gamma, tau, slack=False)
+    while sum(a.weights.nbytes for a in _CERTIFIED.values()) > CERTIFIED_BYTES and len(_CERTIFIED) > 1:
+        _CERTIFIED.popitem(last=False)
+    return answer
+
+
+def check_solver(fn: Callable | Worker, *, dtype=np.float64, cases: list[Case] | None = None,
+                 canonical: bool = True, name: str | None = None, time_limit: float | None = TIME_LIMIT,
+                 command: str | None = None, oracle: Oracle = stored_answer, isolate: bool = False) -> Report:
     """Check ``fn(losses, p, gamma, tau) -> weights`` (1-D NumPy in, array-like out) on the corpus.
 
     Parameters
     ----------
-    fn : callable
-        The implementation under test; see ``batched`` and ``torch_solver`` for adapters.
+    fn : callable or Worker
+        The implementation under test; see ``batched`` and ``torch_solver`` for adapters. A
+        ``Worker`` (``worker.Worker.for_spec``, ``for_command``) runs it in a process of its own.
     dtype : numpy dtype
         float64 (tolerance 1e-10) or float32 (1e-5); losses are passed in this dtype and cases
         whose losses are not representable in float32 are left out for float32.
     cases : list of Case, optional
-        Defaults to ``conformance_cases`` (the full corpus with golden answers). Must not be
-        empty: a check of nothing proves nothing.
+        Defaults to ``conformance_cases(sizes=True)`` (the full corpus with golden answers and
+        one pool of every size from 1 to 2^20 + 1). Must not be empty: a check of nothing proves
+        nothing.
     canonical : bool
         Demand the canonical (least-norm) maximizer, as back-propagation through LMP needs.
         With False, ``optimal-not-canonical`` is reported but not counted as a failure.
@@ -130,21 +174,35 @@ def check_solver(fn: Callable, *, dtype=np.float64, cases: list[Case] | None = N
         from ``fn``'s module and name when it can be imported.
     oracle : callable, optional
         ``case -> Expected | None`` (None: the certificate's answer). Default: the golden answers,
-        the certificate for the large pools; see ``oracle.oracle_named`` for the others.
+        the certificate for the sizes family and the large pools; see ``oracle.oracle_named``.
+    isolate : bool
+        Run a function ``fn`` in a worker process forked from this one (``Worker.for_function``):
+        exits, crashes, hangs, forks, signals, threads, file-descriptor output and changes to the
+        kit's state stay in the worker. False (the default): in this process (``invoke.call``).
     """
     dtype = np.dtype(dtype)
     if dtype not in TOLERANCES:
         raise ValueError(f"dtype must be float64 or float32, got {dtype}")
-    selected = conformance_cases() if cases is None else list(cases)
+    if not isinstance(isolate, bool):
+        raise TypeError(f"isolate must be True or False, got {isolate!r}")
+    selected = conformance_cases(sizes=True) if cases is None else list(cases)
     runnable = [c for c in selected if dtype == np.float64 or c.float32]
     if not runnable:
         raise ValueError(f"cases must hold at least one case{' representable in float32' if selected else ''}; "
                          f"got {len(selected)} case(s) and nothing to check")
     if command is None:
-        command = _command_for(fn, dtype, canonical)
-    report = Report(name or getattr(fn, "__qualname__", repr(fn)), str(dtype), canonical, command=command)
-    report.results = [check_case(fn, case, dtype=dtype, time_limit=time_limit, oracle=oracle) for case in runnable]
+        command = "" if isinstance(fn, Worker) else _command_for(fn, dtype, canonical)
+    label = fn.label if isinstance(fn, Worker) else getattr(fn, "__qualname__", repr(fn))
+    report = Report(name or label, str(dtype), canonical, command=command)
+    with Worker.for_function(fn) if isolate and not isinstance(fn, Worker) else _as_is(fn) as solver:
+        report.results = [check_case(solver, case, dtype=dtype, time_limit=time_limit, oracle=oracle)
+                          for case in runnable]
     return report
+
+
+@contextlib.contextmanager
+def _as_is(fn):
+    yield fn
 
 
 def _command_for(fn: Callable, dtype: np.dtype, canonical: bool) -> str:

@@ -9,7 +9,8 @@ sources, each independent of the fast solvers, chosen by name with ``oracle_name
   to the certificate. The kit's default.
 * ``"reference"``: the cvxpy reference, refined and verified (``lmp_theory.reference.solve``;
   ``ReferenceOracle``, ``reference_answer``), for pools of at most ``CVXPY_MAX_N`` losses; larger
-  pools, and a case whose reference fails its own verification, fall back to the certificate.
+  pools, the ``CERTIFICATE_FAMILIES`` and a case whose reference fails its own verification fall
+  back to the certificate.
   ``lmp verify`` uses it for the built-in solvers.
 * ``"certificate"``: the duality certificate (``lmp_theory.certificate.dual_minimum``) for
   every case: its minimum is the exact value and its threshold ``t*`` fixes the canonical weights,
@@ -37,11 +38,12 @@ from ..reference import Solution, solve
 from . import golden
 from .golden import ULPS, Expected
 
-__all__ = ["ORACLES", "CVXPY_MAX_N", "Oracle", "ReferenceOracle", "oracle_named", "stored_answer", "certificate_only",
+__all__ = ["ORACLES", "CVXPY_MAX_N", "CERTIFICATE_FAMILIES", "Oracle", "ReferenceOracle", "oracle_named", "stored_answer", "certificate_only",
            "reference_answer", "certificate_answer", "canonical_weights", "free_entries", "scale_exponent"]
 
 ORACLES = ("golden", "reference", "certificate")
 CVXPY_MAX_N = 5000  # larger pools are beyond cvxpy's reach in reasonable time: the certificate judges them
+CERTIFICATE_FAMILIES = ("sizes", "large")  # judged by the certificate whatever the oracle (no golden, no cvxpy)
 Oracle = Callable[[Case], "Expected | None"]
 
 _GOLDEN_CACHE: dict | None = None
@@ -97,8 +99,9 @@ class ReferenceOracle:
         return None if solution is None else reference_answer(case, solution)
 
     def solution(self, case: Case) -> Solution | None:
-        """The reference's ``Solution`` of ``case`` (None above ``max_n`` or if it failed)."""
-        if case.n > self.max_n:
+        """The reference's ``Solution`` of ``case`` (None above ``max_n``, for ``CERTIFICATE_FAMILIES``,
+        or if it failed)."""
+        if case.n > self.max_n or case.family in CERTIFICATE_FAMILIES:
             return None
         digest = hashlib.sha256(np.ascontiguousarray(case.losses, dtype=np.float64).tobytes())
         digest.update(np.array([case.p, case.gamma, case.tau], dtype=np.float64).tobytes())
@@ -149,7 +152,7 @@ def certificate_answer(losses: np.ndarray, p: float, gamma: float, tau: float, *
         v2, _, w2 = answer(g, t)
         weight_slack = max(weight_slack, float(np.max(np.abs(w2 - weights), initial=0.0)))
         value_slack = max(value_slack, abs(v2 - value))
-    return Expected(weights, value, threshold, weight_slack, value_slack, "", gamma, tau)
+    return Expected(weights, value, threshold, weight_slack, value_slack, "", gamma, tau, certified=True)
 
 
 def _p1_cut(losses: np.ndarray, m: float) -> float:

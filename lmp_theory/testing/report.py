@@ -20,7 +20,8 @@ __all__ = ["CaseResult", "Report", "SEVERITY", "summary_table"]
 
 # every status the kit gives, most severe first: silent wrong answers, then loud failures
 SEVERITY = ("non-finite", "nan-leak", "infeasible", "wrong-value", "suboptimal", "no-gradient", "wrong-gradient",
-            "wrong-weights", "wrong-type", "wrong-shape", "timeout", "raised", "optimal-not-canonical", "pass")
+            "wrong-weights", "mutates-input", "wrong-type", "wrong-shape", "timeout", "crashed", "raised", "missing",
+            "optimal-not-canonical", "pass")
 _RANK = {status: i for i, status in enumerate(SEVERITY)}
 _MEASURE = {"infeasible": "violation", "suboptimal": "value_error", "wrong-value": "value_error",
             "wrong-weights": "weight_error", "optimal-not-canonical": "weight_error", "wrong-gradient": "weight_error"}
@@ -73,6 +74,7 @@ class Report:
     examples: int | None = None
     counterexample: object = None
     code: str = ""
+    compares: str = ""  # what the errors compare, for summary_table (e.g. "golden", "raw vs refined")
 
     def counts(self) -> dict[str, int]:
         tally = Counter(r.status for r in self.results)
@@ -176,15 +178,19 @@ class Report:
 
 def summary_table(reports: list[Report]) -> str:
     """One line per report: cases, the worst value and weight errors, certificate gap and violation
-    over its cases, its tolerance (the tightest in force), the wall time of its calls (the code under
-    test, with the kit's capture and time limit around it) and the result."""
-    head = ("solver", "cases", "value err", "weight err", "cert gap", "violation", "tol", "time s", "result")
+    over its cases, what the errors compare (``Report.compares``), the widest value and weight
+    tolerances in force (a weight tolerance wider than the dtype's is a case's conditioning
+    allowance), the wall time of its calls (the code under test, with the kit's capture and time
+    limit around it) and the result."""
+    head = ("solver", "cases", "value err", "weight err", "cert gap", "violation", "compared with", "value tol",
+            "weight tol", "time s", "result")
     lines = [head]
     for r in reports:
         worst = {key: _worst(getattr(c, key) for c in r.results)
                  for key in ("value_error", "weight_error", "gap", "violation")}
-        tol = min((c.value_tol for c in r.results if not math.isnan(c.value_tol)), default=math.nan)
-        lines.append((r.solver, str(len(r.results)), *(f"{x:.1e}" for x in worst.values()), f"{tol:.0e}",
+        tols = [_worst(getattr(c, key) for c in r.results) for key in ("value_tol", "weight_tol")]
+        lines.append((r.solver, str(len(r.results)), *(f"{x:.1e}" for x in worst.values()), r.compares or "-",
+                      *("-" if math.isnan(t) else f"{t:.0e}" for t in tols),
                       f"{sum(c.seconds for c in r.results):.2f}",
                       "pass" if r.passed else f"FAIL ({len(r.failing())})"))
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]

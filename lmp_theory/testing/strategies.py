@@ -115,7 +115,7 @@ def loss_vectors(*, min_size: int = 1, max_size: int = 8, families=FAMILIES, pos
 
     ``positive``: every loss > 0. ``distinct``: no two losses equal and no exact zero (where the
     value is differentiable). ``bulk``: when above ``max_size``, also draw pools of up to ``bulk``
-    losses (up to 300 as often as beyond, so thousands are occasional): a drawn vector expanded by
+    losses (up to 300 as often as beyond, log-uniform beyond): a drawn vector expanded by
     NumPy from a drawn seed, with ties and rescaled copies of its values.
     Shrinks towards a single small integer.
     """
@@ -130,8 +130,10 @@ def loss_vectors(*, min_size: int = 1, max_size: int = 8, families=FAMILIES, pos
     if bulk > max_size:
         middle = min(bulk, max(300, max_size + 1))
         sizes = st.integers(max_size + 1, middle)
-        if bulk > middle:
-            sizes = st.one_of(sizes, st.integers(middle + 1, bulk))
+        if bulk > middle:  # log-uniform beyond: every octave up to bulk as likely as the next
+            octaves = math.log2(bulk / (middle + 1))
+            sizes = st.one_of(sizes, st.integers(0, 4096).map(
+                lambda k: min(bulk, int(round((middle + 1) * 2.0 ** (octaves * k / 4096))))))
         vectors = st.one_of(vectors, st.builds(_expand, vectors, sizes, st.integers(0, 2**32 - 1),
                                                st.just(distinct)))
     if positive:
