@@ -1,0 +1,136 @@
+"""The figures of the segmentation results page, drawn from the harness's JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from seg_losses import parse  # noqa: E402
+
+VERDICT_COLOURS = {"better": "tab:green", "worse": "tab:red", "no clear difference": "tab:gray"}
+SHOWN = (("miou", "mIoU"), ("rare_iou", "IoU of the rarest third"))
+
+
+def _forest(ax, rows, metric, title):
+    """One horizontal interval per row: (label, {difference, lo, hi, verdict})."""
+    for y, (label, entry) in enumerate(rows):
+        colour = VERDICT_COLOURS[entry["verdict"]]
+        ax.errorbar(entry["difference"], y, xerr=[[entry["difference"] - entry["lo"]], [entry["hi"] - entry["difference"]]],
+                    fmt="o", color=colour, capsize=3)
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_yticks(range(len(rows)), [label for label, _ in rows])
+    ax.invert_yaxis()
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(f"difference in {metric} (points), 95 % interval")
+
+
+def _legend(fig):
+    handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=v) for v, c in VERDICT_COLOURS.items()]
+    fig.legend(handles=handles, loc="lower center", ncol=3, frameon=False)
+
+
+def against_ce(results, path):
+    rows = list(results["comparisons"].get("vs_ce", {}).items())
+    fig, axes = plt.subplots(1, 2, figsize=(10, 0.32 * len(rows) + 1.8), sharey=True)
+    for ax, (metric, label) in zip(axes, SHOWN):
+        _forest(ax, [(loss, entry[metric]) for loss, entry in rows], label, f"{label}: loss - CE")
+    _legend(fig)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def against_p1(results, path):
+    """LMP at p > 1 minus LMP at p = 1 (the top-k loss) at the same ratio, and p = 1 minus topk-image."""
+    rows = [(f"{loss} - {entry['against']}", entry) for group in ("vs_p1", "p1_vs_topk")
+            for loss, entry in sorted(results["comparisons"].get(group, {}).items(), key=lambda kv: parse(kv[0])[::-1])]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 0.32 * len(rows) + 1.8), sharey=True)
+    for ax, (metric, label) in zip(axes, SHOWN):
+        _forest(ax, [(name, entry[metric]) for name, entry in rows], label, f"{label}: at the same ratio")
+    _legend(fig)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def scores(results, path):
+    """Each loss's mean test score over seeds with its bootstrap interval."""
+    summary = results["summary"]
+    losses = list(summary)
+    fig, axes = plt.subplots(1, 4, figsize=(13, 0.3 * len(losses) + 1.5), sharey=True)
+    names = (*SHOWN, ("boundary_recall", "boundary recall"), ("small_recall", "small-region recall"))
+    for ax, (metric, label) in zip(axes, names):
+        for y, loss in enumerate(losses):
+            s = summary[loss][metric]
+            ax.errorbar(s["mean"], y, xerr=[[s["mean"] - s["lo"]], [s["hi"] - s["mean"]]], fmt="o",
+                        color="tab:blue" if loss == "ce" else "black", capsize=3)
+        ax.set_yticks(range(len(losses)), losses)
+        ax.set_title(f"{label} (%)", fontsize=10)
+    axes[0].invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def per_class(results, path, losses):
+    """Per-class test IoU (mean over seeds) against the class's share of the training pixels."""
+    table = results["per_class"]
+    frequency = np.array(table["train_frequency"])
+    fig, ax = plt.subplots(figsize=(7, 4))
+    bins = np.logspace(np.log10(frequency[frequency > 0].min()), np.log10(frequency.max()), 8)
+    for loss in losses:
+        iou = np.array([np.nan if v is None else v for v in table[loss]["iou"]])
+        dots = ax.scatter(frequency, iou, s=9, alpha=0.45, label=loss)
+        which = np.digitize(frequency, bins)
+        centres = [np.sqrt(bins[i - 1] * bins[i]) for i in range(1, len(bins)) if np.any(which == i)]
+        means = [np.nanmean(iou[which == i]) for i in range(1, len(bins)) if np.any(which == i)]
+        ax.plot(centres, means, color=dots.get_facecolor()[0][:3], lw=2)
+    ax.set_xscale("log")
+    ax.set_xlabel("share of the training pixels in the class")
+    ax.set_ylabel("test IoU (%), mean over seeds")
+    ax.set_title("per-class IoU against class frequency (lines: means per frequency bin)", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def curves(results, path, losses):
+    """Validation mIoU over training steps, every seed, at each loss's chosen learning rate."""
+    fig, axes = plt.subplots(1, len(losses), figsize=(3.2 * len(losses), 3), sharey=True, squeeze=False)
+    for ax, loss in zip(axes[0], losses):
+        for run in results["runs"][loss]:
+            curve = np.array(run["curve"])
+            ax.plot(curve[:, 0], curve[:, 2], lw=1)
+            ax.plot(run["best_step"], run["val_miou"], "k.", ms=5)
+        ax.set_title(f"{loss} (lr {results['chosen_lr'][loss]:g})", fontsize=9)
+        ax.set_xlabel("step")
+    axes[0][0].set_ylabel("validation mIoU (%)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def draw(results: dict, folder: Path) -> list:
+    """Every figure into ``folder``; returns the paths written."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if "summary" not in results:
+        return []
+    done = list(results["summary"])
+    shown = [loss for loss in ("ce", "lmp-1-0.25", "lmp-1.7-0.25", "wce-sqrt", "ohem") if loss in done] or done[:3]
+    paths = {"segmentation_scores.png": lambda p: scores(results, p),
+             "segmentation_vs_ce.png": lambda p: against_ce(results, p),
+             "segmentation_vs_p1.png": lambda p: against_p1(results, p),
+             "segmentation_per_class.png": lambda p: per_class(results, p, shown[:3]),
+             "segmentation_curves.png": lambda p: curves(results, p, shown)}
+    written = []
+    for name, draw_one in paths.items():
+        draw_one(folder / name)
+        written.append(folder / name)
+    return written
