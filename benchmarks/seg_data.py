@@ -23,6 +23,7 @@ ATLASES = {
     "inia19": ("inia19-t1-brain.nii.gz", "inia19-NeuroMaps.nii.gz"),  # macaque, 724 labels
 }
 SPLITS = ("train", "val", "test")
+PAD_TO = 8   # slices are padded with background to a multiple of this (in both directions)
 
 
 def available(atlas: str = "aal") -> bool:
@@ -50,6 +51,7 @@ class Slices:
 class Dataset:
     atlas: str
     stride: int
+    slice_stride: int
     classes: int
     splits: dict            # split name -> Slices
     train_frequency: np.ndarray   # (classes,) share of the training pixels in each class
@@ -57,7 +59,7 @@ class Dataset:
 
     def describe(self) -> dict:
         shape = self.splits["train"].labels.shape[1:]
-        return {"atlas": self.atlas, "stride_mm_voxels": self.stride, "slice_shape": list(shape),
+        return {"atlas": self.atlas, "stride": self.stride, "slice_stride": self.slice_stride, "slice_shape": list(shape),
                 "classes": self.classes,
                 "slices": {name: self.splits[name].index.tolist() for name in SPLITS},
                 "train_frequency": [float(f"{f:.4g}") for f in self.train_frequency]}
@@ -86,23 +88,28 @@ def slab_split(count: int, block: int, gap: int, val: int, test: int) -> dict:
     return {name: np.asarray(index, dtype=np.int64) for name, index in out.items()}
 
 
-def _block_mean(volume, stride):
-    x, y, z = (s // stride * stride for s in volume.shape)
-    v = volume[:x, :y, :z]
-    return v.reshape(x // stride, stride, y // stride, stride, z // stride, stride).mean(axis=(1, 3, 5))
+def _block_mean(volume, strides):
+    x, y, z = (s // k * k for s, k in zip(volume.shape, strides))
+    (a, b, c) = strides
+    return volume[:x, :y, :z].reshape(x // a, a, y // b, b, z // c, c).mean(axis=(1, 3, 5))
 
 
-def load(atlas: str = "aal", stride: int = 2, block: int = 15, gap: int = 1, val: int = 2, test: int = 2) -> Dataset:
-    """The atlas at ``stride`` voxels per pixel (T1: block mean; labels: every ``stride``-th voxel),
-    cropped to the labelled box, as axial slices split by :func:`slab_split`.
+def load(atlas: str = "aal", stride: int = 2, block: int = 15, gap: int = 1, val: int = 2, test: int = 2,
+         slice_stride: int | None = None) -> Dataset:
+    """The atlas at ``stride`` voxels per pixel in the slice and ``slice_stride`` (default ``stride``)
+    between slices (T1: block mean; labels: the voxel at the block's centre), cropped to the labelled
+    box and padded with background to a multiple of ``PAD_TO`` pixels, as axial slices split by
+    :func:`slab_split`.
 
     Classes are the label values present after downsampling, renumbered ``0..C-1`` (0 = background).
     """
     import nibabel
 
     _check_atlas(atlas)
-    if not isinstance(stride, (int, np.integer)) or stride < 1:
-        raise ValueError(f"stride must be an integer >= 1, got {stride!r}")
+    slice_stride = stride if slice_stride is None else slice_stride
+    for name, value in (("stride", stride), ("slice_stride", slice_stride)):
+        if not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     if not available(atlas):
         raise FileNotFoundError(MISSING)
     t1_file, label_file = (nibabel.load(str(TEMPLATES / name)) for name in ATLASES[atlas])
@@ -110,11 +117,14 @@ def load(atlas: str = "aal", stride: int = 2, block: int = 15, gap: int = 1, val
         raise ValueError(f"{atlas}: the T1 image and the labels are not on one grid")
     t1 = np.asarray(t1_file.dataobj, dtype=np.float32).reshape(t1_file.shape[:3])
     raw = np.asarray(label_file.dataobj).reshape(label_file.shape[:3]).astype(np.int64)
-    t1 = _block_mean(t1, stride)
-    raw = raw[stride // 2::stride, stride // 2::stride, stride // 2::stride][tuple(slice(s) for s in t1.shape)]
+    strides = (stride, stride, slice_stride)
+    t1 = _block_mean(t1, strides)
+    raw = raw[tuple(slice(s // 2, None, s) for s in strides)][tuple(slice(s) for s in t1.shape)]
     box = [np.flatnonzero((raw > 0).any(axis=tuple(a for a in range(3) if a != axis))) for axis in range(3)]
     lo, hi = [max(b[0] - 1, 0) for b in box], [b[-1] + 2 for b in box]
     t1, raw = (v[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] for v in (t1, raw))
+    pad = [(0, -s % PAD_TO) for s in raw.shape[:2]] + [(0, 0)]  # n: a multiple of 64 pixels
+    t1, raw = np.pad(t1, pad), np.pad(raw, pad)
     values, labels = np.unique(raw, return_inverse=True)
     if values[0] != 0:
         values, labels = np.concatenate([[0], values]), labels.reshape(raw.shape) + 1
@@ -129,4 +139,4 @@ def load(atlas: str = "aal", stride: int = 2, block: int = 15, gap: int = 1, val
         inputs = np.stack([np.stack([t1[:, :, k], x, y, np.full_like(x, z[k])]) for k in idx]).astype(np.float32)
         splits[name] = Slices(inputs, np.ascontiguousarray(labels[:, :, idx].transpose(2, 0, 1)), idx)
     frequency = np.bincount(splits["train"].labels.ravel(), minlength=len(values)) / splits["train"].labels.size
-    return Dataset(atlas, stride, len(values), splits, frequency, values)
+    return Dataset(atlas, stride, slice_stride, len(values), splits, frequency, values)

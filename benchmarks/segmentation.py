@@ -49,6 +49,7 @@ class Preset:
     gap: int = 1
     val: int = 2
     test: int = 2
+    slice_stride: int = 2
     resamples: int = 2000
     cut: str = ""          # what this preset leaves out of the full comparison, in words
 
@@ -56,15 +57,16 @@ class Preset:
 PLATEAU = Schedule(batch=4, width=16, eval_every=25, patience=12, max_steps=2500)  # stop after 300 flat steps
 
 PRESETS = {
-    "full": Preset("aal", 2, tuple(loss_grid()), (3e-3, 1e-2), 5, PLATEAU,
+    "full": Preset("aal", 4, tuple(loss_grid()), (3e-3, 1e-2), 5, PLATEAU,
                    cut="learning rates 3e-3 and 1e-2 only (1e-3 was far from a plateau after 600 steps)"),
-    "reduced": Preset("aal", 2, ("ce", "lmp-1-0.25", "lmp-1.7-0.25", "lmp-1.2-0.25", "lmp-3-0.25", "wce-sqrt", "ohem",
+    "reduced": Preset("aal", 4, ("ce", "lmp-1-0.25", "lmp-1.7-0.25", "lmp-1.2-0.25", "lmp-3-0.25", "wce-sqrt", "ohem",
                                  "focal", "topk-image-0.25", "lmp-1-0.1", "lmp-1.7-0.1", "wce-median", "topk-batch-0.25",
                                  "lmp-1.2-0.1", "lmp-3-0.1"), (3e-3, 1e-2), 3, PLATEAU,
                       cut="3 seeds of 5; 15 of the 24 losses (ratio 0.5, wce-inverse, topk at 0.1 and topk-batch-0.1 "
                           "left out), trained in this order as far as time allowed"),
     "small": Preset("brodmann", 4, ("ce", "topk-image-0.25", "lmp-1-0.25", "lmp-1.7-0.25"), (3e-3, 1e-2), 2,
-                    Schedule(batch=4, width=8, eval_every=10, patience=2, max_steps=30), block=10, resamples=200,
+                    Schedule(batch=4, width=8, eval_every=10, patience=2, max_steps=30), block=10, slice_stride=4,
+                    resamples=200,
                     cut="a smoke test of the pipeline: 4 losses, 2 seeds, at most 30 steps at 4 mm"),
 }
 
@@ -80,7 +82,8 @@ def _start(preset: Preset, threads: int):
 
 
 def load(preset: Preset):
-    return seg_data.load(preset.atlas, preset.stride, preset.block, preset.gap, preset.val, preset.test)
+    return seg_data.load(preset.atlas, preset.stride, preset.block, preset.gap, preset.val, preset.test,
+                         preset.slice_stride)
 
 
 def _run(task):
