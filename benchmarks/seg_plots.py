@@ -34,28 +34,26 @@ def _legend(fig):
     fig.legend(handles=handles, loc="lower center", ncol=3, frameon=False)
 
 
-def against_ce(results, path):
-    rows = list(results["comparisons"].get("vs_ce", {}).items())
+def _forest_figure(rows, path, what):
+    """Both shown metrics' intervals for rows of (label, comparison entry)."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 0.32 * len(rows) + 1.8), sharey=True)
     for ax, (metric, label) in zip(axes, SHOWN):
-        _forest(ax, [(loss, entry[metric]) for loss, entry in rows], label, f"{label}: loss - CE")
+        _forest(ax, [(name, entry[metric]) for name, entry in rows], label, f"{label}: {what}")
     _legend(fig)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def against_ce(results, path):
+    _forest_figure(list(results["comparisons"].get("vs_ce", {}).items()), path, "loss - CE")
 
 
 def against_p1(results, path):
     """LMP at p > 1 minus LMP at p = 1 (the top-k loss) at the same ratio, and p = 1 minus topk-image."""
     rows = [(f"{loss} - {entry['against']}", entry) for group in ("vs_p1", "p1_vs_topk")
             for loss, entry in sorted(results["comparisons"].get(group, {}).items(), key=lambda kv: parse(kv[0])[::-1])]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 0.32 * len(rows) + 1.8), sharey=True)
-    for ax, (metric, label) in zip(axes, SHOWN):
-        _forest(ax, [(name, entry[metric]) for name, entry in rows], label, f"{label}: at the same ratio")
-    _legend(fig)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _forest_figure(rows, path, "at the same ratio")
 
 
 def scores(results, path):
