@@ -132,3 +132,15 @@ def draw(results: dict, folder: Path) -> list:
         draw_one(folder / name)
         written.append(folder / name)
     return written
+
+
+def verdict_table(results: dict, group: str) -> str:
+    """The markdown table of one comparison group (``vs_ce``, ``vs_p1``, ``p1_vs_topk``): each pair's
+    mIoU and rarest-third differences with their 95 % intervals and verdicts."""
+    lines = ["| loss | against | mIoU difference [95 %] | verdict | rarest-third IoU difference [95 %] | verdict |",
+             "|---|---|---:|---|---:|---|"]
+    for loss, entry in results["comparisons"].get(group, {}).items():
+        cells = [f"{e['difference']:+.1f} [{e['lo']:+.1f}, {e['hi']:+.1f}] | {e['verdict']}"
+                 for e in (entry["miou"], entry["rare_iou"])]
+        lines.append(f"| `{loss}` | `{entry['against']}` | {' | '.join(cells)} |")
+    return "\n".join(lines)

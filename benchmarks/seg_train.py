@@ -30,6 +30,13 @@ class Schedule:
     max_steps: int = 1500
     width: int = 24
 
+    def __post_init__(self):
+        for name in ("batch", "eval_every", "patience", "max_steps", "width"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
+        if self.max_steps < self.eval_every:
+            raise ValueError(f"max_steps must be >= eval_every = {self.eval_every}, got {self.max_steps}")
+
 
 def network(classes: int, width: int) -> nn.Sequential:
     layers, channels = [], 4
@@ -55,9 +62,11 @@ def validation_miou(model, split, classes) -> float:
     return float(100 * np.nanmean(iou[present]))
 
 
-def train(data, loss_name: str, lr: float, seed: int, schedule: Schedule, test_masks=None) -> dict:
-    """Train one model; returns its learning curve, best step, validation mIoU and (with ``test_masks``,
-    the boundary and small-region masks of the test labels) its test counts."""
+def train(data, loss_name: str, lr: float, seed: int, schedule: Schedule, test_masks=None,
+          keep_model: bool = False) -> dict:
+    """Train one model; returns its learning curve, best step, validation mIoU, (with ``test_masks``,
+    the boundary and small-region masks of the test labels) its test counts and (with ``keep_model``)
+    the model at its best validation step."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = network(data.classes, schedule.width)
@@ -77,8 +86,11 @@ def train(data, loss_name: str, lr: float, seed: int, schedule: Schedule, test_m
         optimiser.step()
         running.append(loss.detach())
         if step % schedule.eval_every == 0:
-            score = validation_miou(model, val_split, data.classes)
-            curve.append([step, round(float(torch.stack(running).mean()), 5), round(score, 3)])
+            score, train_loss = validation_miou(model, val_split, data.classes), float(torch.stack(running).mean())
+            if not np.isfinite(train_loss):
+                raise RuntimeError(f"{loss_name} at lr {lr} (seed {seed}): the training loss is {train_loss} "
+                                   f"by step {step}")
+            curve.append([step, round(train_loss, 5), round(score, 3)])
             running = []
             if score > best:
                 best, best_state, since_best = score, copy.deepcopy(model.state_dict()), 0
@@ -86,14 +98,14 @@ def train(data, loss_name: str, lr: float, seed: int, schedule: Schedule, test_m
                 since_best += 1
                 if since_best >= schedule.patience:
                     break
-    if not np.isfinite(best):
-        raise RuntimeError(f"{loss_name} at lr {lr} (seed {seed}): validation mIoU is not finite")
-    result = {"loss": loss_name, "lr": lr, "seed": seed, "steps": curve[-1][0] if curve else 0,
-              "best_step": curve[int(np.argmax([c[2] for c in curve]))][0] if curve else 0, "val_miou": best,
+    result = {"loss": loss_name, "lr": lr, "seed": seed, "steps": curve[-1][0],
+              "best_step": curve[int(np.argmax([c[2] for c in curve]))][0], "val_miou": best,
               "plateau": since_best >= schedule.patience, "curve": curve,
               "seconds": round(time.perf_counter() - start, 2)}
-    if test_masks is not None and best_state is not None:
-        model.load_state_dict(best_state)
+    model.load_state_dict(best_state)
+    if keep_model:
+        result["model"] = model
+    if test_masks is not None:
         test = data.splits["test"]
         result["counts"] = slice_counts(predict(model, test.inputs), test.labels, data.classes, *test_masks)
     return result

@@ -215,3 +215,12 @@ def test_command_line_rejects_bad_arguments():
     run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "segmentation.py"), "--workers", "0"],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and "--workers must be an integer >= 1" in run.stderr
+
+
+def test_schedule_is_checked():
+    from seg_train import Schedule
+
+    with pytest.raises(ValueError, match="patience must be an integer >= 1"):
+        Schedule(patience=0)
+    with pytest.raises(ValueError, match="max_steps must be >= eval_every"):
+        Schedule(eval_every=50, max_steps=20)
