@@ -76,22 +76,24 @@ def scores(results, path):
 
 
 def per_class(results, path, losses):
-    """Per-class test IoU (mean over seeds) against the class's share of the training pixels."""
+    """Per-class test IoU (mean over seeds) against the class's share of the training pixels; the
+    background (class 0) is left out, and the lines are means over six bins of equally many classes."""
     table = results["per_class"]
-    frequency = np.array(table["train_frequency"])
+    classes, frequency = np.array(table["classes"]), np.array(table["train_frequency"])
+    shown = (classes != 0) & (frequency > 0)
+    edges = np.quantile(frequency[shown], np.linspace(0, 1, 7))
+    which = np.clip(np.searchsorted(edges, frequency, side="right") - 1, 0, 5)
     fig, ax = plt.subplots(figsize=(7, 4))
-    bins = np.logspace(np.log10(frequency[frequency > 0].min()), np.log10(frequency.max()), 8)
     for loss in losses:
         iou = np.array([np.nan if v is None else v for v in table[loss]["iou"]])
-        dots = ax.scatter(frequency, iou, s=9, alpha=0.45, label=loss)
-        which = np.digitize(frequency, bins)
-        centres = [np.sqrt(bins[i - 1] * bins[i]) for i in range(1, len(bins)) if np.any(which == i)]
-        means = [np.nanmean(iou[which == i]) for i in range(1, len(bins)) if np.any(which == i)]
+        dots = ax.scatter(frequency[shown], iou[shown], s=9, alpha=0.45, label=loss)
+        centres = [np.exp(np.mean(np.log(frequency[shown & (which == b)]))) for b in range(6)]
+        means = [np.nanmean(iou[shown & (which == b)]) for b in range(6)]
         ax.plot(centres, means, color=dots.get_facecolor()[0][:3], lw=2)
     ax.set_xscale("log")
     ax.set_xlabel("share of the training pixels in the class")
     ax.set_ylabel("test IoU (%), mean over seeds")
-    ax.set_title("per-class IoU against class frequency (lines: means per frequency bin)", fontsize=10)
+    ax.set_title("per-class IoU against class frequency (background left out; lines: bin means)", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -224,3 +224,17 @@ def test_schedule_is_checked():
         Schedule(patience=0)
     with pytest.raises(ValueError, match="max_steps must be >= eval_every"):
         Schedule(eval_every=50, max_steps=20)
+
+
+def test_results_page_shows_the_stored_results():
+    from seg_plots import verdict_table
+
+    page = (ROOT / "docs" / "segmentation.md").read_text()
+    results = json.loads((ROOT / "benchmarks" / "results" / "segmentation_reduced.json").read_text())
+    assert (ROOT / "benchmarks" / "results" / "segmentation_reduced.json").stat().st_size < 1e6
+    for group in ("vs_ce", "vs_p1", "p1_vs_topk"):
+        assert verdict_table(results, group) in page, group   # the page's tables are the stored verdicts
+    for figure in ("scores", "vs_ce", "vs_p1", "per_class", "curves"):
+        assert f"](segmentation/segmentation_{figure}.png)" in page
+        assert (ROOT / "docs" / "segmentation" / f"segmentation_{figure}.png").is_file()
+    assert "segmentation.md" in (ROOT / "mkdocs.yml").read_text()
