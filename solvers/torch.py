@@ -207,6 +207,8 @@ def lmp_pool(pixel_losses: torch.Tensor, p: float = 1.7, ratio: float = 0.3, *, 
         How much each valid pixel counts towards its pool's size ``n`` (default 1). The pool's
         ``gamma`` and ``tau`` are the paper's for ``n`` = the sum of its valid pixels' size
         weights; ``LossMaxPooling`` passes the class weight of each pixel's target.
+    check_finite, method
+        See ``lmp_weights``.
 
     Notes
     -----

@@ -1,8 +1,14 @@
 """The documentation site builds strictly (every page, notebook and API reference resolves) and stands alone."""
 
+import ast
+import importlib
+import inspect
 import re
+import textwrap
 
 import pytest
+
+from tests.site_build import ROOT, page_tables, page_text
 
 pytestmark = pytest.mark.slow  # mkdocs build --strict of the whole site (also the browser test's site)
 
@@ -48,3 +54,60 @@ def test_api_page_has_no_sphinx_roles(built_site):
     api = (built_site / "api" / "index.html").read_text()
     roles = re.findall(r":(?:func|class|meth|mod|attr|data|obj|exc):(?:`|<code>)", api)
     assert not roles, roles
+
+
+def test_claims_page_shows_every_statement_exactly_as_the_registry_holds_it(built_site):
+    from lmp_theory.claims import REGISTRY
+
+    text = page_text((built_site / "claims" / "index.html").read_text())
+    for claim in REGISTRY.values():
+        for field in (claim.title, claim.hypotheses, claim.statement, claim.source):
+            assert " ".join(field.split()) in text, (claim.id, field)
+
+
+def _api_sections(html: str, targets: list[str]):
+    """Each ``::: target`` of docs/api.md with the part of the API page that documents it."""
+    starts = sorted((html.index(f'id="{target}"'), target) for target in targets)
+    for (start, target), (end, _) in zip(starts, starts[1:] + [(len(html), None)]):
+        yield target, html[start:end]
+
+
+def _signature_source(obj) -> dict[str, tuple[str | None, str | None]]:
+    """``name -> (annotation, default)`` as written in the source of ``obj``'s def (a class: its __init__)."""
+    function = obj.__init__ if inspect.isclass(obj) else inspect.unwrap(obj)
+    (node,) = ast.parse(textwrap.dedent(inspect.getsource(function))).body
+    args = node.args
+    positional = args.posonlyargs + args.args
+    defaults = [None] * (len(positional) - len(args.defaults)) + args.defaults + args.kw_defaults
+    return {a.arg: (a.annotation and ast.unparse(a.annotation), d and ast.unparse(d))
+            for a, d in zip(positional + args.kwonlyargs, defaults) if a.arg != "self"}
+
+
+def _expression(text: str) -> str:
+    """A Python expression in one canonical spelling, module prefixes dropped (the page shows ``Tensor``)."""
+    return re.sub(r"\b(?:[A-Za-z_]\w*\.)+([A-Za-z_]\w*)", r"\1", ast.unparse(ast.parse(text, mode="eval")))
+
+
+def test_api_parameter_tables_show_each_signature_s_types_and_defaults(built_site):
+    html = (built_site / "api" / "index.html").read_text()
+    targets = re.findall(r"^::: (\S+)", (ROOT / "docs" / "api.md").read_text(), re.M)
+    checked = 0
+    for target, section in _api_sections(html, targets):
+        tables = [t for t in page_tables(section) if t and t[0] == ["Name", "Type", "Description", "Default"]]
+        if not tables:
+            continue
+        module, _, name = target.rpartition(".")
+        signature = _signature_source(getattr(importlib.import_module(module), name))
+        rows = tables[0][1:]
+        documented = [row[0] for row in rows]
+        assert sorted(documented) == sorted(signature), (target, "documented", documented, "signature", list(signature))
+        for shown_name, shown_type, _, shown_default in rows:
+            annotation, default = signature[shown_name]
+            if annotation is not None:
+                assert _expression(shown_type) == _expression(annotation), (target, shown_name, shown_type, annotation)
+            if default is None:
+                assert shown_default == "required", (target, shown_name, shown_default)
+            else:
+                assert _expression(shown_default) == _expression(default), (target, shown_name, shown_default, default)
+            checked += 1
+    assert checked >= 40, checked

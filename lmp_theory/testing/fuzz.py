@@ -65,6 +65,8 @@ def fuzz_solver(fn: Callable, *, examples: int = 200, seed: int = 0, dtype=np.fl
 
     Parameters
     ----------
+    fn : callable
+        The implementation under test, as for ``check_solver``.
     examples : int
         How many problems to try (shrinking a failure costs extra calls).
     seed : int
@@ -75,6 +77,12 @@ def fuzz_solver(fn: Callable, *, examples: int = 200, seed: int = 0, dtype=np.fl
         Demand the canonical maximizer (``optimal-not-canonical`` fails); False accepts any optimum.
     max_size : int
         The largest pool drawn (sizes are log-uniform above 8, so a few hundred is typical).
+    time_limit : float or None
+        Seconds per call before it is reported as ``timeout`` (None: no limit).
+    name : str, optional
+        The report's name (default: ``fn``'s qualified name).
+    command : str
+        The command that reruns this check, for the reproducer.
 
     Returns
     -------
