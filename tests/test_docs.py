@@ -1,20 +1,24 @@
-"""The documentation site builds strictly (every page, notebook and API reference resolves) and stands alone."""
+"""The documentation site builds strictly (every page, notebook and API reference resolves), stands alone, and
+says what the code does: the claims page the registry's text, the API page the signatures' types and defaults."""
 
 import ast
 import importlib
 import inspect
+import math
 import re
 import textwrap
 
 import pytest
 
+from lmp_theory import paper_parameters
 from tests.site_build import ROOT, page_tables, page_text
 
-pytestmark = pytest.mark.slow  # mkdocs build --strict of the whole site (also the browser test's site)
+# the tests taking ``built_site`` are slow: mkdocs build --strict of the whole site (also the browser test's site)
 
 NOTEBOOKS = ("01_what_lmp_does", "02_deriving_with_sympy", "03_exact_vs_fast", "04_imbalanced_segmentation")
 
 
+@pytest.mark.slow
 def test_mkdocs_build_strict(built_site):
     for page in ("index.html", "theory/index.html", "claims/index.html", "guide/index.html", "conformance/index.html", "api/index.html",
                  "benchmarks/index.html", *(f"notebooks/{name}/index.html" for name in NOTEBOOKS)):
@@ -23,6 +27,7 @@ def test_mkdocs_build_strict(built_site):
     assert "lmp_weights" in api and "certify" in api and "LossMaxPooling" in api
 
 
+@pytest.mark.slow
 def test_theory_claim_ids_link_to_the_generated_claims_page(built_site):
     from lmp_theory.claims import REGISTRY
 
@@ -32,8 +37,11 @@ def test_theory_claim_ids_link_to_the_generated_claims_page(built_site):
         assert f'id="{claim_id}"' in claims, claim_id
         assert f'href="../claims/#{claim_id}"' in theory, claim_id
     assert "arxiv.org/abs/1704.02966" in theory
+    for heading in re.findall(r"<h2[^>]*>(.*?)</h2>", theory, re.S):  # ids are linked from the text, not the titles
+        assert "claims/#" not in heading and "[" not in page_text(heading), heading
 
 
+@pytest.mark.slow
 def test_site_bundles_mathjax_and_loads_nothing_remote(built_site):
     assert (built_site / "javascripts" / "mathjax" / "tex-mml-chtml.js").is_file()
     for html in built_site.rglob("*.html"):
@@ -43,6 +51,7 @@ def test_site_bundles_mathjax_and_loads_nothing_remote(built_site):
         assert "fonts.googleapis" not in text, html
 
 
+@pytest.mark.slow
 def test_notebooks_downloadable(built_site):
     for name in NOTEBOOKS:
         page = (built_site / "notebooks" / name / "index.html").read_text()
@@ -50,12 +59,14 @@ def test_notebooks_downloadable(built_site):
         assert (built_site / "notebooks" / name / f"{name}.ipynb").is_file(), name
 
 
+@pytest.mark.slow
 def test_api_page_has_no_sphinx_roles(built_site):
     api = (built_site / "api" / "index.html").read_text()
     roles = re.findall(r":(?:func|class|meth|mod|attr|data|obj|exc):(?:`|<code>)", api)
     assert not roles, roles
 
 
+@pytest.mark.slow
 def test_claims_page_shows_every_statement_exactly_as_the_registry_holds_it(built_site):
     from lmp_theory.claims import REGISTRY
 
@@ -88,6 +99,7 @@ def _expression(text: str) -> str:
     return re.sub(r"\b(?:[A-Za-z_]\w*\.)+([A-Za-z_]\w*)", r"\1", ast.unparse(ast.parse(text, mode="eval")))
 
 
+@pytest.mark.slow
 def test_api_parameter_tables_show_each_signature_s_types_and_defaults(built_site):
     html = (built_site / "api" / "index.html").read_text()
     targets = re.findall(r"^::: (\S+)", (ROOT / "docs" / "api.md").read_text(), re.M)
@@ -111,3 +123,13 @@ def test_api_parameter_tables_show_each_signature_s_types_and_defaults(built_sit
                 assert _expression(shown_default) == _expression(default), (target, shown_name, shown_default, default)
             checked += 1
     assert checked >= 40, checked
+
+
+def test_spec_says_where_ratio_zero_removes_the_cap():
+    spec = (ROOT / "docs" / "spec.md").read_text()
+    assert r"(1 \le p < \infty;\ \tau = \infty \text{ for } \rho = 0)" in spec
+    assert r"$p = \infty$ gives $\gamma = \tau = 1/n$ for every $\rho$, $\rho = 0$ included" in spec
+    for n in (1, 7, 1000):
+        assert paper_parameters(n, 1.7, 0.0)[1] == math.inf and paper_parameters(n, 1.0, 0.0)[1] == math.inf
+        gamma, tau = paper_parameters(n, math.inf, 0.0)
+        assert gamma == tau == paper_parameters(n, math.inf, 0.5)[1] and math.isclose(gamma, 1 / n, rel_tol=1e-15)
