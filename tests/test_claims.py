@@ -18,7 +18,7 @@ from solvers.numpy import lmp_value
 
 REQUIRED = ["paper-parameters", "holder", "kkt-closed-form", "value-formula", "gradient", "dual", "p1-cvar",
             "pinf-mean", "bounds", "monotone-in-p", "monotone-in-ratio", "class-weighting", "k-rule",
-            "dual-quasiconvex", "max-bound", "least-norm"]
+            "dual-quasiconvex", "max-bound", "least-norm", "jacobian"]
 
 
 SEARCH = 100  # instances per claim: a search, not a spot check
@@ -215,3 +215,21 @@ def test_the_gradient_claim_holds_at_ties_zeros_and_negatives():
     (result,) = run_claims(["gradient"], budget=60, seed=SEED)
     assert result.symbolic.status == "pass" and result.numeric.status == "pass", result.numeric.detail
     assert "ties, zeros and negatives included" in REGISTRY["gradient"].hypotheses
+
+
+@pytest.mark.slow  # a search with shrinking (about 15 s)
+def test_the_jacobian_search_catches_a_jacobian_without_its_rank_one_term(monkeypatch):
+    from lmp_theory.claims import second_order
+
+    real = second_order.stated_jacobian
+
+    def diagonal_only(losses, inst):
+        found = real(losses, inst)
+        if found is None:
+            return None
+        jacobian, scale = found
+        return [[e if i == j else e * 0 for j, e in enumerate(row)] for i, row in enumerate(jacobian)], scale
+
+    monkeypatch.setattr(second_order, "stated_jacobian", diagonal_only)
+    (result,) = run_claims(["jacobian"], seed=SEED)
+    assert result.numeric.status == "fail" and "Instance(losses=[" in result.numeric.detail, result.numeric.detail
