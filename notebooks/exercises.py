@@ -15,7 +15,7 @@ import sympy as sp
 
 from lmp_theory.claims.registry import ClaimFailed, zero
 
-__all__ = ["check_number", "check_numbers", "check_expression", "check_counterexample", "check_choice"]
+__all__ = ["check_number", "check_numbers", "check_expression", "check_counterexample", "check_choice", "check_by"]
 
 
 def _unanswered(answer) -> bool:
@@ -96,3 +96,13 @@ def check_choice(answer, expected, *, hint: str = "") -> bool | None:
         return _verdict(answer, False, "", hint)
     return _verdict(answer, answer == expected, f"{answer!r}" + ("." if answer == expected else " is not it."),
                     hint)
+
+
+def check_by(answer, judge: Callable[[Any], tuple[bool, str] | None], *, hint: str = "") -> bool | None:
+    """Any answer that ``judge(answer) -> (right, what it found)`` accepts; ``judge`` returns None for an
+    answer that is still the placeholder (a function whose body is ``return ...``)."""
+    verdict = None if _unanswered(answer) else judge(answer)
+    if verdict is None:
+        return _verdict(Ellipsis, False, "", hint)
+    right, message = verdict
+    return _verdict(answer, right, message, hint)

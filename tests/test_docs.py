@@ -197,3 +197,7 @@ def test_the_exercise_checks_accept_right_answers_explain_wrong_ones_and_wait_fo
         assert check(..., *args) is None
         assert "Not answered yet" in capsys.readouterr().out
     assert ex.check_numbers([..., 1.0], [1.0, 1.0]) is None
+    judge = lambda x: None if x == "placeholder" else (x > 0, f"found {x}")
+    assert ex.check_by(2, judge) is True and ex.check_by(-2, judge, hint="positive") is False
+    assert "Not yet: found -2 Hint: positive" in capsys.readouterr().out
+    assert ex.check_by("placeholder", judge) is None and ex.check_by(..., judge) is None
