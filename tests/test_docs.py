@@ -59,6 +59,7 @@ def test_notebooks_downloadable(built_site):
         page = (built_site / "notebooks" / name / "index.html").read_text()
         assert f'href="{name}.ipynb"' in page or f"/{name}.ipynb" in page, name
         assert (built_site / "notebooks" / name / f"{name}.ipynb").is_file(), name
+    assert (built_site / "notebooks" / "exercises.py").is_file()  # the answer checks the notebooks import
 
 
 @pytest.mark.slow
