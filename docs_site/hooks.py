@@ -5,8 +5,10 @@
   next to ``javascripts/mathjax.js`` (the configuration) that ``mkdocs.yml`` loads first.
 * ``claims.md`` is written from ``lmp_theory.claims.REGISTRY`` at build time (one anchor per claim id), so the
   theory page's claim ids link to the statements that ``lmp claims`` checks, and the page cannot go stale.
+  The plain-text statements are shown exactly as the registry holds them (``tests/test_docs.py`` compares).
 """
 
+import html
 import shutil
 from importlib.resources import files
 from pathlib import Path
@@ -15,6 +17,7 @@ from mkdocs.structure.files import File
 
 MATHJAX_TARGET = Path("javascripts") / "mathjax"
 CLAIMS_PAGE = "claims.md"
+MARKDOWN_SPECIAL = set("\\`*_{}[]")  # not ( ): arithmatex reads \\( \\) as a formula
 
 
 def mathjax_es5() -> Path:
@@ -34,13 +37,25 @@ def claims_markdown() -> str:
              "where a piece can be proved, and by a counterexample search over the hypotheses as written. "
              "The [theory page](theory.md) explains each one; this page is generated from the registry.\n"]
     for claim in REGISTRY.values():
-        parts.append(f'## `{claim.id}`: {claim.title} {{#{claim.id}}}\n')
-        parts.append(f"**Hypotheses.** {claim.hypotheses}\n")
-        parts.append(f"**Statement.** {claim.statement}\n")
+        parts.append(f'## `{claim.id}`: {markdown_literal(claim.title)} {{#{claim.id}}}\n')
+        parts.append(plain_paragraph("Hypotheses.", claim.hypotheses))
+        parts.append(plain_paragraph("Statement.", claim.statement))
         if claim.latex:
             parts.append(f"$$\n{claim.latex}\n$$\n")
-        parts.append(f"*Source:* {claim.source}. Run: `lmp claims {claim.id} -v`.\n")
+        parts.append(plain_paragraph("Source:", claim.source))
+        parts.append(f"Run: `lmp claims {claim.id} -v`.\n")
     return "\n".join(parts)
+
+
+def plain_paragraph(label: str, text: str) -> str:
+    """A paragraph that shows ``text`` character for character: raw HTML, which Markdown leaves alone
+    (``*`` would start italics, ``<w, l>`` would pass for a tag), and which MathJax skips."""
+    return f'<p class="claim-text mathjax_ignore"><strong>{label}</strong> {html.escape(text)}</p>\n'
+
+
+def markdown_literal(text: str) -> str:
+    """``text`` with every character that Markdown could read as markup escaped (for a heading)."""
+    return "".join(f"\\{ch}" if ch in MARKDOWN_SPECIAL else html.escape(ch) for ch in text)
 
 
 def on_files(files_, config, **kwargs):

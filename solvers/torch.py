@@ -218,6 +218,8 @@ def lmp_pool(pixel_losses: torch.Tensor, p: float = 1.7, ratio: float = 0.3, *, 
         ``gamma`` and ``tau`` are the paper's for ``n`` = the sum of its valid pixels' size
         weights; ``LossMaxPooling`` passes the class weight of each pixel's target. Finite and
         ``>= 0`` on valid pixels (checked with ``check_finite=True``, else the caller's promise).
+    check_finite, method
+        See ``lmp_weights``.
 
     Notes
     -----

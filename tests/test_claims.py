@@ -18,7 +18,7 @@ from solvers.numpy import lmp_value
 
 REQUIRED = ["paper-parameters", "holder", "kkt-closed-form", "value-formula", "gradient", "dual", "p1-cvar",
             "pinf-mean", "bounds", "monotone-in-p", "monotone-in-ratio", "class-weighting", "k-rule",
-            "dual-quasiconvex", "max-bound", "least-norm"]
+            "dual-quasiconvex", "max-bound", "least-norm", "jacobian"]
 
 
 SEARCH = 100  # instances per claim: a search, not a spot check
@@ -181,3 +181,55 @@ def test_lmp_claims_json_and_exit_status():
 def test_registry_ids_are_unique_and_complete():
     run_claims(["holder"])  # imports every claim module
     assert set(REQUIRED) <= set(REGISTRY)
+
+
+def _tied(losses) -> bool:
+    positive = [v for v in losses if v > 0]
+    return len(set(positive)) < len(positive)
+
+
+# false kink sets for the gradient claim: each must be refuted by the claim's own search
+WRONG_KINKS = {
+    "ties and zeros are the kinks (the old statement)": lambda real: lambda l, i: (
+        any(v == 0 for v in l) or _tied(l)),
+    "ties are kinks for 1 < p < inf": lambda real: lambda l, i: real(l, i) or (i.p > 1 and _tied(l)),
+    "ties at the p = 1 cut are not kinks": lambda real: lambda l, i: real(l, i) and not (
+        i.p == 1 and not any(v == 0 for v in l)),
+    "zeros are never kinks": lambda real: lambda l, i: real(l, i) and not any(v == 0 for v in l),
+    "zeros are always kinks": pytest.param(lambda real: lambda l, i: real(l, i) or any(v == 0 for v in l),
+                                           marks=pytest.mark.slow),
+}
+
+
+@pytest.mark.parametrize("wrong", WRONG_KINKS.values(), ids=WRONG_KINKS.keys())
+def test_the_gradient_search_refutes_a_wrong_set_of_kinks(monkeypatch, wrong):
+    from lmp_theory.claims import _exact
+
+    monkeypatch.setattr(_exact, "kinked", wrong(_exact.kinked))
+    (result,) = run_claims(["gradient"], seed=SEED)
+    assert result.numeric.status == "fail", result.numeric.detail
+    assert "Instance(losses=[" in result.numeric.detail and result.numeric.detail.count(",") < 10, result.numeric.detail
+
+
+def test_the_gradient_claim_holds_at_ties_zeros_and_negatives():
+    (result,) = run_claims(["gradient"], budget=60, seed=SEED)
+    assert result.symbolic.status == "pass" and result.numeric.status == "pass", result.numeric.detail
+    assert "ties, zeros and negatives included" in REGISTRY["gradient"].hypotheses
+
+
+@pytest.mark.slow  # a search with shrinking (about 15 s)
+def test_the_jacobian_search_catches_a_jacobian_without_its_rank_one_term(monkeypatch):
+    from lmp_theory.claims import second_order
+
+    real = second_order.stated_jacobian
+
+    def diagonal_only(losses, inst):
+        found = real(losses, inst)
+        if found is None:
+            return None
+        jacobian, scale = found
+        return [[e if i == j else e * 0 for j, e in enumerate(row)] for i, row in enumerate(jacobian)], scale
+
+    monkeypatch.setattr(second_order, "stated_jacobian", diagonal_only)
+    (result,) = run_claims(["jacobian"], seed=SEED)
+    assert result.numeric.status == "fail" and "Instance(losses=[" in result.numeric.detail, result.numeric.detail

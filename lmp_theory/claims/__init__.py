@@ -24,6 +24,6 @@ def __getattr__(name: str):
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     for module in ("sympy", "torch"):
         import_extra(module, "the claims registry (lmp_theory.claims)")
-    for module in ("bounds", "closed_form", "duality", "imbalance"):  # each registers its claims
+    for module in ("bounds", "closed_form", "duality", "imbalance", "second_order"):  # each registers its claims
         import_module(f"{__name__}.{module}")
     return getattr(import_module(f"{__name__}.registry"), name)

@@ -132,6 +132,35 @@ def value(losses: list, instance: Instance) -> mp.mpf:
     return f.value_formula(tau, s.S, gamma, s.k, p, s.R)
 
 
+def kinked(losses: list, instance: Instance) -> bool:
+    """Whether ``L`` is not differentiable at ``losses``: the set that claim ``gradient`` states.
+
+    (a) a zero loss where the budget is slack: ``p = inf``, or ``#{l_j > 0} tau^p < gamma^p``
+    (with ``tau = inf``: no positive loss); (b) at ``p = 1`` only, a positive level ``t`` held by two or
+    more losses that split what the losses above it leave: ``0 < gamma - tau #{l_j > t} < tau #{l_j = t}``
+    (with ``tau = inf``: ``t`` the largest loss).
+    """
+    p, _, gamma, tau, _ = parameters(instance)
+    y = positives(losses)
+    if any(v == 0 for v in losses):
+        if p == mp.inf or not y:
+            return True
+        if tau < mp.inf and len(y) * tau**p < gamma**p:
+            return True
+    if p != 1:
+        return False
+    for t in set(y):
+        tied, above = y.count(t), sum(v > t for v in y)
+        if tied < 2:
+            continue
+        if tau == mp.inf:
+            if above == 0:
+                return True
+        elif 0 < gamma - tau * above < tau * tied:
+            return True
+    return False
+
+
 def dual(losses: list, instance: Instance, t) -> mp.mpf:
     """``g(t) = tau sum (l_i - t)+ + gamma ||min(l+, t)||_q`` (``1 < p < inf``, finite ``tau``)."""
     _, q, gamma, tau, _ = parameters(instance)

@@ -267,6 +267,22 @@ def _value():
     return "<w, l> of the closed form equals the stated formula for symbolic k, p, gamma, tau, S, R"
 
 
+STEP = mp.mpf(10) ** -25    # difference step, relative to the loss (to the largest loss at a zero loss)
+SHRINK = mp.mpf(10) ** -10  # a second, smaller step at a zero loss: L(l + h e_i) - L(l) ~ h^q there, or ~ h at a kink
+KINK = mp.mpf(10) ** -20    # one-sided partials this far apart (relative to the largest weight) are a kink
+
+
+# half the gradient search at the ends, where ties and zeros are kinks or not depending on the budget
+EDGE_INSTANCES = gen.instances(p=st.sampled_from([1.0, math.inf]))
+
+
+def _one_sided(losses: list, inst, i: int, h, at) -> tuple:
+    """The right and left difference quotients of the exact ``L`` in coordinate ``i`` (``at`` = L(losses))."""
+    up, down = list(losses), list(losses)
+    up[i], down[i] = losses[i] + h, losses[i] - h
+    return (ex.value(up, inst) - at) / h, (at - ex.value(down, inst)) / h
+
+
 def _gradient_holds(inst) -> bool:
     losses = ex.mpf_list(inst.losses)
     res = lmp_solve(inst.losses, inst.p, inst.gamma, inst.tau)
@@ -275,15 +291,24 @@ def _gradient_holds(inst) -> bool:
     if not np.array_equal(grad.numpy(), res.weights) and not ex.weights_close(
             grad.numpy(), ex.mpf_list(res.weights), 1e-12):
         return False
-    exact = ex.value(losses, inst)
-    derivative = []
-    with mp.workdps(ex.difference_digits(losses)):
-        for i, v in enumerate(losses):  # central differences of the exact value, step 1e-25 |l_i|
-            h = abs(v) * mp.mpf(10) ** -25
-            up, down = list(losses), list(losses)
-            up[i], down[i] = v + h, v - h
-            derivative.append((ex.value(up, inst) - ex.value(down, inst)) / (2 * h))
-    if not ex.weights_agree(res.weights, derivative, inst, 1e-9):
+    largest = max(abs(v) for v in losses) or mp.mpf(1)
+    with mp.workdps(ex.difference_digits(losses) + 10):  # + 10: the smaller step at zero losses
+        exact = ex.value(losses, inst)
+        steps = [(abs(v) or largest) * STEP for v in losses]
+        right, left = zip(*(_one_sided(losses, inst, i, h, exact) for i, h in enumerate(steps)))
+        if ex.kinked(losses, inst):  # some coordinate's one-sided partials differ; the weight lies between them
+            top = max(max(abs(r), abs(l)) for r, l in zip(right, left))
+            if not any(r - l > KINK * top for r, l in zip(right, left)):
+                return False
+            expected = [min(max(mp.mpf(float(w)), l), r) for w, r, l in zip(res.weights, right, left)]
+        else:
+            expected = [(r + l) / 2 for r, l in zip(right, left)]
+            for i in (i for i, v in enumerate(losses) if v == 0):  # differentiable at a zero: the quotient -> 0
+                smaller, _ = _one_sided(losses, inst, i, steps[i] * SHRINK, exact)
+                if left[i] != 0 or not (right[i] == 0 or 0 <= smaller < right[i]):
+                    return False
+                expected[i] = mp.mpf(0)
+    if not ex.weights_agree(res.weights, expected, inst, 1e-9):
         return False
     scale = mp.fsum(abs(mp.mpf(float(w)) * v) for w, v in zip(res.weights, losses))
     euler = ex.close(mp.fsum(mp.mpf(float(w)) * v for w, v in zip(res.weights, losses)), exact, 1e-12, scale or 1)
@@ -291,17 +316,22 @@ def _gradient_holds(inst) -> bool:
     return euler and doubled
 
 
-@claim("gradient", "Gradient, Euler's identity, homogeneity",
-       "Where L is differentiable, dL/dl_i is the canonical weight w_i (tau for capped, c*l_i^(q-1) for other "
-       "positive losses, 0 for negative ones: Danskin; central differences of the exact value agree with the solvers' "
-       "weights to 1e-9 plus the conditioning allowance of claim k-rule) and Torch's autograd returns it; "
-       "<grad L, l> = L; "
-       "L(a*l) = a*L(l) for a > 0.",
-       "1 <= p <= inf, gamma > 0, 0 < tau <= inf, distinct non-zero losses (then the maximizer is unique, so L is "
-       "differentiable; ties and zeros are the kinks)",
+@claim("gradient", "Gradient, Euler's identity, homogeneity, and exactly where L has kinks",
+       "L is differentiable at l exactly where its maximizer is unique, that is everywhere except (a) where some "
+       "l_i = 0 while the budget is slack (p = inf; or #{l_j > 0} tau^p < gamma^p, which with tau = inf means no "
+       "positive loss) and (b) at p = 1 only, where a positive level t is held by two or more losses that split "
+       "what the losses above it leave: 0 < gamma - tau #{l_j > t} < tau #{l_j = t} (tau = inf: t = max l). Ties "
+       "for 1 < p <= inf, zero losses with the budget spent, and negative losses are not kinks. Where L is "
+       "differentiable, dL/dl_i is the canonical weight w_i (tau for capped, c l_i^(q-1) for other positive "
+       "losses, 0 for the rest: Danskin; central differences of the exact value agree with the solvers' weights to "
+       "1e-9 plus the conditioning allowance of claim k-rule, and at a zero loss the one-sided quotient shrinks "
+       "with the step) and Torch's autograd returns it; at a kink some coordinate's one-sided partial "
+       "derivatives differ and the canonical weight lies between them (a subgradient). <grad L, l> = L; "
+       "L(a l) = a L(l) for a > 0.",
+       "1 <= p <= inf, gamma > 0, 0 < tau <= inf, any real losses (ties, zeros and negatives included)",
        r"\nabla L = w^*,\quad \langle \nabla L, l\rangle = L,\quad L(a l) = a L(l)",
-       "Danskin's theorem (textbook); checked on the value formula here",
-       numeric=Search(_gradient_holds, lambda: gen.instances(losses=gen.loss_vectors(distinct=True)), budget=150))
+       "Danskin's theorem (textbook); the kink set derived here",
+       numeric=Search(_gradient_holds, lambda: st.one_of(gen.instances(), EDGE_INSTANCES), budget=150))
 def _gradient():
     a1, a2, b1, b2, b3, gamma, scale = sp.symbols("a1 a2 b1 b2 b3 gamma a", positive=True)
     capped, free = (a1, a2), (b1, b2, b3)

@@ -79,6 +79,8 @@ def fuzz_solver(fn: Callable | Worker, *, examples: int = 200, seed: int = 0, dt
 
     Parameters
     ----------
+    fn : callable
+        The implementation under test, as for ``check_solver``.
     examples : int
         How many problems to try (shrinking a failure costs extra calls).
     seed : int
@@ -89,6 +91,12 @@ def fuzz_solver(fn: Callable | Worker, *, examples: int = 200, seed: int = 0, dt
         Demand the canonical maximizer (``optimal-not-canonical`` fails); False accepts any optimum.
     max_size : int
         The largest pool drawn (module docs; ``lmp verify --fuzz N --max-n``).
+    time_limit : float or None
+        Seconds per call before it is reported as ``timeout`` (None: no limit).
+    name : str, optional
+        The report's name (default: ``fn``'s qualified name).
+    command : str
+        The command that reruns this check, for the reproducer.
     isolate : bool
         Run a function ``fn`` in a worker process forked from this one (as ``check_solver``).
 

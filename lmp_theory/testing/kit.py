@@ -167,6 +167,8 @@ def check_solver(fn: Callable | Worker, *, dtype=np.float64, cases: list[Case] |
     canonical : bool
         Demand the canonical (least-norm) maximizer, as back-propagation through LMP needs.
         With False, ``optimal-not-canonical`` is reported but not counted as a failure.
+    name : str, optional
+        The report's name (default: ``fn``'s qualified name).
     time_limit : float or None
         Seconds per case before it is reported as ``timeout`` (None: no limit).
     command : str, optional

@@ -152,6 +152,8 @@ def check_pool(fn: Callable, *, p_values: Iterable[float] = (1.0, 1.7, 4.0, math
 
     Parameters
     ----------
+    fn : callable
+        The loss layer under test, ``fn(losses, p, ratio, mask) -> values``.
     p_values, ratios, dtypes
         The grid of runs; dtypes among ``"float64"``, ``"float32"``, ``"bfloat16"``.
     device : str or torch.device
@@ -160,6 +162,10 @@ def check_pool(fn: Callable, *, p_values: Iterable[float] = (1.0, 1.7, 4.0, math
         The batch's losses and masks.
     names : iterable of str, optional
         Only the runs with these names (``"float32/p=1.7/ratio=0.3"``), as reproducers use.
+    time_limit : float or None
+        Seconds per run before it is reported as ``timeout`` (None: no limit).
+    name : str, optional
+        The report's name (default: ``fn``'s qualified name).
     command : str
         The ``lmp verify --pool`` command for the reproducers.
     """
