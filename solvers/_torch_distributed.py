@@ -131,7 +131,7 @@ class GlobalCall:
             ("ratio", struct.pack("<d", self.ratio)),
             ("the losses' dtype", _fixed(str(self.dtype), 32)),
             ("reduction", _fixed(self.reduction, 8)),
-            ("size_weight (given or not)", struct.pack("<H", self.size_weights)),
+            ("size_weight given or not (LossMaxPooling: class weights)", struct.pack("<H", self.size_weights)),
             ("check_finite", struct.pack("<H", self.check_finite)),
             ("the number of earlier pool='global' calls on the group", struct.pack("<Q", self.number)),
         )

@@ -26,7 +26,9 @@ class ThreadGroup:
     """``k`` threads that reduce like the processes of a group (sums in rank order, maxima)."""
 
     def __init__(self, k: int):
-        self.k, self.barrier, self.slots = k, threading.Barrier(k), [None] * k
+        # a timeout, not an abort on error: an error raised by every thread right after a reduction must not
+        # break the barrier for a thread still leaving it; a thread that fails alone leaves the others waiting 60 s
+        self.k, self.barrier, self.slots = k, threading.Barrier(k, timeout=60), [None] * k
 
     def member(self, rank: int) -> ThreadMember:
         return ThreadMember(self, rank)
@@ -49,29 +51,44 @@ class ThreadMember(Collectives):
         return out
 
 
-def solve_in_threads(slices, masks, p, ratio, dtype, check_finite=True):
-    """``solve_global`` on each slice in its own thread: per-slice (weights, value, recorded calls)."""
-    group, out, errors = ThreadGroup(len(slices)), [None] * len(slices), []
+def solve_in_threads(slices, masks, p, ratio, dtype, check_finite=True, calls=None):
+    """``solve_global`` on each slice in its own thread: per-slice (weights, value, recorded calls).
+
+    ``calls``: each thread's ``GlobalCall`` (default: the one of ``p``, ``ratio``, ``dtype`` and
+    ``check_finite``). The first error of any thread is raised."""
+    out, errors = _run_in_threads(slices, masks, p, ratio, dtype, check_finite, calls)
+    if any(errors):
+        raise next(e for e in errors if e is not None)
+    return out
+
+
+def errors_in_threads(slices, calls):
+    """Each thread's exception (or None) when thread ``r`` is called as ``calls[r]`` describes."""
+    call = calls[0]
+    masks = [torch.ones(len(s), dtype=torch.bool) for s in slices]
+    return _run_in_threads(slices, masks, call.p, call.ratio, call.dtype, call.check_finite, calls)[1]
+
+
+def _run_in_threads(slices, masks, p, ratio, dtype, check_finite, calls):
+    group, out, errors = ThreadGroup(len(slices)), [None] * len(slices), [None] * len(slices)
 
     def work(rank):
         try:
             member = group.member(rank)
             x = slices[rank].to(work_dtype(dtype, p))
             pooled = torch.where(masks[rank], x, torch.zeros_like(x))[None]
-            weights, value = solve_global(pooled, masks[rank].sum(), p, ratio, member, check_finite)
+            call = None if calls is None else calls[rank]
+            weights, value = solve_global(pooled, masks[rank].sum(), p, ratio, member, check_finite, call)
             out[rank] = weights[0], value[0], member.calls
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
-            errors.append(exc)
-            group.barrier.abort()
+        except BaseException as exc:  # noqa: BLE001 - reported to the caller
+            errors[rank] = exc
 
     threads = [threading.Thread(target=work, args=(r,)) for r in range(len(slices))]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    if errors:
-        raise errors[0]
-    return out
+    return out, errors
 
 
 def reference(losses: np.ndarray, mask: np.ndarray, p: float, ratio: float):
@@ -223,5 +240,63 @@ def worker(rank: int, size: int, store: str) -> None:
         _check_errors_raise_everywhere(rank, size)
         _check_ddp_gradients(rank, size, [2, 1, 3][:size])
         _check_class_weighted(rank, size)
+    finally:
+        dist.destroy_process_group()
+
+
+def _raises_everywhere(named: str, call) -> None:
+    try:
+        call()
+    except ValueError as exc:
+        assert named in str(exc), exc
+    else:
+        raise AssertionError(f"no error for a {named} that differs between processes")
+
+
+def mismatch_worker(rank: int, size: int, store: str) -> None:
+    """One spawned process of a group where the processes call pool="global" differently."""
+    from solvers import _torch_distributed
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=size,
+                            timeout=datetime.timedelta(seconds=60))
+    try:
+        x = torch.rand(2, 30, generator=torch.Generator().manual_seed(rank))
+        with_nan = x.clone()
+        with_nan[0, 0] = math.nan
+        first = rank == 0
+        for named, args, kwargs in [
+            # float64: p = 1.7 and 8.699 shared the 16-bit CRC compared before (both processes returned a
+            # number), and so did 1 and 11.68, whose collectives differ (gloo aborted a process)
+            ("p", (x.double(), 1.7 if first else 8.699, 0.3), {}),
+            ("p", (x.double(), 1.0 if first else 11.68, 0.3), {}),
+            ("ratio", (x, 1.7, 0.3 if first else 0.30000000000000004), {}),
+            ("dtype", (x.half() if first else x, 1.7, 0.3), {}),
+            ("reduction", (x, 1.7, 0.3), dict(reduction="mean" if first else "sum")),
+            ("size_weight", (x, 1.7, 0.3), dict(size_weight=torch.ones_like(x) if first else None)),
+            ("check_finite", (x if first else with_nan, 1.7, 0.3), dict(check_finite=first)),
+        ]:
+            _raises_everywhere(named, lambda: lmp_pool(*args, pool="global", **kwargs))
+        logits = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(rank))
+        target = torch.randint(0, 3, (2, 4, 4), generator=torch.Generator().manual_seed(rank))
+        layer = LossMaxPooling(1.7, 0.3, pool="global", weight=torch.tensor([1.0, 2.0, 0.5]) if first else None)
+        _raises_everywhere("class weights", lambda: layer(logits, target))
+        # a process that made one call more than the others (simulated: its count moved on by one)
+        _torch_distributed._CALLS[dist.group.WORLD] += rank
+        _raises_everywhere("number of earlier pool='global' calls", lambda: lmp_pool(x, 1.7, 0.3, pool="global"))
+        _torch_distributed._CALLS[dist.group.WORLD] -= rank  # aligned again
+        only_first = dist.new_group([0])  # every process calls new_group; the others get a placeholder
+        if not first:
+            try:
+                lmp_pool(x, 1.7, 0.3, pool="global", group=only_first)
+            except ValueError as exc:
+                assert "not a member of group" in str(exc), exc
+            else:
+                raise AssertionError("a group without this process was accepted")
+        value = lmp_pool(x, 1.7, 0.3, pool="global")  # after every error: an aligned call still works
+        values = [torch.zeros(()) for _ in range(size)]
+        dist.all_gather(values, value.detach())
+        whole = torch.cat([torch.rand(2, 30, generator=torch.Generator().manual_seed(r)) for r in range(size)])
+        assert all(torch.equal(v, value) for v in values)
+        assert abs(float(value) - float(lmp_pool(whole, 1.7, 0.3, pool="batch"))) <= 1e-5 * float(value)
     finally:
         dist.destroy_process_group()

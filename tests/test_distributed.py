@@ -5,6 +5,7 @@ split pools at random), and in spawned gloo process groups of 2 and 3 processes 
 ``lmp_pool``/``LossMaxPooling``, DistributedDataParallel gradients included.
 """
 
+import dataclasses
 import math
 import os
 import subprocess
@@ -20,7 +21,18 @@ from hypothesis import strategies as st
 
 from solvers import _torch_distributed as distributed
 from solvers.torch import LossMaxPooling, global_pool_traffic, lmp_pool
-from tests.distributed_support import P_GRID, RATIOS, TOL, reference, relative_errors, solve_in_threads, worker
+from solvers._torch_distributed import GlobalCall
+from tests.distributed_support import (
+    P_GRID,
+    RATIOS,
+    TOL,
+    errors_in_threads,
+    mismatch_worker,
+    reference,
+    relative_errors,
+    solve_in_threads,
+    worker,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -117,6 +129,52 @@ def test_threads_raise_together_on_non_finite_losses():
     with pytest.raises(ValueError, match="1 of 2 processes"):
         solve_in_threads(slices, [torch.ones(5, dtype=torch.bool), torch.ones(2, dtype=torch.bool)], 1.7, 0.3,
                          torch.float64)
+
+
+BASE_CALL = GlobalCall(1.7, 0.3, torch.float32)
+
+
+@pytest.mark.parametrize("change,named", [
+    (dict(p=8.699), "p"),  # with float64 losses 1.7 and 8.699 shared the 16-bit CRC compared before
+    (dict(p=math.nextafter(1.7, 2.0)), "p"),  # the last bit
+    (dict(p=math.inf), "p"),
+    (dict(ratio=0.2), "ratio"),
+    (dict(dtype=torch.float16), "dtype"),  # computed in float32 like float32 losses, returned as float16
+    (dict(reduction="sum"), "reduction"),
+    (dict(size_weights=True), "size_weight"),
+    (dict(check_finite=False), "check_finite"),
+    (dict(number=1), "number of earlier pool='global' calls"),
+    (dict(p=1.0, ratio=0.1, number=7), "p, ratio, the number"),
+])
+@pytest.mark.parametrize("size", [2, 3])
+def test_a_call_that_differs_on_one_process_raises_on_every_process(change, named, size):
+    calls = [BASE_CALL] * (size - 1) + [dataclasses.replace(BASE_CALL, **change)]
+    slices = [torch.rand(5) for _ in range(size)]
+    slices[-1][0] = math.nan  # with check_finite=False there: the others asked for the check, and raise
+    errors = errors_in_threads(slices, calls)
+    for e in errors:
+        assert isinstance(e, ValueError) and "differ between processes" in str(e) and named in str(e), e
+    assert all(str(e).split("(this process")[0] == str(errors[0]).split("(this process")[0] for e in errors)
+
+
+def test_calls_alike_pass_the_comparison():
+    calls = [dataclasses.replace(BASE_CALL, number=4)] * 3
+    assert errors_in_threads([torch.rand(5), torch.rand(0), torch.rand(2)], calls) == [None] * 3
+
+
+def test_the_call_number_counts_per_group():
+    class Group:  # any weak-referenceable key stands in for a ProcessGroup
+        pass
+
+    a, b = Group(), Group()
+    assert [distributed.next_call_number(g) for g in (a, a, b, a, b)] == [0, 1, 0, 2, 1]
+
+
+@pytest.mark.slow  # spawned processes; the comparison is tested in threads above, in the fast loop
+def test_gloo_mismatched_calls_raise_on_every_process(tmp_path):
+    """Through the public lmp_pool and LossMaxPooling: each mismatch raises on both processes, then an
+    aligned call still works (nobody was left inside a collective)."""
+    mp.spawn(mismatch_worker, args=(2, str(tmp_path / "store")), nprocs=2, join=True)
 
 
 def test_without_a_process_group_global_is_batch():
