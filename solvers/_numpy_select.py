@@ -132,7 +132,7 @@ class _Side(NamedTuple):
 
 def _collect(pool: _Pool, t_lo: float, t_hi: float, upper: bool, q: float | None = None,
              powers: np.ndarray | None = None) -> _Side:
-    """One pass over the pool, block by block: the kept side of the bracket and the statistics of the rest.
+    r"""One pass over the pool, block by block: the kept side of the bracket and the statistics of the rest.
 
     With ``powers`` (the weights' row, in the work dtype; upper side, finite ``q``), it also receives
     $(\min(l^+, t_{lo}) / t_{lo})^{q-1}$, which the weights of the losses below ``t_lo`` are a multiple
