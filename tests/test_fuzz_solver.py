@@ -91,3 +91,14 @@ def test_lmp_verify_fuzz(tmp_path):
     assert out.returncode == 1, out.stdout + out.stderr
     assert "counterexample (shrunk): Instance(losses=" in out.stdout
     assert "from user_fuzz import on_abs" in out.stdout and "check_instance(on_abs" in out.stdout
+
+
+def test_size_ladder_covers_the_top_of_the_range_whatever_hypothesis_draws():
+    """The fuzzer's draws depend on hypothesis' state (e.g. the constants of the modules imported): the
+    ladder makes the neighbours of every power of two up to ``max_size`` certain."""
+    from lmp_theory.testing.fuzz import size_ladder
+
+    sizes = [inst.n for inst in size_ladder(2**17)]
+    assert {2**16 - 1, 2**16, 2**16 + 1, 2**17 - 1, 2**17} <= set(sizes) and max(sizes) == 2**17
+    assert sizes == sorted(sizes) and min(sizes) == 2**10 - 1
+    assert [inst.n for inst in size_ladder(3000)][-1] == 3000

@@ -12,7 +12,9 @@ report's ``counterexample`` is that ``lmp_theory.instance.Instance`` and its ``c
 snippet that reproduces the verdict. Same seed, same examples.
 
 Pools are drawn from 1 to ``max_size`` losses (default ``MAX_SIZE`` = 2^17, past the 2^16 where
-kernels change strategy; sizes log-uniform above 300, so about one draw in 36 is above 2^16).
+kernels change strategy; sizes log-uniform above 300, so about one draw in 36 is above 2^16). Where the
+drawn problems show no failure, the pools of ``size_ladder`` (the neighbours of every power of two from
+2^10 to ``max_size``) are tried in order, so a bug above some size is found whatever hypothesis draws.
 ``isolate=True`` runs the code in a worker process, as ``lmp verify --solver --fuzz`` does.
 
 Problems whose positive losses span more than 1e300 are not drawn: the certificate scales the
@@ -38,7 +40,7 @@ from .strategies import instances, loss_vectors, shrunk_failure
 from .verdict import TOLERANCES
 from .worker import Worker
 
-__all__ = ["MAX_SIZE", "check_instance", "fuzz_solver", "smallest_size"]
+__all__ = ["MAX_SIZE", "check_instance", "fuzz_solver", "size_ladder", "smallest_size"]
 
 MAX_SIZE = 2**17
 SCAN = 200  # shorter lengths tried one by one, from 1 up, after the bisection
@@ -144,6 +146,8 @@ def fuzz_solver(fn: Callable | Worker, *, examples: int = 200, seed: int = 0, dt
             return failed
 
         found = shrunk_failure(problems, fails, budget=examples, seed=seed)
+        if found is None:  # hypothesis' draws are random: the top of the size range is also tried in order
+            found = next((inst for inst in size_ladder(max_size, seed) if verdict(inst)), None)
         if found is not None:
             found = smallest_size(found, lambda inst: bool(verdict(inst)))
             report.counterexample = found
@@ -151,6 +155,18 @@ def fuzz_solver(fn: Callable | Worker, *, examples: int = 200, seed: int = 0, dt
             report.code = _reproducer(fn, found, dtype)
     report.examples = calls
     return report
+
+
+def size_ladder(max_size: int, seed: int = 0):
+    """Pools at the neighbours of every power of two from 2^10 up, and at ``max_size``: exponential
+    losses with ties and zeros, the paper's parameters at p = 1.7 and ratio 0.25 (hypothesis draws
+    about one pool in 36 from the top octave, so a bug above some size could go unseen)."""
+    rng = np.random.default_rng(seed)
+    sizes = {n + d for n in (2**k for k in range(10, max_size.bit_length())) for d in (-1, 0, 1)}
+    for n in sorted(n for n in sizes | {max_size} if 1 <= n <= max_size):
+        losses = rng.exponential(size=n)
+        losses[::7], losses[1::5] = 0.0, 1.0
+        yield Instance(losses, 1.7, *paper_parameters(n, 1.7, 0.25), 0.25)
 
 
 def smallest_size(instance: Instance, fails: Callable[[Instance], bool], *, scan: int = SCAN) -> Instance:
