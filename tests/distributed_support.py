@@ -174,7 +174,7 @@ def _check_errors_raise_everywhere(rank, size):
     try:
         lmp_pool(torch.rand(2, 30), 1.7 + (rank == 0), 0.2, pool="global")
     except ValueError as exc:
-        assert "same on every process" in str(exc), exc
+        assert "needs the same call on every process" in str(exc) and "p differ" in str(exc), exc
     else:
         raise AssertionError("a p that differs between processes was not reported")
 
