@@ -177,7 +177,8 @@ def write_report(res, out: Path) -> None:
     if res["gpu"]:
         lines += ["", "## GPU", "", "| what | ms | ratio | baseline |", "|---|---:|---:|---|"]
         lines += [f"| {r['what']} | {r['ms']:.3g} | {r['ratio']:.2f} | {r['baseline']} |" for r in res["gpu"]]
-    distributed = Path(__file__).with_name("distributed.md")  # written by benchmarks/distributed.py
-    if distributed.exists():
-        lines += ["", distributed.read_text().rstrip()]
+    for appended in ("distributed.md", "kit_isolation.md"):  # by benchmarks/distributed.py, kit_isolation.py
+        section = Path(__file__).with_name(appended)
+        if section.exists():
+            lines += ["", section.read_text().rstrip()]
     out.write_text("\n".join(lines) + "\n")

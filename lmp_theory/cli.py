@@ -21,7 +21,7 @@ import numpy as np
 
 from solvers.extras import MissingExtra
 
-from . import __version__, claims
+from . import __version__
 from .corpus import cases, size_cases
 from .testing import check_pool, check_solver, conformance_cases, fuzz_solver
 from .testing.fuzz import MAX_SIZE
@@ -75,8 +75,12 @@ def _verify_third_party(args) -> int:
         worker = Worker.for_command(args.exec)
         label, command = args.exec, f"lmp verify --exec {shlex.quote(args.exec)}{flags}"
     with worker:
+        worker.start(wait=False)  # the code loads while the corpus is built
+        selected = None if args.fuzz is not None else \
+            _selected(conformance_cases(large=args.large, sizes=True, names=args.case, families=args.family,
+                                        p=args.p), args)
         try:
-            worker.start()  # a solver that does not load fails here, once, not on every case
+            worker.wait_ready()  # a solver that does not load fails here, once, not on every case
         except WorkerError as exc:
             raise SystemExit(f"lmp verify: {exc}") from None
         if args.fuzz is not None:
@@ -86,8 +90,6 @@ def _verify_third_party(args) -> int:
                                  command=f"{command} --fuzz {args.fuzz} --seed {args.seed}"
                                          + (f" --max-n {args.max_n}" if args.max_n is not None else ""))
             return _print_report(report, args)
-        selected = _selected(conformance_cases(large=args.large, sizes=True, names=args.case, families=args.family,
-                                               p=args.p), args)
         report = check_solver(worker, dtype=np.dtype(dtype), cases=selected, canonical=not args.any_maximizer,
                               name=label, time_limit=args.time_limit, command=command, oracle=oracle_named(oracle))
     return _print_report(report, args)
@@ -210,6 +212,8 @@ def _verify_builtins(args) -> int:
 
 def _claims(args) -> int:
     try:
+        from . import claims  # here: the registry imports sympy and hypothesis
+
         results = claims.run_claims(args.ids or None, budget=args.budget, seed=args.seed)
     except KeyError as exc:  # an unknown id: the message lists the known ones
         raise SystemExit(f"lmp claims: {exc.args[0]}") from None

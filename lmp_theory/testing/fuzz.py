@@ -28,7 +28,6 @@ import contextlib
 from typing import Callable
 
 import numpy as np
-from hypothesis import reject
 
 from solvers.parameters import paper_parameters
 
@@ -36,7 +35,6 @@ from ..instance import Instance
 from .invoke import import_path
 from .kit import TIME_LIMIT, run_and_judge
 from .report import CaseResult, Report
-from .strategies import instances, loss_vectors, shrunk_failure
 from .verdict import TOLERANCES
 from .worker import Worker
 
@@ -116,6 +114,10 @@ def fuzz_solver(fn: Callable | Worker, *, examples: int = 200, seed: int = 0, dt
         raise ValueError(f"examples must be an int >= 1, got {examples!r}")
     if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1:
         raise ValueError(f"max_size must be an int >= 1, got {max_size!r}")
+    from hypothesis import reject  # here, not at the top: only a fuzz run pays for importing hypothesis
+
+    from .strategies import instances, loss_vectors, shrunk_failure
+
     problems = instances(losses=loss_vectors(max_size=min(8, max_size), bulk=max_size))
     if dtype == np.float32:
         problems = problems.map(_in_float32).filter(lambda inst: inst is not None)

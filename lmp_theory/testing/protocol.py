@@ -20,6 +20,7 @@ file it can seek in) and writes one with ``np.save(sys.stdout.buffer, weights)``
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import struct
@@ -54,8 +55,56 @@ def frame_length(data: bytes, max_bytes: int) -> int | None:
     Raises ``ProtocolError`` for anything but a ``.npy`` frame of a numeric or text dtype, or one
     longer than ``max_bytes``.
     """
+    start = _data_offset(data, max_bytes)
+    if start is None or len(data) < start:
+        return None
+    shape, _, dtype = _header(bytes(data[:start]))
+    total = start + math.prod(shape) * dtype.itemsize
+    if total > max_bytes:
+        raise ProtocolError(f"a frame of {total} bytes (shape {shape}, dtype {dtype}), more than the "
+                            f"{max_bytes} this problem's answer can need")
+    return total
+
+
+def decode(frame: bytes | bytearray) -> np.ndarray:
+    """The array of one complete frame (as checked by ``frame_length``); it shares ``frame``'s
+    memory, so it is writeable where ``frame`` is a ``bytearray``."""
+    start = _data_offset(frame, len(frame))
+    if start is None or len(frame) < start:
+        raise ProtocolError("an incomplete .npy frame")
+    shape, fortran, dtype = _header(bytes(frame[:start]))
+    count = math.prod(shape)
+    if start + count * dtype.itemsize != len(frame):
+        raise ProtocolError(f"a .npy frame of {len(frame)} bytes whose header says {start + count * dtype.itemsize}")
+    array = np.frombuffer(frame, dtype=dtype, count=count, offset=start)
+    return array.reshape(shape, order="F" if fortran else "C")
+
+
+def read_frame(stream) -> np.ndarray | None:
+    """One frame from a binary ``stream`` (a pipe will do), as a writeable array; None at the end of
+    the input (or where it holds no frame)."""
+    head = stream.read(12)  # no frame is shorter
+    try:
+        start = _data_offset(head, 1 << 20) if len(head) == 12 else None
+        if start is None or start < 12:
+            return None
+        head += stream.read(start - len(head))
+        shape, fortran, dtype = _header(head[:start])
+    except ProtocolError:
+        return None
+    data = bytearray(head[start:])
+    size = math.prod(shape) * dtype.itemsize
+    data += stream.read(size - len(data))
+    if len(data) != size:
+        return None
+    return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+
+
+def _data_offset(data: bytes | bytearray, max_bytes: int) -> int | None:
+    """Where the data of the frame that starts ``data`` begins, read off its first 12 bytes (None
+    while fewer are there)."""
     if len(data) < 10:
-        return None if _MAGIC.startswith(data[:6]) else _bad(data)
+        return None if _MAGIC.startswith(bytes(data[:6])) else _bad(data)
     if not data.startswith(_MAGIC):
         _bad(data)
     major = data[6]
@@ -68,50 +117,23 @@ def frame_length(data: bytes, max_bytes: int) -> int | None:
     start = 8 + size_bytes + header_length
     if start > max_bytes:
         raise ProtocolError(f"a frame header of {header_length} bytes")
-    if len(data) < start:
-        return None
-    shape, dtype = _header(data[:start], major)
-    total = start + math.prod(shape) * dtype.itemsize
-    if total > max_bytes:
-        raise ProtocolError(f"a frame of {total} bytes (shape {shape}, dtype {dtype}), more than the "
-                            f"{max_bytes} this problem's answer can need")
-    return total
+    return start
 
 
-def decode(frame: bytes) -> np.ndarray:
-    """The array of one complete frame (as checked by ``frame_length``)."""
-    try:
-        return np.lib.format.read_array(io.BytesIO(frame), allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise ProtocolError(f"an unreadable .npy frame ({exc})") from None
-
-
-def read_frame(stream) -> np.ndarray | None:
-    """One frame from a binary ``stream`` (a pipe will do), as a writeable array; None at the end of
-    the input (or where it holds no frame)."""
-    try:
-        version = np.lib.format.read_magic(stream)
-        reader = np.lib.format.read_array_header_1_0 if version[0] == 1 else np.lib.format.read_array_header_2_0
-        shape, fortran, dtype = reader(stream)
-    except ValueError:
-        return None
-    data = bytearray(math.prod(shape) * dtype.itemsize)
-    if stream.readinto(data) != len(data):
-        return None
-    return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
-
-
-def _header(head: bytes, major: int) -> tuple[tuple[int, ...], np.dtype]:
+@functools.lru_cache(maxsize=256)
+def _header(head: bytes) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """``(shape, fortran_order, dtype)`` of a frame's complete header (magic included), read by NumPy
+    (cached: a run sends the same few headers again and again)."""
     stream = io.BytesIO(head[8:])
     try:
-        reader = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-        shape, _, dtype = reader(stream)
+        reader = np.lib.format.read_array_header_1_0 if head[6] == 1 else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = reader(stream)
     except (ValueError, SyntaxError, TypeError) as exc:
         raise ProtocolError(f"an unreadable .npy header ({exc})") from None
     if dtype.hasobject or dtype.kind not in "biufcU":
         raise ProtocolError(f"a frame of dtype {dtype}; frames hold numbers or text")
-    return tuple(shape), dtype
+    return tuple(shape), bool(fortran), dtype
 
 
-def _bad(data: bytes):
+def _bad(data):
     raise ProtocolError(f"bytes that are not a .npy frame: {bytes(data[:40])!r}")

@@ -100,6 +100,7 @@ class Worker:
         self._start, self.label, self._handshake, self.spec = start, label, handshake, spec
         self.output_limit, self.start_limit = output_limit, start_limit
         self._process: _Process | None = None
+        self._loading = False  # started, its "ready" frame not read yet
         self._output = bytearray()
         self._dropped = 0
         self.restarts = 0
@@ -133,13 +134,21 @@ class Worker:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def start(self) -> None:
-        """Start the worker (and, for Python code, wait until it has loaded); ``WorkerError`` if it
-        does not come up."""
+    def start(self, *, wait: bool = True) -> None:
+        """Start the worker and, for Python code, wait until it has loaded; ``WorkerError`` if it does
+        not come up. With ``wait=False`` the judge goes on while the code loads, and ``wait_ready``
+        (or the first call) does the waiting."""
         self.close()
         self._process = self._start()
-        if not self._handshake:
+        self._loading = self._handshake
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self) -> None:
+        """Wait until a started worker's code has loaded (see ``start``)."""
+        if not self._loading:
             return
+        self._loading = False
         reply, problem = self._exchange(b"", time.monotonic() + self.start_limit, 1 << 20)
         text = str(reply) if reply is not None and reply.dtype.kind == "U" else ""
         if text.startswith("ready: "):
@@ -154,6 +163,7 @@ class Worker:
 
     def close(self) -> None:
         """Stop the worker: its input closed, then its process group killed."""
+        self._loading = False
         if self._process is None:
             return
         process, self._process = self._process, None
@@ -169,6 +179,7 @@ class Worker:
         limit = check_time_limit(time_limit)
         if self._process is None:
             self.start()
+        self.wait_ready()
         request = encode(np.ascontiguousarray(losses)) + encode(np.array([p, gamma, tau], dtype=np.float64))
         started = time.perf_counter()
         deadline = None if limit is None else time.monotonic() + limit
@@ -230,7 +241,7 @@ class Worker:
                         if len(received) > total:
                             raise ProtocolError(f"{len(received) - total} bytes on its standard output after "
                                                 "its answer")
-                        return decode(bytes(received)), ""
+                        return decode(received), ""
                 except ProtocolError as exc:
                     return None, f"the worker broke the protocol: {exc}"
 
