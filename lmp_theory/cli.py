@@ -313,6 +313,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
     except (MissingExtra, ValueError) as exc:  # a missing extra, bad arguments: say so, no traceback
         raise SystemExit(f"lmp {args.command}: {exc}") from None
+    except BrokenPipeError:  # the reader went away (`lmp verify --list | head`): no traceback at exit either
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 

@@ -156,6 +156,16 @@ def test_list_shows_families_sizes_and_case_names():
     assert {c["family"] for c in data} == {"sizes"} and len(data) == 72
 
 
+def test_a_reader_that_stops_early_gets_no_traceback():
+    """`lmp verify --list | head`: the listing (over 64 kB) meets a closed pipe."""
+    process = subprocess.Popen([sys.executable, "-m", "lmp_theory.cli", "verify", "--list"], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.read(100)
+    process.stdout.close()
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 1 and b"Traceback" not in err and b"BrokenPipe" not in err, err
+
+
 def test_the_summary_table_shows_the_tolerances_in_force_and_what_each_row_compares():
     out = lmp("verify", "--family", "zeros", "--no-torch")
     assert out.returncode == 0, out.stdout + out.stderr
