@@ -12,6 +12,7 @@ import torch
 
 from ._policy import check_method
 from ._torch_closed_form import work_dtype
+from ._torch_paths import numpy_cores_solve
 from .problem import (
     check_dimensions,
     check_flag,
@@ -28,8 +29,12 @@ from .problem import (
 )
 
 
-def prepare(losses, p, gamma, tau, mask, check_finite, method="auto"):
-    """Validate, broadcast and flatten; returns everything the core and autograd need."""
+def prepare(losses, p, gamma, tau, mask, check_finite, method="auto", *, for_solve=True):
+    """Validate, broadcast and flatten; returns everything the core and autograd need.
+
+    The pooled losses are in the work dtype (``work_dtype``), except float16 for ``solve`` where
+    the NumPy cores take it (``for_solve``; a float32 copy would hold twice the input).
+    """
     if not isinstance(losses, torch.Tensor):
         raise not_a_tensor("losses", losses)
     check_dense(losses, "losses")
@@ -50,7 +55,8 @@ def prepare(losses, p, gamma, tau, mask, check_finite, method="auto"):
             raise TypeError(f"mask must be a bool tensor, got {getattr(mask, 'dtype', type(mask).__name__)}")
         check_dense(mask, "mask")
         check_mask_shape(mask.shape, losses.shape)
-    x = losses.detach().to(work)
+    half_as_is = for_solve and losses.dtype == torch.float16 and numpy_cores_solve(device, p)
+    x = losses.detach() if half_as_is else losses.detach().to(work)
     pooled = x if mask is None else torch.where(mask, x, 0.0)
     if check_finite and not bool(torch.isfinite(pooled.sum())):  # the one documented host synchronisation
         if not bool(torch.isfinite(pooled).all()):  # (a cheap sum first: NaN and inf propagate)

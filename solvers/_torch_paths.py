@@ -24,7 +24,7 @@ _DEVICE_PATHS_ON_CPU = False
 
 
 def solve(pooled, p, gamma, tau, method="auto"):
-    """Weights ``(pools, n)`` in the work dtype, values and thresholds ``(pools,)`` in float64.
+    """Weights ``(pools, n)`` in ``pooled``'s dtype, values and thresholds ``(pools,)`` in float64.
 
     ``pooled``: the losses of every pool (masked-out entries 0; negative entries get weight 0).
     """
@@ -32,13 +32,11 @@ def solve(pooled, p, gamma, tau, method="auto"):
     if pools == 0 or n == 0:
         zeros = torch.zeros(pools, dtype=torch.float64, device=pooled.device)
         return torch.zeros_like(pooled), zeros, zeros
-    # CPU tensors select and sort with the NumPy cores, except under torch.compile (which cannot
-    # trace them): then they take the device paths, as on CUDA
-    numpy_core = pooled.device.type == "cpu" and not (_DEVICE_PATHS_ON_CPU or torch.compiler.is_compiling())
+    numpy_core = numpy_cores_solve(pooled.device, p)
     select = method == "select" or (
         method == "auto" and n >= AUTO_SELECT_MIN_N and (numpy_core or p == 1.0 or p_is_inf(p))
     )
-    if numpy_core and not p_is_inf(p):  # the NumPy cores read the positive losses themselves
+    if numpy_core:  # the NumPy cores read the positive losses themselves
         return _on_numpy_core(select_pools if select else sort_pools, pooled, p, gamma, tau)
     if p_is_inf(p):  # every positive loss gets min(gamma, tau): one elementwise pass
         solve_rows = pinf_weights
@@ -59,6 +57,13 @@ def solve(pooled, p, gamma, tau, method="auto"):
         parts = _solve_chunk(solve_rows, pooled[chunk], gamma[chunk], tau[chunk])
         weights[chunk], value[chunk], threshold[chunk] = parts
     return weights, value, threshold
+
+
+def numpy_cores_solve(device: torch.device, p: float) -> bool:
+    """Whether ``solve`` hands pools on ``device`` to the NumPy cores: CPU tensors with a finite p,
+    except under torch.compile (which cannot trace them; they take the device paths, as on CUDA).
+    The cores take float16 as it is (their blocks are converted to the work dtype one at a time)."""
+    return device.type == "cpu" and not (_DEVICE_PATHS_ON_CPU or torch.compiler.is_compiling()) and not p_is_inf(p)
 
 
 def _on_numpy_core(solve_pools, pooled, p, gamma, tau):

@@ -36,7 +36,7 @@ from torch import nn  # noqa: E402
 
 from ._policy import check_method
 from ._torch_active_set import differentiable_backward
-from ._torch_closed_form import power
+from ._torch_closed_form import power, work_dtype
 from ._torch_distributed import (
     GlobalCall,
     Traffic,
@@ -95,6 +95,8 @@ class _LMPValue(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_value):
         weights, pooled, threshold, *inputs = ctx.saved_tensors
+        work = work_dtype(pooled.dtype, ctx.p)  # float16 pools were solved as they are: their gradients are not
+        weights, pooled = weights.to(work), pooled.to(work)
         if torch.is_grad_enabled():  # create_graph=True: a gradient that autograd can differentiate
             return differentiable_backward(ctx, grad_value, pooled, threshold, inputs)
         g = grad_value.reshape(-1, 1).to(weights.dtype)
@@ -260,7 +262,7 @@ def lmp_pool(pixel_losses: torch.Tensor, p: float = 1.7, ratio: float = 0.3, *, 
         sizes = size_weight.detach().to(torch.float64).reshape(flat.shape)
         size = (sizes if flat_mask is None else torch.where(flat_mask, sizes, 0.0)).sum(dim=1)
     if pool == "global" and spans_processes(group):  # gamma and tau come from the global size
-        _, pooled, _, _, _, out_dtype = prepare(flat, p, 1.0, 1.0, flat_mask, False)
+        _, pooled, _, _, _, out_dtype = prepare(flat, p, 1.0, 1.0, flat_mask, False, for_solve=False)
         call = GlobalCall(p, ratio, pixel_losses.dtype, reduction, size_weight is not None, check_finite,
                           next_call_number(group))
         return global_value(flat, pooled, size.sum(), call, group, out_dtype)

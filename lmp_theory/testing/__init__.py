@@ -35,30 +35,44 @@ Typical use in your own test suite::
 """
 
 import importlib
+from typing import TYPE_CHECKING
 
-_HOMES = {  # each public name and the module that holds it: imported on first use (PEP 562), so that a
-    # worker importing ``lmp_theory.testing.serve`` does not pay for hypothesis, the judge or the oracles
-    "check_instance": "fuzz", "fuzz_solver": "fuzz",
-    "STATUSES": "kit", "TIME_LIMIT": "kit", "assert_conforms": "kit", "batched": "kit", "check_case": "kit",
-    "check_solver": "kit", "conformance_cases": "kit", "torch_solver": "kit",
-    "ORACLES": "oracle", "oracle_named": "oracle",
-    "POOL_STATUSES": "pool", "assert_pool_conforms": "pool", "check_pool": "pool",
-    "CaseResult": "report", "Report": "report",
-    "check_answers": "vectors", "write_vectors": "vectors",
-    "TOLERANCES": "verdict",
-    "Worker": "worker",
-}
+if TYPE_CHECKING:  # the names' homes; at run time each module is imported on first use (``__getattr__``),
+    # so that a worker importing ``lmp_theory.testing.serve`` does not load the judge, its oracles or mpmath
+    from .fuzz import check_instance, fuzz_solver
+    from .kit import (
+        STATUSES,
+        TIME_LIMIT,
+        assert_conforms,
+        batched,
+        check_case,
+        check_solver,
+        conformance_cases,
+        torch_solver,
+    )
+    from .oracle import ORACLES, oracle_named
+    from .pool import POOL_STATUSES, assert_pool_conforms, check_pool
+    from .report import CaseResult, Report
+    from .vectors import check_answers, write_vectors
+    from .verdict import TOLERANCES
+    from .worker import Worker
 
-__all__ = sorted(_HOMES)
+__all__ = ["ORACLES", "STATUSES", "POOL_STATUSES", "TIME_LIMIT", "TOLERANCES", "CaseResult", "Report", "Worker",
+           "assert_conforms", "assert_pool_conforms", "batched", "check_answers", "check_case", "check_instance",
+           "check_pool", "check_solver", "conformance_cases", "fuzz_solver", "oracle_named", "torch_solver",
+           "write_vectors"]
+_HOMES = ("kit", "fuzz", "oracle", "pool", "report", "vectors", "verdict", "worker")
 
 
 def __getattr__(name: str):
-    if name not in _HOMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
-    globals()[name] = value
-    return value
+    if name in __all__:
+        for home in _HOMES:
+            module = importlib.import_module(f".{home}", __name__)
+            if hasattr(module, name):
+                globals()[name] = value = getattr(module, name)
+                return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_HOMES))
+    return sorted(set(globals()) | set(__all__))
