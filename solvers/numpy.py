@@ -37,7 +37,7 @@ from ._numpy_closed_form import pinf_pools
 from ._numpy_select import select_pools
 from ._numpy_sort import sort_pools
 from ._policy import AUTO_SELECT_MIN_N, check_method
-from .problem import check_gamma, check_losses, check_p, check_pool_parameter, check_tau
+from .problem import beyond_range, check_gamma, check_losses, check_p, check_pool_parameter, check_tau
 
 __all__ = ["lmp_weights", "lmp_value", "lmp_solve", "LMPResult"]
 
@@ -77,14 +77,15 @@ def lmp_weights(losses, p, gamma, tau, *, mask=None, method: str = "auto") -> np
     ndarray
         Weights with the shape and floating dtype of ``losses`` (float64 for integer input).
     """
-    return lmp_solve(losses, p, gamma, tau, mask=mask, method=method).weights
+    return _solve(losses, p, gamma, tau, mask, method, value_wanted=False).weights
 
 
 def lmp_value(losses, p, gamma, tau, *, mask=None, method: str = "auto"):
     r"""The pooled loss $L(l) = \langle w^*, l \rangle$, one value per pool.
 
     Same arguments as ``lmp_weights``; returns an array of shape ``losses.shape[:-1]``
-    (a scalar for 1-D losses). An empty pool has value 0.
+    (a scalar for 1-D losses). An empty pool has value 0. A value beyond the range of the
+    losses' dtype (float16 losses whose L exceeds 65504, say) raises ``ValueError``.
     """
     return lmp_solve(losses, p, gamma, tau, mask=mask, method=method).value
 
@@ -96,8 +97,13 @@ def lmp_solve(losses, p, gamma, tau, *, mask=None, method: str = "auto") -> LMPR
     weights reach the cap ($w_i = \tau \min(1, (l_i/t^*)^{q-1})$); it minimises the dual
     function $g(t) = \tau \sum_i (l_i - t)^+ + \gamma \|\min(l^+, t)\|_q$ (claim ``dual``).
     It is 0 when every positive loss is capped and ``inf`` when there is no cap.
-    Same arguments as ``lmp_weights``.
+    Same arguments as ``lmp_weights``; a value beyond its dtype's range raises, as in ``lmp_value``.
     """
+    return _solve(losses, p, gamma, tau, mask, method, value_wanted=True)
+
+
+def _solve(losses, p, gamma, tau, mask, method, *, value_wanted: bool) -> LMPResult:
+    """``lmp_solve``; ``value_wanted=False`` (``lmp_weights``) skips the check of the value's range."""
     p = check_p(p)
     check_method(method)
     gamma = check_gamma(gamma)
@@ -119,6 +125,10 @@ def lmp_solve(losses, p, gamma, tau, *, mask=None, method: str = "auto") -> LMPR
     else:
         weights, value, threshold = select_pools(arr.reshape(pools, n), flat_mask, p, gamma, tau)
     weights = weights.reshape(arr.shape).astype(out_dtype, copy=False)
-    value = value.reshape(batch_shape).astype(out_dtype, copy=False)[()]
+    too_large = ~(np.abs(value) <= np.finfo(out_dtype).max)
+    if value_wanted and too_large.any():
+        raise beyond_range(float(value[too_large][0]), out_dtype)
+    with np.errstate(over="ignore"):  # only lmp_weights gets here with such a value, and drops it
+        value = value.reshape(batch_shape).astype(out_dtype, copy=False)[()]
     threshold = threshold.reshape(batch_shape)[()]
     return LMPResult(weights, value, threshold)

@@ -112,6 +112,13 @@ def not_finite(name: str = "losses", detail: str = "") -> ValueError:
     return ValueError(f"{name} must be finite (NaN and +-inf are not allowed in the pool){detail}")
 
 
+def beyond_range(value: float, dtype) -> ValueError:
+    """The error for a pooled loss ``L`` (computed in float64) that the output dtype cannot hold."""
+    kind = str(dtype).removeprefix("torch.")
+    return ValueError(f"losses: the pooled loss L = {value:.6g} is beyond the range of {kind} (the losses' "
+                      f"dtype); pass the losses in a wider dtype")
+
+
 def not_a_tensor(name: str, value) -> TypeError:
     """The error for something other than a ``torch.Tensor`` where the Torch front end needs one."""
     return TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")

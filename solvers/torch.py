@@ -17,9 +17,10 @@ backward is analytic (Danskin: $\nabla_l L = w^*$); functional wrappers (``lmp_w
 (``LossMaxPooling``) that replaces ``nn.CrossEntropyLoss``.
 
 No host synchronisation in the default path: no ``.item()``, ``.cpu()``, ``.tolist()``,
-``nonzero()`` or Python branching on tensor values. The only exception is the input check of
-``check_finite=True`` (the default), which reads one boolean back to raise a clear error on
-NaN/inf losses or bad ``gamma``/``tau`` tensors; pass ``check_finite=False`` in a hot loop.
+``nonzero()`` or Python branching on tensor values. The only exception is the checks of
+``check_finite=True`` (the default), which read one boolean back to raise a clear error on
+NaN/inf losses or bad ``gamma``/``tau`` tensors, and for a value one more, on a pooled loss
+beyond the dtype's range; pass ``check_finite=False`` in a hot loop.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from ._torch_inputs import check_dense, prepare
 from ._torch_paths import solve
 from .parameters import gamma_tau
 from .problem import (
+    beyond_range,
     check_choice,
     check_dimensions,
     check_flag,
@@ -90,7 +92,7 @@ class _LMPValue(torch.autograd.Function):
         ctx.gamma_shape = gamma.shape if isinstance(gamma, torch.Tensor) else None
         ctx.tau_shape = tau.shape if isinstance(tau, torch.Tensor) else None
         ctx.scalars = (gamma, tau)
-        return value.reshape(batch_shape).to(out_dtype)
+        return _within_range(value.reshape(batch_shape), out_dtype, check_finite)
 
     @staticmethod
     def backward(ctx, grad_value):
@@ -112,6 +114,14 @@ class _LMPValue(torch.autograd.Function):
             grad_gamma = _reduce_to(gv * dgamma, ctx.batch_shape, ctx.gamma_shape, grad_value.dtype)
             grad_tau = _reduce_to(gv * dtau, ctx.batch_shape, ctx.tau_shape, grad_value.dtype)
         return grad_losses, grad_gamma, grad_tau, None, None, None, None
+
+
+def _within_range(value: torch.Tensor, dtype: torch.dtype, check_finite: bool) -> torch.Tensor:
+    """``value`` (float64) in ``dtype``; with ``check_finite`` a value beyond ``dtype``'s range raises
+    (one more boolean read back), without it it is ``inf``."""
+    if check_finite and not bool((value.abs() <= torch.finfo(dtype).max).all()):
+        raise beyond_range(float(value.abs().max()), dtype)
+    return value.to(dtype)
 
 
 def _qnorm(v: torch.Tensor, p: float) -> torch.Tensor:
@@ -153,7 +163,8 @@ def lmp_weights(losses: torch.Tensor, p, gamma, tau, *, mask=None, check_finite:
         True = in the pool; entries outside get weight 0 and are not inspected.
     check_finite : bool
         Raise ``ValueError`` on NaN/inf losses in the pool and on bad ``gamma``/``tau``
-        tensors (reads one boolean back from the device). ``False``: no host synchronisation.
+        tensors (reads one boolean back from the device; ``lmp_value`` reads one more, to raise on a
+        value beyond the dtype's range). ``False``: no host synchronisation.
     method : {"auto", "sort", "select"}
         ``"sort"``: sort-based, every device, never synchronises (on CPU tensors by the NumPy
         sort core, whose passes over blocks keep its memory within a few times the input's,
@@ -272,10 +283,10 @@ def lmp_pool(pixel_losses: torch.Tensor, p: float = 1.7, ratio: float = 0.3, *, 
         return values.sum()  # the one pool's value (0 for an empty batch)
     if reduction == "none":
         return values
+    total = values.sum(dtype=torch.float64)  # a sum of representable values may not be one
     if reduction == "sum":
-        return values.sum()
-    nonempty = (valid > 0).sum().to(values.dtype)
-    return values.sum() / torch.clamp(nonempty, min=1)
+        return _within_range(total, values.dtype, check_finite)
+    return (total / torch.clamp((valid > 0).sum(), min=1)).to(values.dtype)
 
 
 class LossMaxPooling(nn.Module):

@@ -101,6 +101,29 @@ def test_torch_p_inf_sum_beyond_the_dtype_range(dtype):
     assert _close(value, exact, dtype)
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_a_value_beyond_the_dtype_range_is_a_clear_error_in_both_backends(dtype):
+    """L of four losses of 0.9 x the dtype's largest with gamma = 2 is 3.2 x that largest: not a value of
+    the dtype (was inf). The weights are fine and still returned; Torch without check_finite says inf."""
+    big = float(np.finfo(dtype).max)
+    x = np.full((1, 4), 0.9 * big, dtype=dtype)
+    weights = lmp_np.lmp_weights(x, 1.7, 2.0, 1.0)
+    np.testing.assert_allclose(weights, 2.0 * 4 ** (-1 / 1.7), rtol=1e-3)  # equal losses: ||w||_1.7 = gamma
+    beyond = "beyond the range of " + np.dtype(dtype).name
+    for solve in (lmp_np.lmp_value, lmp_np.lmp_solve):
+        with pytest.raises(ValueError, match=beyond):
+            solve(x, 1.7, 2.0, 1.0)
+    t = torch.from_numpy(x)
+    with pytest.raises(ValueError, match=beyond):
+        lmp_torch.lmp_value(t, 1.7, 2.0, 1.0)
+    assert torch.isinf(lmp_torch.lmp_value(t, 1.7, 2.0, 1.0, check_finite=False)).all()
+    pools = torch.from_numpy(np.full((2, 4), 0.3 * big, dtype=dtype))  # L of each about 0.3 big, their sum 0.6
+    mean = lmp_torch.lmp_pool(pools, 1.7, 0.5)
+    assert math.isfinite(float(mean)) and float(mean) > 0.25 * big  # the mean of two representable values
+    with pytest.raises(ValueError, match=beyond):
+        lmp_torch.lmp_pool(torch.cat([pools] * 4), 1.7, 0.5, reduction="sum")
+
+
 def test_certify_beyond_float64_range_is_a_clear_error():
     """<w, l> and L of l = (1e300, 2e300), p = 2, gamma = 1e300, tau = inf are near 2e600 (gap was NaN)."""
     with pytest.raises(ValueError, match="float64.*range.*scale the losses"):
