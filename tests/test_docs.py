@@ -202,3 +202,32 @@ def test_the_exercise_checks_accept_right_answers_explain_wrong_ones_and_wait_fo
     assert ex.check_by(2, judge) is True and ex.check_by(-2, judge, hint="positive") is False
     assert "Not yet: found -2 Hint: positive" in capsys.readouterr().out
     assert ex.check_by("placeholder", judge) is None and ex.check_by(..., judge) is None
+
+
+def _solution_code(name: str) -> list[dict]:
+    notebook = json.loads((ROOT / "notebooks" / f"{name}.ipynb").read_text())
+    cells = notebook["cells"]
+    start = next(i for i, c in enumerate(cells) if c["cell_type"] == "markdown"
+                 and "".join(c["source"]).startswith("## Solutions"))
+    return [c for c in cells[start:] if c["cell_type"] == "code"]
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_solution_code_is_folded_in_jupyter_and_tagged_for_the_site(name):
+    """The cells that run the model answers through the checks give the answers away: folded in Jupyter
+    (``source_hidden``), tagged ``solution``, whose input mkdocs.yml leaves off the site."""
+    cells = _solution_code(name)
+    assert cells
+    for cell in cells:
+        assert "solution" in cell["metadata"].get("tags", []), cell["source"][:2]
+        assert cell["metadata"].get("jupyter", {}).get("source_hidden") is True, cell["source"][:2]
+    assert re.search(r"remove_input_tags: \[solution\]", (ROOT / "mkdocs.yml").read_text())
+
+
+@pytest.mark.slow
+def test_the_site_shows_no_solution_code(built_site):
+    for name in NOTEBOOKS:
+        text = page_text((built_site / "notebooks" / name / "index.html").read_text())
+        for cell in _solution_code(name):
+            source = " ".join("".join(cell["source"]).split())[:200]
+            assert source not in text, (name, source)
