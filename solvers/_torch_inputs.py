@@ -29,11 +29,15 @@ from .problem import (
 )
 
 
+_NUMPY_FLOATS = (torch.float16, torch.float32, torch.float64)  # bfloat16 has no NumPy dtype
+
+
 def prepare(losses, p, gamma, tau, mask, check_finite, method="auto", *, for_solve=True):
     """Validate, broadcast and flatten; returns everything the core and autograd need.
 
-    The pooled losses are in the work dtype (``work_dtype``), except float16 for ``solve`` where
-    the NumPy cores take it (``for_solve``; a float32 copy would hold twice the input).
+    The pooled losses are in the work dtype (``work_dtype``), except for ``solve`` where the NumPy
+    cores take them (``for_solve``): these read float16, float32 and float64 as they are, in blocks
+    of the work dtype (a float64 copy of float32 losses for ``p < 1.125`` would hold twice the input).
     """
     if not isinstance(losses, torch.Tensor):
         raise not_a_tensor("losses", losses)
@@ -55,8 +59,8 @@ def prepare(losses, p, gamma, tau, mask, check_finite, method="auto", *, for_sol
             raise TypeError(f"mask must be a bool tensor, got {getattr(mask, 'dtype', type(mask).__name__)}")
         check_dense(mask, "mask")
         check_mask_shape(mask.shape, losses.shape)
-    half_as_is = for_solve and losses.dtype == torch.float16 and numpy_cores_solve(device, p)
-    x = losses.detach() if half_as_is else losses.detach().to(work)
+    as_is = for_solve and losses.dtype in _NUMPY_FLOATS and numpy_cores_solve(device, p)
+    x = losses.detach() if as_is else losses.detach().to(work)
     pooled = x if mask is None else torch.where(mask, x, 0.0)
     if check_finite and not bool(torch.isfinite(pooled.sum())):  # the one documented host synchronisation
         if not bool(torch.isfinite(pooled).all()):  # (a cheap sum first: NaN and inf propagate)

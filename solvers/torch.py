@@ -97,7 +97,7 @@ class _LMPValue(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_value):
         weights, pooled, threshold, *inputs = ctx.saved_tensors
-        work = work_dtype(pooled.dtype, ctx.p)  # float16 pools were solved as they are: their gradients are not
+        work = work_dtype(pooled.dtype, ctx.p)  # the NumPy cores solved the pools as they were; gradients in the work dtype
         weights, pooled = weights.to(work), pooled.to(work)
         if torch.is_grad_enabled():  # create_graph=True: a gradient that autograd can differentiate
             return differentiable_backward(ctx, grad_value, pooled, threshold, inputs)
