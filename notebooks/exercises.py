@@ -44,7 +44,8 @@ def check_number(answer, expected: float, *, rtol: float = 1e-6, hint: str = "")
 
 
 def check_numbers(answer, expected, *, rtol: float = 1e-6, ordered: bool = True, hint: str = "") -> bool | None:
-    """A sequence of numbers equal to ``expected`` entry by entry (``ordered=False``: as a set)."""
+    """A sequence of numbers equal to ``expected`` entry by entry (``ordered=False``: in any order, each
+    number as many times as in ``expected``)."""
     if _unanswered(answer):
         return _verdict(answer, False, "", hint)
     try:
@@ -53,7 +54,7 @@ def check_numbers(answer, expected, *, rtol: float = 1e-6, ordered: bool = True,
         return _verdict(answer, False, f"expected numbers, got {answer!r}.", hint)
     want = np.asarray(expected, dtype=np.float64).reshape(-1)
     if not ordered:
-        got, want = np.unique(got), np.unique(want)
+        got, want = np.sort(got), np.sort(want)
     if got.shape != want.shape:
         return _verdict(answer, False, f"{got.size} numbers, but the answer has {want.size}.", hint)
     wrong = ~np.isclose(got, want, rtol=rtol, atol=rtol * 1e-12)
@@ -94,8 +95,8 @@ def check_choice(answer, expected, *, hint: str = "") -> bool | None:
     """One of a few discrete answers (a count, a name, a set)."""
     if _unanswered(answer):
         return _verdict(answer, False, "", hint)
-    return _verdict(answer, answer == expected, f"{answer!r}" + ("." if answer == expected else " is not it."),
-                    hint)
+    right = answer == expected and isinstance(answer, (bool, np.bool_)) == isinstance(expected, (bool, np.bool_))
+    return _verdict(answer, bool(right), f"{answer!r}" + ("." if right else " is not it."), hint)
 
 
 def check_by(answer, judge: Callable[[Any], tuple[bool, str] | None], *, hint: str = "") -> bool | None:
