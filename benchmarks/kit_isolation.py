@@ -1,6 +1,7 @@
 """What the conformance kit's isolation costs: the same cases judged in-process and in a worker.
 
     python benchmarks/kit_isolation.py          # about a minute on 2 cores; writes benchmarks/kit_isolation.md
+    python benchmarks/kit_isolation.py --before DIR   # also a checkout from before isolation (git worktree add DIR 6dab873)
 
 Three ways to judge ``solvers.numpy:lmp_weights`` on the cases of every family but ``sizes`` and
 ``large`` (the corpus the kit had before it isolated the code under test), timed round-robin:
@@ -8,7 +9,9 @@ Three ways to judge ``solvers.numpy:lmp_weights`` on the cases of every family b
 * *in-process*: ``check_solver(fn, isolate=False)`` in this process, the old default;
 * *worker*: ``check_solver(Worker.for_spec(...))``, the worker's start included;
 * *command line*: ``lmp verify --solver`` as a user runs it, against the in-process check run as a
-  fresh ``python -c`` (the start of an interpreter and the imports on both sides).
+  fresh ``python -c`` (the start of an interpreter and the imports on both sides), and with ``--before``
+  against the same command in a checkout of the kit before it isolated the code (commit 6dab873,
+  run by this interpreter from that directory).
 
 And one call's round trip through a worker for a function that returns zeros at once (what the
 protocol itself costs per case). ``benchmarks/report.py`` appends the table to docs/benchmarks.md.
@@ -16,6 +19,7 @@ protocol itself costs per case). ``benchmarks/report.py`` appends the table to d
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import subprocess
 import sys
@@ -46,11 +50,11 @@ def _seconds(fn) -> float:
     return time.perf_counter() - started
 
 
-def _run(argv) -> None:
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, cwd=HERE.parent)
+def _run(argv, cwd=HERE.parent) -> None:
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, cwd=cwd)
 
 
-def measure(repeats: int = 5) -> dict:
+def measure(repeats: int = 5, before: Path | None = None) -> dict:
     from solvers.numpy import lmp_weights
 
     cases = conformance_cases(families=OLD_FAMILIES)
@@ -63,6 +67,8 @@ def measure(repeats: int = 5) -> dict:
         "python -c, in-process": lambda: _run([sys.executable, "-c", IN_PROCESS]),
         "lmp verify --solver": lambda: _run(cli),
     }
+    if before is not None:  # that checkout's own corpus is these families
+        contenders["before"] = lambda: _run(cli[:6], cwd=before)
     times = {name: [] for name in contenders}
     for name, fn in contenders.items():  # warm-up
         fn()
@@ -92,7 +98,15 @@ def write(result: dict, out: Path) -> None:
         f"{m['worker'] / m['in-process']:.2f} |",
         f"| the in-process check as a fresh `python -c` | {m['python -c, in-process']:.3g} | 1 |",
         f"| `lmp verify --solver {SPEC} --family ...` | {m['lmp verify --solver']:.3g} | "
-        f"{m['lmp verify --solver'] / m['python -c, in-process']:.2f} |", "",
+        f"{m['lmp verify --solver'] / m['python -c, in-process']:.2f} |",
+    ]
+    if "before" in m:
+        lines += [f"| the same command, kit without isolation (commit 6dab873, whose whole corpus these cases are) | "
+                  f"{m['before']:.3g} | 1 |",
+                  f"| `lmp verify --solver {SPEC} --family ...`, against that | {m['lmp verify --solver']:.3g} | "
+                  f"{m['lmp verify --solver'] / m['before']:.2f} |"]
+    lines += [
+        "",
         f"One call through a worker for a function that returns zeros at once (100 losses): "
         f"{result['round_trip_us']:.0f} µs, the protocol's cost per case (two frames in, one out, the",
         "time limit's watch, the output capture). The default `lmp verify --solver` run also judges the `sizes`",
@@ -102,6 +116,10 @@ def write(result: dict, out: Path) -> None:
 
 
 if __name__ == "__main__":
-    result = measure()
-    write(result, HERE / "kit_isolation.md")
-    print((HERE / "kit_isolation.md").read_text())
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--before", type=Path, help="a checkout of commit 6dab873 (before isolation) to time too")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=HERE / "kit_isolation.md")
+    args = parser.parse_args()
+    write(measure(args.repeats, args.before), args.out)
+    print(args.out.read_text())

@@ -31,3 +31,13 @@ def test_quick_distributed_benchmark_runs():
                          capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "| 2 | 18,432 |" in run.stdout and "collectives" in run.stdout
+
+
+@pytest.mark.slow
+def test_kit_isolation_benchmark_runs(tmp_path):
+    out = tmp_path / "kit_isolation.md"
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "kit_isolation.py"), "--repeats", "1",
+                          "--out", str(out)], capture_output=True, text=True, timeout=600, cwd=ROOT / "benchmarks")
+    assert run.returncode == 0, run.stdout + run.stderr
+    text = out.read_text()
+    assert "1,140 cases" in text and "Worker.for_spec" in text and "lmp verify --solver" in text
