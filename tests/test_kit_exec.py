@@ -3,6 +3,7 @@ and the command line a newcomer meets first (`--list`, errors that say what is w
 
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -157,11 +158,15 @@ def test_list_shows_families_sizes_and_case_names():
 
 
 def test_a_reader_that_stops_early_gets_no_traceback():
-    """`lmp verify --list | head`: the listing (over 64 kB) meets a closed pipe."""
-    process = subprocess.Popen([sys.executable, "-m", "lmp_theory.cli", "verify", "--list"], cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    process.stdout.read(100)
-    process.stdout.close()
+    """`lmp verify --list | head`: the listing meets a pipe whose reader is gone (closed before the
+    command starts, so that every write fails whatever the timing)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        process = subprocess.Popen([sys.executable, "-m", "lmp_theory.cli", "verify", "--list"], cwd=ROOT,
+                                   stdout=write_end, stderr=subprocess.PIPE)
+    finally:
+        os.close(write_end)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 1 and b"Traceback" not in err and b"BrokenPipe" not in err, err
 
