@@ -62,8 +62,8 @@ def solve(pooled, p, gamma, tau, method="auto"):
 def numpy_cores_solve(device: torch.device, p: float) -> bool:
     """Whether ``solve`` hands pools on ``device`` to the NumPy cores: CPU tensors with a finite p,
     except under torch.compile (which cannot trace them; they take the device paths, as on CUDA).
-    The cores take float16 and float32 as they are (their blocks are converted to the work dtype one
-    at a time)."""
+    The cores take float16, float32 and float64 as they are (their blocks are converted to the work
+    dtype one at a time)."""
     return device.type == "cpu" and not (_DEVICE_PATHS_ON_CPU or torch.compiler.is_compiling()) and not p_is_inf(p)
 
 

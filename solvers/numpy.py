@@ -125,9 +125,10 @@ def _solve(losses, p, gamma, tau, mask, method, *, value_wanted: bool) -> LMPRes
     else:
         weights, value, threshold = select_pools(arr.reshape(pools, n), flat_mask, p, gamma, tau)
     weights = weights.reshape(arr.shape).astype(out_dtype, copy=False)
-    too_large = ~(np.abs(value) <= np.finfo(out_dtype).max)
-    if value_wanted and too_large.any():
-        raise beyond_range(float(value[too_large][0]), out_dtype)
+    if value_wanted:
+        too_large = ~(np.abs(value) <= np.finfo(out_dtype).max)
+        if too_large.any():
+            raise beyond_range(float(value[too_large][0]), out_dtype)
     with np.errstate(over="ignore"):  # only lmp_weights gets here with such a value, and drops it
         value = value.reshape(batch_shape).astype(out_dtype, copy=False)[()]
     threshold = threshold.reshape(batch_shape)[()]

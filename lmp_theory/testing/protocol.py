@@ -55,10 +55,10 @@ def frame_length(data: bytes, max_bytes: int) -> int | None:
     Raises ``ProtocolError`` for anything but a ``.npy`` frame of a numeric or text dtype, or one
     longer than ``max_bytes``.
     """
-    start = _data_offset(data, max_bytes)
-    if start is None or len(data) < start:
+    head = _complete_header(data, max_bytes)
+    if head is None:
         return None
-    shape, _, dtype = _header(bytes(data[:start]))
+    start, shape, _, dtype = head
     total = start + math.prod(shape) * dtype.itemsize
     if total > max_bytes:
         raise ProtocolError(f"a frame of {total} bytes (shape {shape}, dtype {dtype}), more than the "
@@ -69,10 +69,10 @@ def frame_length(data: bytes, max_bytes: int) -> int | None:
 def decode(frame: bytes | bytearray) -> np.ndarray:
     """The array of one complete frame (as checked by ``frame_length``); it shares ``frame``'s
     memory, so it is writeable where ``frame`` is a ``bytearray``."""
-    start = _data_offset(frame, len(frame))
-    if start is None or len(frame) < start:
+    head = _complete_header(frame, len(frame))
+    if head is None:
         raise ProtocolError("an incomplete .npy frame")
-    shape, fortran, dtype = _header(bytes(frame[:start]))
+    start, shape, fortran, dtype = head
     count = math.prod(shape)
     if start + count * dtype.itemsize != len(frame):
         raise ProtocolError(f"a .npy frame of {len(frame)} bytes whose header says {start + count * dtype.itemsize}")
@@ -92,10 +92,8 @@ def read_frame(stream) -> np.ndarray | None:
         shape, fortran, dtype = _header(head[:start])
     except ProtocolError:
         return None
-    data = bytearray(head[start:])
-    size = math.prod(shape) * dtype.itemsize
-    data += stream.read(size - len(data))
-    if len(data) != size:
+    data = bytearray(math.prod(shape) * dtype.itemsize)
+    if stream.readinto(data) != len(data):
         return None
     return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
 
@@ -118,6 +116,15 @@ def _data_offset(data: bytes | bytearray, max_bytes: int) -> int | None:
     if start > max_bytes:
         raise ProtocolError(f"a frame header of {header_length} bytes")
     return start
+
+
+def _complete_header(data: bytes | bytearray, max_bytes: int):
+    """``(data offset, shape, fortran_order, dtype)`` of the frame that starts ``data``, once its whole
+    header is there (None before)."""
+    start = _data_offset(data, max_bytes)
+    if start is None or len(data) < start:
+        return None
+    return (start, *_header(bytes(data[:start])))
 
 
 @functools.lru_cache(maxsize=256)
