@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 import pytest
-from hypothesis import Phase, find, settings
+from hypothesis import Phase, find, given, settings
 
 from lmp_theory.instance import Instance
 from lmp_theory.testing import check_instance, fuzz_solver
@@ -74,12 +74,34 @@ def test_bad_arguments():
 
 def test_bulk_pools_reach_thousands_and_the_default_is_unchanged():
     config = settings(max_examples=150, database=None, phases=(Phase.generate,), derandomize=True)  # fixed draws
-    big = find(loss_vectors(bulk=3000), lambda x: x.size > 1000, settings=settings(config, max_examples=1000))
+    big = find(loss_vectors(bulk=3000), lambda x: x.size > 1000, settings=settings(config, max_examples=2000))
     assert 1000 < big.size <= 3000
     small = find(loss_vectors(), lambda x: x.size >= 8, settings=config)
     assert small.size == 8
     with pytest.raises(Exception):
         find(loss_vectors(), lambda x: x.size > 8, settings=config)
+
+
+def test_bulk_sizes_spread_over_the_octaves_whatever_hypothesis_favours():
+    """Hypothesis favours small integers (and the constants of the modules imported so far), so one
+    integer over the whole range put nearly every bulk pool in its lowest octave."""
+    from lmp_theory.testing.strategies import _log_uniform_sizes
+
+    drawn = []
+
+    @settings(max_examples=600, database=None, phases=(Phase.generate,), derandomize=True)
+    @given(_log_uniform_sizes(301, 3000))
+    def draw(n):
+        drawn.append(n)
+
+    draw()
+    drawn = np.array(drawn)
+    assert drawn.min() >= 301 and drawn.max() <= 3000
+    for low, high in [(301, 602), (602, 1204), (1204, 2408)]:
+        assert np.mean((drawn >= low) & (drawn < high)) > 0.15, (low, high)
+    ends = settings(max_examples=2000, database=None, phases=(Phase.generate,), derandomize=True)
+    assert find(_log_uniform_sizes(301, 3000), lambda n: n == 3000, settings=ends) == 3000
+    assert find(_log_uniform_sizes(301, 3000), lambda n: n == 301, settings=ends) == 301
 
 
 def test_lmp_verify_fuzz(tmp_path):

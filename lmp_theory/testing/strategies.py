@@ -109,14 +109,27 @@ def _expand(base: np.ndarray, size: int, seed: int, distinct: bool) -> np.ndarra
     return rng.permutation(np.concatenate([base, extra]))
 
 
+def _log_uniform_sizes(low: int, high: int) -> st.SearchStrategy[int]:
+    """Sizes from ``low`` to ``high``, every octave as likely as the next.
+
+    The octave is drawn by ``sampled_from`` and the place within it on a grid of 256: one
+    ``integers(low, high)``, or one over a fine grid, lands in the lowest octave most of the time
+    (hypothesis favours small integers), so pools in the thousands were rare draws."""
+    octaves = math.log2(high / low)
+    whole = math.ceil(octaves)
+    top = whole * 256 - 1
+    return st.tuples(st.sampled_from(range(whole)), st.integers(0, 255)).map(
+        lambda at: min(high, int(round(low * 2.0 ** (octaves * (at[0] * 256 + at[1]) / top)))))
+
+
 def loss_vectors(*, min_size: int = 1, max_size: int = 8, families=FAMILIES, positive: bool = False,
                  distinct: bool = False, bulk: int = 0) -> st.SearchStrategy[np.ndarray]:
     """1-D float64 loss vectors from the adversarial ``families``.
 
     ``positive``: every loss > 0. ``distinct``: no two losses equal and no exact zero (where the
     value is differentiable). ``bulk``: when above ``max_size``, also draw pools of up to ``bulk``
-    losses (up to 300 as often as beyond, log-uniform beyond): a drawn vector expanded by
-    NumPy from a drawn seed, with ties and rescaled copies of its values.
+    losses (up to 300, and beyond with every octave as likely as the next): a drawn vector expanded
+    by NumPy from a drawn seed, with ties and rescaled copies of its values.
     Shrinks towards a single small integer.
     """
     unknown = set(families) - set(_FAMILY)
@@ -130,10 +143,8 @@ def loss_vectors(*, min_size: int = 1, max_size: int = 8, families=FAMILIES, pos
     if bulk > max_size:
         middle = min(bulk, max(300, max_size + 1))
         sizes = st.integers(max_size + 1, middle)
-        if bulk > middle:  # log-uniform beyond: every octave up to bulk as likely as the next
-            octaves = math.log2(bulk / (middle + 1))
-            sizes = st.one_of(sizes, st.integers(0, 4096).map(
-                lambda k: min(bulk, int(round((middle + 1) * 2.0 ** (octaves * k / 4096))))))
+        if bulk > middle:
+            sizes = st.one_of(sizes, _log_uniform_sizes(middle + 1, bulk))
         vectors = st.one_of(vectors, st.builds(_expand, vectors, sizes, st.integers(0, 2**32 - 1),
                                                st.just(distinct)))
     if positive:
