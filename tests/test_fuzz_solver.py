@@ -74,7 +74,7 @@ def test_bad_arguments():
 
 def test_bulk_pools_reach_thousands_and_the_default_is_unchanged():
     config = settings(max_examples=150, database=None, phases=(Phase.generate,), derandomize=True)  # fixed draws
-    big = find(loss_vectors(bulk=3000), lambda x: x.size > 1000, settings=settings(config, max_examples=2000))
+    big = find(loss_vectors(bulk=3000), lambda x: x.size > 1000, settings=settings(config, max_examples=1000))
     assert 1000 < big.size <= 3000
     small = find(loss_vectors(), lambda x: x.size >= 8, settings=config)
     assert small.size == 8
