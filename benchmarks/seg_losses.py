@@ -1,7 +1,9 @@
 """The losses the segmentation harness compares, by name.
 
 ``ce``; class-weighted CE ``wce-inverse``, ``wce-sqrt``, ``wce-median`` (weights from the training
-frequencies, scaled to a pixel-average of 1, then clipped at ``WEIGHT_CLIP``); ``focal`` (gamma 2);
+frequencies, scaled to a pixel-average of 1, then clipped at ``WEIGHT_CLIP``; median-frequency weights
+are ``median(f)`` times the inverse weights, so after that scaling ``wce-median`` is ``wce-inverse``);
+``focal`` (gamma 2);
 ``topk-image-R`` and ``topk-batch-R`` (the mean of the ``round(R * n)`` largest pixel losses of each
 image / of the batch: OHEM by ranking); ``ohem`` (mmseg's ``OHEMPixelSampler``: pixels whose
 true-class probability is below ``max(OHEM_THRESHOLD, the min-kept-th smallest probability)``, at
@@ -51,7 +53,8 @@ def parse(name: str) -> tuple:
 
 
 def class_weights(frequency: np.ndarray, weighting: str) -> np.ndarray:
-    """Inverse, square-root-inverse or median-frequency weights; pixel-average 1, clipped at WEIGHT_CLIP.
+    """Inverse, square-root-inverse or median-frequency weights; pixel-average 1, clipped at WEIGHT_CLIP
+    (the median-frequency weights are then the inverse weights: the scaling removes their factor median(f)).
 
     Classes absent from training get weight 0 (they never appear as a target there)."""
     present = frequency > 0

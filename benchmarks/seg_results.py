@@ -85,6 +85,32 @@ def analyse(runs: list, losses, lrs, seeds: int, train_frequency: np.ndarray, re
     return out
 
 
+def reproduction(earlier: dict, later: dict) -> dict:
+    """How a later run of the harness reproduces an earlier one: each run both trained (same loss, rate and
+    seed) is ``identical`` when its validation score and step count are equal; each comparison both made is
+    ``inside`` when the later difference lies in the earlier 95 % interval (on every metric both report)."""
+    runs = [(loss, a, b) for loss, earlier_runs in earlier.get("runs", {}).items()
+            for a in earlier_runs for b in later.get("runs", {}).get(loss, [])
+            if (a["seed"], a["lr"]) == (b["seed"], b["lr"])]
+    identical = sum((a["val_miou"], a["steps"]) == (b["val_miou"], b["steps"]) for _, a, b in runs)
+    compared = []
+    for group, entries in earlier.get("comparisons", {}).items():
+        for loss, entry in entries.items():
+            again = later.get("comparisons", {}).get(group, {}).get(loss)
+            if again is None or again["against"] != entry["against"]:
+                continue
+            for metric in ("miou", "rare_iou"):
+                first, second = entry[metric], again[metric]
+                compared.append({"group": group, "loss": loss, "against": entry["against"], "metric": metric,
+                                 "earlier": [first["difference"], first["lo"], first["hi"]],
+                                 "later": second["difference"],
+                                 "inside": first["lo"] <= second["difference"] <= first["hi"],
+                                 "verdicts": [first["verdict"], second["verdict"]]})
+    return {"runs_in_both": len(runs), "runs_identical": identical, "comparisons": compared,
+            "inside": sum(c["inside"] for c in compared),
+            "verdicts_changed": sum(c["verdicts"][0] != c["verdicts"][1] for c in compared)}
+
+
 def environment() -> dict:
     """Versions and machine."""
     cpu = platform.processor()

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import seg_data  # noqa: E402
 import seg_stats  # noqa: E402
 from seg_losses import loss_grid, p1_agreement, parse  # noqa: E402
-from seg_results import analyse, environment  # noqa: E402
+from seg_results import analyse, environment, reproduction  # noqa: E402
 from seg_train import Schedule, train  # noqa: E402
 
 
@@ -58,12 +58,13 @@ PLATEAU = Schedule(batch=4, width=16, eval_every=25, patience=12, max_steps=2500
 
 PRESETS = {
     "full": Preset("aal", 4, tuple(loss_grid()), (3e-3, 1e-2), 5, PLATEAU,
-                   cut="learning rates 3e-3 and 1e-2 only (3e-3 already needs 1,000 to 2,000 steps to its plateau)"),
+                   cut="learning rates 3e-3 and 1e-2 only (3e-3 already needs 1,000 to 2,000 steps to its plateau); "
+                       "4 mm slices and an 11,941-parameter network; one subject"),
     "reduced": Preset("aal", 4, ("ce", "lmp-1-0.25", "lmp-1.7-0.25", "lmp-1.2-0.25", "lmp-3-0.25", "wce-sqrt", "ohem",
                                  "focal", "topk-image-0.25", "lmp-1-0.1", "lmp-1.7-0.1", "wce-median", "topk-batch-0.25",
                                  "lmp-1.2-0.1", "lmp-3-0.1"), (3e-3, 1e-2), 3, PLATEAU,
                       cut="3 seeds of 5; 15 of the 24 losses (ratio 0.5, wce-inverse, topk at 0.1 and topk-batch-0.1 "
-                          "left out), trained in this order as far as time allowed"),
+                          "left out), trained in this order as far as time allowed; the full run retrains its runs"),
     "small": Preset("brodmann", 4, ("ce", "topk-image-0.25", "lmp-1-0.25", "lmp-1.7-0.25"), (3e-3, 1e-2), 2,
                     Schedule(batch=4, width=8, eval_every=10, patience=2, max_steps=30), block=10, slice_stride=4,
                     resamples=200,
@@ -174,10 +175,15 @@ def main(argv=None) -> int:
     parser.add_argument("--resume", action="store_true", help="keep the finished runs of the journal")
     parser.add_argument("--analyse-only", action="store_true", help="no training: analyse the journal's runs")
     parser.add_argument("--plots", type=Path, help="draw the figures into this folder")
+    parser.add_argument("--reproduces", type=Path, metavar="RESULTS",
+                        help="an earlier results JSON: record how this run reproduces it (identical runs, "
+                             "differences inside its intervals)")
     args = parser.parse_args(argv)
     for name in ("workers", "threads"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be an integer >= 1, got {getattr(args, name)}")
+    if args.reproduces and not args.reproduces.is_file():
+        parser.error(f"--reproduces must name an earlier results JSON, got {str(args.reproduces)!r} (no such file)")
     if not seg_data.available(PRESETS[args.preset].atlas):
         print(seg_data.MISSING, file=sys.stderr)
         return 2
@@ -201,6 +207,9 @@ def main(argv=None) -> int:
                **analyse(runs, preset.losses, preset.lrs, preset.seeds, data.train_frequency, preset.resamples),
                "elapsed_s": round(time.perf_counter() - start, 1), "analysed_only": args.analyse_only,
                "training_s": round(sum(run["seconds"] for run in runs), 1)}
+    if args.reproduces:
+        results["reproduces"] = {"of": args.reproduces.name,
+                                 **reproduction(json.loads(args.reproduces.read_text()), results)}
     out.write_text(json.dumps(results, indent=1))
     print(f"wrote {out} ({out.stat().st_size / 1e3:.0f} kB) in {results['elapsed_s']} s")
     if args.plots:

@@ -15,7 +15,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import seg_data  # noqa: E402
 import seg_losses  # noqa: E402
 import seg_stats  # noqa: E402
-from seg_results import comparisons  # noqa: E402
+from seg_results import comparisons, reproduction  # noqa: E402
 
 needs_atlas = pytest.mark.skipif(not seg_data.available("brodmann"), reason=seg_data.MISSING)
 
@@ -127,6 +127,15 @@ def test_class_weights_by_hand():
     assert weights.max() == seg_losses.WEIGHT_CLIP and weights[-1] == 0   # clipped; absent class: 0
 
 
+def test_median_frequency_weights_are_the_inverse_weights_after_normalisation():
+    """median(f) / f is a constant times 1 / f, so once both are scaled to a pixel average of 1 (and then
+    clipped alike) wce-median and wce-inverse are one loss; the results page says so."""
+    f = np.random.default_rng(3).dirichlet(np.full(40, 0.3))
+    f[5] = 0.0                                    # a class absent from training
+    assert np.allclose(seg_losses.class_weights(f, "median"), seg_losses.class_weights(f, "inverse"), rtol=1e-12)
+    assert not np.allclose(seg_losses.class_weights(f, "sqrt"), seg_losses.class_weights(f, "inverse"))
+
+
 def test_ohem_keeps_what_mmseg_keeps():
     torch.manual_seed(3)
     logits = torch.randn(2, 3, 10, 10)
@@ -211,10 +220,33 @@ def test_comparisons_pair_each_lmp_with_p1_at_its_ratio():
     assert sum(group == "vs_ce" for group, _, _ in pairs) == 4
 
 
-def test_command_line_rejects_bad_arguments():
-    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "segmentation.py"), "--workers", "0"],
-                         capture_output=True, text=True, timeout=120)
-    assert run.returncode == 2 and "--workers must be an integer >= 1" in run.stderr
+def test_command_line_rejects_bad_arguments(tmp_path):
+    for arguments, message in ((["--workers", "0"], "--workers must be an integer >= 1"),
+                               (["--reproduces", str(tmp_path / "absent.json")], "--reproduces must name an earlier")):
+        run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "segmentation.py"), *arguments],
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 2 and message in run.stderr, arguments
+
+
+def _entry(difference, lo, hi):
+    return {"difference": difference, "lo": lo, "hi": hi, "verdict": seg_stats.verdict(lo, hi)}
+
+
+def test_reproduction_counts_identical_runs_and_differences_inside_the_earlier_intervals():
+    run = {"seed": 0, "lr": 0.01, "val_miou": 30.0, "steps": 500}
+    earlier = {"runs": {"ce": [run, {**run, "seed": 1}], "focal": [run]},
+               "comparisons": {"vs_ce": {"focal": {"against": "ce", "miou": _entry(1.0, 0.2, 2.0),
+                                                   "rare_iou": _entry(0.5, -1.0, 2.0)}}}}
+    later = {"runs": {"ce": [run, {**run, "seed": 1, "val_miou": 30.5}, {**run, "seed": 2}],
+                      "focal": [{**run, "lr": 0.003}]},
+             "comparisons": {"vs_ce": {"focal": {"against": "ce", "miou": _entry(0.3, -0.5, 0.8),
+                                                 "rare_iou": _entry(2.5, 1.0, 4.0)}}}}
+    result = reproduction(earlier, later)
+    assert (result["runs_in_both"], result["runs_identical"]) == (2, 1)   # other rates and seeds are not pairs
+    miou, rare = result["comparisons"]
+    assert miou["inside"] and miou["verdicts"] == ["better", "no clear difference"]
+    assert not rare["inside"] and rare["verdicts"] == ["no clear difference", "better"]
+    assert (result["inside"], result["verdicts_changed"]) == (1, 2)
 
 
 def test_schedule_is_checked():
@@ -230,10 +262,13 @@ def test_results_page_shows_the_stored_results():
     from seg_plots import verdict_table
 
     page = (ROOT / "docs" / "segmentation.md").read_text()
-    results = json.loads((ROOT / "benchmarks" / "results" / "segmentation_reduced.json").read_text())
-    assert (ROOT / "benchmarks" / "results" / "segmentation_reduced.json").stat().st_size < 1e6
+    results = json.loads((ROOT / "benchmarks" / "results" / "segmentation_full.json").read_text())
+    assert (ROOT / "benchmarks" / "results" / "segmentation_full.json").stat().st_size < 1e6
     for group in ("vs_ce", "vs_p1", "p1_vs_topk"):
         assert verdict_table(results, group) in page, group   # the page's tables are the stored verdicts
+    rep = results["reproduces"]   # the second run against the first (the stored reduced run)
+    assert f"all {rep['runs_identical']} of {rep['runs_in_both']} are identical" in page
+    assert f"{rep['inside']} of {len(rep['comparisons'])}; {rep['verdicts_changed']} verdicts changed" in page
     for figure in ("scores", "vs_ce", "vs_p1", "per_class", "curves"):
         assert f"](segmentation/segmentation_{figure}.png)" in page
         assert (ROOT / "docs" / "segmentation" / f"segmentation_{figure}.png").is_file()
