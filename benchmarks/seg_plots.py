@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt  # every figure is saved and closed: no backend is chosen here (notebook 4 draws inline)
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from seg_losses import parse  # noqa: E402
+from seg_losses import parse
 
 VERDICT_COLOURS = {"better": "tab:green", "worse": "tab:red", "no clear difference": "tab:gray"}
 SHOWN = (("miou", "mIoU"), ("rare_iou", "IoU of the rarest third"))

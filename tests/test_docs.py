@@ -156,6 +156,9 @@ FALSE_SENTENCES = {
 FALSE_SENTENCES["03_exact_vs_fast"] = ["With the paper's cap it is not admissible.", "near the top $m$ gets within",
                                        "flagged exactly the 20 uncapped cases"]
 FALSE_SENTENCES["02_deriving_with_sympy"] += ["on a miss the sort path runs. Expected $O(n)$ time."]
+# notebook 4's old verdict rule (one winning seed hid an interval below 0) and its single short budget (issue 23)
+FALSE_SENTENCES["04_imbalanced_segmentation"] += ["**and** it has the same sign in every seed",
+                                                  "Adam, 250 steps of 16 images"]
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
