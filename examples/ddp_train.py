@@ -85,7 +85,8 @@ def main() -> int:
     if args.compare and rank == 0:
         batch_pool = LossMaxPooling(args.p, args.ratio, ignore_index=IGNORE, pool="batch")
         single = train(model(), batch_pool, args.steps, args.images, 0, 1)
-    if distributed:
+    if distributed:  # together: a rank that tore down while rank 0 still compared aborted at exit under load
+        dist.barrier()
         dist.destroy_process_group()
     if rank != 0:
         return 0

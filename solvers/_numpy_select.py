@@ -33,7 +33,7 @@ from ._numpy_closed_form import (
     p1_share,
     power,
 )
-from ._numpy_sort import capped_count, sort_pools, tail_sum
+from ._numpy_sort import capped_count, prefix_log_sums, sort_pools, tail_sum
 from ._policy import computes_in_float64
 from .problem import cap_count, conjugate, log_ratio
 from .problem import exp_or_inf as _exp
@@ -151,6 +151,7 @@ def _collect(pool: _Pool, t_lo: float, t_hi: float, upper: bool, q: float | None
     index_dtype = np.int32 if pool.row.size < 2**31 else np.int64
     block = min(BLOCK, pool.row.size)
     flags, ratios = np.empty(block, dtype=bool), np.empty(block, dtype=pool.work)
+    lo_block = np.full(block, lo)  # np.minimum with a scalar operand measured 3x slower than with an array
     with np.errstate(under="ignore"):
         for cols, lp in pool.blocks():
             # counts of a bool array: several times faster than np.count_nonzero of floats
@@ -160,7 +161,7 @@ def _collect(pool: _Pool, t_lo: float, t_hi: float, upper: bool, q: float | None
             if upper:
                 keep = lp > lo
                 if q is not None and t_lo > 0:
-                    ratio = np.minimum(lp, lo, out=ratios[: lp.size])
+                    ratio = np.minimum(lp, lo_block[: lp.size], out=ratios[: lp.size])
                     np.divide(ratio, lo, out=ratio)
                     if powers is None:
                         power(ratio, q, out=ratio)
@@ -262,9 +263,11 @@ def _select_holder(pool: _Pool, p: float, gamma: float, tau: float, out: np.ndar
     side = _collect(pool, t_lo, t_hi, upper, q, powers=out if fused else None)
     if side.positives <= m:
         return _all_capped(pool, tau, out)
-    kept = side.kept
-    kept.sort()  # ascending, in place
-    solved = (_holder_upper if upper else _holder_lower)(side, kept[None, :], t_lo, t_hi, q, m)
+    if upper:
+        solved = _holder_upper_split(side, t_lo, t_hi, q, m)
+    else:
+        side.kept.sort()  # ascending, in place
+        solved = _holder_lower(side, side.kept[None, :], t_lo, t_hi, q, m)
     if solved is None:
         return None
     k, ref, tail, capped_sum = solved
@@ -292,38 +295,56 @@ def _write_power_weights(pool: _Pool, ref: float, coef: float, q: float, tau: fl
             out[cols] = w
 
 
-def _holder_upper(side: _Side, y: np.ndarray, t_lo: float, t_hi: float, q: float, m: float):
-    """k, ref, tail_sum and the capped losses' sum from the losses above t_lo (ascending ``y``):
-    the losses <= t_lo (t_lo is one) follow the power law unless h(t_lo) < m, a miss. When
-    h(t_hi) < m, the losses above t_hi are capped and only counted (the log-sums of ``capped_count``
-    run over the losses inside the bracket)."""
+def _holder_upper_split(side: _Side, t_lo: float, t_hi: float, q: float, m: float):
+    """``_holder_upper`` on the kept losses, sorting only those inside the bracket when the ones above
+    ``t_hi`` are all capped (as they are unless the sample missed): those are only counted and summed."""
+    kept = side.kept
+    above = kept > kept.dtype.type(t_hi) if t_hi < math.inf else None
+    if above is not None and above.any():
+        inside = kept[~above]
+        inside.sort()  # ascending
+        solved = _holder_upper(side, inside[None, :], t_lo, t_hi, q, m, above=int(np.count_nonzero(above)),
+                               above_sum=float(np.sum(kept, where=above, dtype=np.float64)))
+        if solved is not _REACHES_ABOVE:
+            return solved
+    kept.sort()
+    return _holder_upper(side, kept[None, :], t_lo, math.inf, q, m)
+
+
+_REACHES_ABOVE = object()  # _holder_upper: the capped set may not hold every loss above t_hi
+
+
+def _holder_upper(side: _Side, y: np.ndarray, t_lo: float, t_hi: float, q: float, m: float, above: int = 0,
+                  above_sum: float = 0.0):
+    """k, ref, tail_sum and the capped losses' sum from the kept losses: ascending ``y``, those above
+    t_lo and at most t_hi, and ``above`` more above t_hi (summing to ``above_sum``). The losses <= t_lo
+    (t_lo is one) follow the power law unless h(t_lo) < m, a miss. The losses above t_hi are capped
+    when h(t_hi) < m; otherwise ``_REACHES_ABOVE`` (they are needed in order)."""
     size = y.shape[1]
-    below = side.power_sum - size if t_lo > 0 else 0.0  # sum over l+ <= t_lo of (l / t_lo)^q, >= 1
-    if t_lo > 0 and size + below < m:
+    below = side.power_sum - size - above if t_lo > 0 else 0.0  # sum over l+ <= t_lo of (l / t_lo)^q, >= 1
+    if t_lo > 0 and size + above + below < m:
         return None
-    inside = int(np.searchsorted(y[0], t_hi, side="right")) if t_hi < math.inf else size
-    if inside < size:
-        h_hi = size - inside + float(tail_sum(y[:, :inside], np.array([0]), np.array([t_hi]), q, BLOCK)[0])
+    if above:
+        h_hi = above + float(tail_sum(y, np.array([0]), np.array([t_hi]), q, BLOCK)[0])
         if t_lo > 0:
             h_hi += below * _exp(q * float(log_ratio(t_lo, t_hi)))
-        if h_hi >= m:  # the capped set may reach above t_hi: every kept loss takes part
-            inside = size
+        if h_hi >= m:
+            return _REACHES_ABOVE
     k_inside = 0
-    if inside:
-        log_below = math.log(below) + q * log_ratio(t_lo, float(y[0, inside - 1])) if t_lo > 0 else -math.inf
-        k_inside = int(capped_count(y[:, :inside], q, np.array([m]), BLOCK, above=size - inside,
-                                    below=np.array([log_below]))[0][0])
-    k = size - inside + k_inside
-    if k == size:  # every kept loss capped: t_lo is the largest uncapped loss
+    if size:
+        log_below = math.log(below) + q * log_ratio(t_lo, float(y[0, size - 1])) if t_lo > 0 else -math.inf
+        k_inside = int(capped_count(y, q, np.array([m]), BLOCK, above=above, below=np.array([log_below]))[0][0])
+    k = above + k_inside
+    if k_inside == size:  # every loss at most t_hi capped: t_lo is the largest uncapped loss
         if t_lo <= 0:
             return None
         ref, tail = t_lo, below
     else:
-        ref = float(y[0, size - 1 - k])
-        tail = float(tail_sum(y[:, :inside], np.array([k_inside]), np.array([ref]), q, BLOCK)[0])
+        ref = float(y[0, size - 1 - k_inside])
+        tail = float(tail_sum(y, np.array([k_inside]), np.array([ref]), q, BLOCK)[0])
         if t_lo > 0:
             tail += below * _exp(q * float(log_ratio(t_lo, ref)))
-    return k, ref, tail, float(np.sum(y[0, size - k:], dtype=np.float64))
+    return k, ref, tail, above_sum + float(np.sum(y[0, size - k_inside:], dtype=np.float64))
 
 
 def _holder_lower(side: _Side, y: np.ndarray, t_lo: float, t_hi: float, q: float, m: float):
@@ -349,7 +370,7 @@ def _sample_threshold(sample: np.ndarray, q: float, m_sample: float) -> float:
         return 0.0
     z = q * log_ratio(sample, float(sample[0]))
     with np.errstate(invalid="ignore", over="ignore"):  # beyond float range: nothing is capped
-        tail = np.logaddexp.accumulate(z[::-1])[::-1]
+        tail = prefix_log_sums(np.full((1, 1), -np.inf), z[None, ::-1])[0, :0:-1]  # log-sums from each entry on
         h = np.arange(sample.size) + np.exp(np.where(sample > 0, tail - z, np.inf))
         k = int(np.count_nonzero(h < m_sample))
         if k >= sample.size or sample[k] <= 0:

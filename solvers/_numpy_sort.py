@@ -204,8 +204,7 @@ def _capped_in_block(y_block, offset: int, n: int, q: float, scale, m, carry):
     block = y_block.astype(np.float64)
     z = log_ratio(block, scale)
     z *= q
-    sums = np.concatenate([log_sum, z], axis=1)  # sums[:, i]: the log-sum before block[:, i]
-    np.logaddexp.accumulate(sums, axis=1, out=sums)
+    sums = prefix_log_sums(log_sum, z)  # sums[:, i]: the log-sum before block[:, i]
     start = _group_starts(block, previous, group_start, offset)
     index = start - offset
     np.maximum(index, 0, out=index)
@@ -220,6 +219,33 @@ def _capped_in_block(y_block, offset: int, n: int, q: float, scale, m, carry):
     z += start  # h_j
     positive = block > 0
     return np.count_nonzero(positive & (z < m[:, None]), axis=1), np.count_nonzero(positive, axis=1), carry
+
+
+LOG_RANGE = 600.0  # exp(-600) ~ 1e-261: terms this far below the largest still add without underflow
+
+
+def prefix_log_sums(start: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """``logaddexp.accumulate`` of ``[start, z]`` along each row, for ascending rows ``z`` (-inf allowed)
+    and ``start`` of shape ``(rows, 1)``: column i is log(exp(start) + sum_{j < i} exp(z_j)).
+
+    Where the block's finite values (``start`` included) span less than ``LOG_RANGE``, as one
+    cumulative sum of exp(value - largest) in float64: 5x faster than the accumulate, which calls
+    its scalar loop once per entry, and as accurate (relative error of each sum about n ulps).
+    """
+    out = np.empty((z.shape[0], z.shape[1] + 1))
+    out[:, :1], out[:, 1:] = start, z
+    top = np.maximum(start[:, 0], z[:, -1])
+    low = np.min(out, axis=1, where=np.isfinite(out), initial=np.inf)
+    if not np.all((top - low < LOG_RANGE) | ~np.isfinite(top)):
+        return np.logaddexp.accumulate(out, axis=1, out=out)
+    scale = np.where(np.isfinite(top), top, 0.0)[:, None]
+    out -= scale
+    with np.errstate(divide="ignore", under="ignore"):  # log(0) = -inf before the first positive term
+        np.exp(out, out=out)
+        np.cumsum(out, axis=1, out=out)
+        np.log(out, out=out)
+    out += scale
+    return out
 
 
 def _group_starts(block: np.ndarray, previous, group_start: np.ndarray, offset: int) -> np.ndarray:
