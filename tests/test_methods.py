@@ -288,3 +288,39 @@ def test_sort_path_in_small_blocks_matches_one_block(monkeypatch, p, dtype):
                     np.testing.assert_array_equal(got, want)
                 else:
                     np.testing.assert_allclose(got, want, rtol=1e-15, atol=0)
+
+
+@pytest.mark.parametrize("p", [1.001, 1.7, 5.0])
+def test_select_upper_side_whose_capped_set_reaches_above_the_bracket(monkeypatch, p):
+    """A bracket below t* kept on its upper side: the losses above t_hi are not all capped, so every
+    kept loss is sorted and solved (not only those inside the bracket); still the sort path's answer."""
+    monkeypatch.setattr(_numpy_select, "_bracket", lambda sample, rank, n: (float(sample[-200]), float(sample[-100])))
+    monkeypatch.setattr(_numpy_select, "_upper_side", lambda sample, t_lo, t_hi: True)
+    reached = []
+    original = _numpy_select._holder_upper
+
+    def spy(*args, **kwargs):
+        solved = original(*args, **kwargs)
+        reached.append(solved is _numpy_select._REACHES_ABOVE)
+        return solved
+
+    monkeypatch.setattr(_numpy_select, "_holder_upper", spy)
+    x = np.random.default_rng(5).exponential(size=(2, 20000))
+    gamma, tau = paper_parameters(20000, p, 0.2)
+    got = lmp_np.lmp_weights(x, p, gamma, tau, method="select")
+    assert any(reached)
+    np.testing.assert_allclose(got, lmp_np.lmp_weights(x, p, gamma, tau, method="sort"), rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("spread", [1.0, 50.0, 5000.0])  # within LOG_RANGE, and beyond it (the accumulate)
+def test_prefix_log_sums_match_the_logaddexp_accumulate(spread):
+    rng = np.random.default_rng(int(spread))
+    z = np.sort(-spread * rng.random((3, 257)), axis=1)
+    z[1, :40] = -np.inf  # zero losses first
+    z[2] = -np.inf  # a row of zeros
+    start = np.array([[-np.inf], [0.3 * spread], [-2.0]])
+    want = np.logaddexp.accumulate(np.concatenate([start, z], axis=1), axis=1)
+    got = _numpy_sort.prefix_log_sums(start, z)
+    finite = np.isfinite(want)
+    assert np.array_equal(finite, np.isfinite(got))
+    np.testing.assert_allclose(got[finite], want[finite], rtol=0, atol=1e-12 * max(spread, 1.0))
