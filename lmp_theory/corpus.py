@@ -9,7 +9,8 @@ representable in float32 (checked, not declared), so one float64 reference serve
 
 The ``sizes`` family (``size_cases``, ``SIZES``) is one pool of every size on a log grid from 1 to
 2^20 + 1: three per decade up to 10^5, every power of two with its two neighbours (the solvers' own switches,
-``solvers._numpy_select.SAMPLE`` = 4,096 and ``AUTO_SELECT_MIN_N`` = 16,384, among them), with
+``solvers._numpy_select.SELECT_MIN_N`` = 4,096, ``AUTO_SELECT_MIN_N`` = 16,384 and 2^19, where the
+selection sample starts to grow, among them), with
 ``p`` and the ratio cycling over ``P_VALUES`` and ``RATIOS``. Like the large pools, it has no golden
 answers: the duality certificate judges it.
 """
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from solvers._numpy_select import SAMPLE
+from solvers._numpy_select import SELECT_MIN_N
 from solvers._policy import AUTO_SELECT_MIN_N
 from solvers.parameters import paper_parameters
 
@@ -33,7 +34,7 @@ RATIOS = (0.0, 0.01, 0.1, 1 / 3, 1.0)
 MAX_SIZE = 2**20 + 1
 SIZES = tuple(sorted({n for n in [*(m * 10**k for k in range(5) for m in (1, 2, 5)), 100_000,
                                   *(2**k + d for k in range(21) for d in (-1, 0, 1)),
-                                  *(t + d for t in (SAMPLE, AUTO_SELECT_MIN_N) for d in (-1, 0, 1))]
+                                  *(t + d for t in (SELECT_MIN_N, AUTO_SELECT_MIN_N) for d in (-1, 0, 1))]
                       if 1 <= n <= MAX_SIZE}))
 
 

@@ -17,6 +17,8 @@ Every function takes scalars (one pool) or arrays with one entry per pool. The T
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .problem import log_ratio
@@ -88,27 +90,59 @@ def holder_threshold(ref, tail_sum, m, k, q: float):
         return ref * np.exp((np.log(tail_sum) - np.log(m - k)) / q)
 
 
-def power(r: np.ndarray, exponent: float, out: np.ndarray) -> np.ndarray:
+EXP_FAST = -700.0  # NumPy's float64 exp takes a scalar path per entry below about -708: 20-200x slower
+
+
+def power(r: np.ndarray, exponent: float, out: np.ndarray, floor: float | None = None) -> np.ndarray:
     """``r ** exponent`` for ``r >= 0`` into ``out`` (``exponent > 0``; ``r`` may be ``out``).
 
     float64 goes through ``exp(exponent * log(r))``: NumPy's float64 ``power`` is scalar libm code,
     100 times slower for exponents in the hundreds (``p`` near 1), while ``log`` and ``exp`` are
     vectorised; the result's relative error is about ``2 |exponent log r|`` ulps, at most about 1500 before
     it underflows, and 0 and 1 stay exact. float32 keeps ``power`` (vectorised, one rounding).
+
+    ``floor`` (float64) is the caller's word that results below ``exp(floor)`` do not matter to it: they
+    come back as some value in ``[0, exp(floor)]``, the others as without ``floor``. Results under
+    ``exp(EXP_FAST)`` (about 1e-304: subnormals and underflows) are what makes exp slow; a floor above
+    that is a clamp, one below it masks them out and recomputes those at or above the floor one by one.
     """
     if out.dtype != np.float64:
         return np.power(r, out.dtype.type(exponent), out=out)
     with np.errstate(divide="ignore", under="ignore"):
         np.log(r, out=out)
         np.multiply(out, exponent, out=out)
+        if floor is not None and floor >= EXP_FAST:
+            np.maximum(out, floor, out=out)
+        elif floor is not None and out.size and out.min() < EXP_FAST:
+            slow = out < EXP_FAST
+            band = slow & (out >= floor)
+            band_args = out[band]
+            np.maximum(out, EXP_FAST, out=out)
+            np.exp(out, out=out)
+            np.multiply(out, ~slow, out=out)
+            out[band] = np.exp(band_args)
+            return out
         return np.exp(out, out=out)
 
 
-def capped_power_weights(x: np.ndarray, ref, coef, q: float, tau, out: np.ndarray | None = None) -> np.ndarray:
+def negligible_log(coef, dtype) -> float:
+    """A ``floor`` for ``power`` whose results are multiplied by ``coef`` (>= 0) and stored in ``dtype``:
+    a result below ``exp(floor)`` gives a product under half the smallest subnormal, which rounds to 0."""
+    largest = float(np.max(coef)) if np.size(coef) else 0.0
+    if not largest > 0:
+        return math.inf
+    smallest = float(np.finfo(dtype).smallest_subnormal)
+    return math.log(smallest) - math.log(2.0) - math.log(largest) - 1.0
+
+
+def capped_power_weights(x: np.ndarray, ref, coef, q: float, tau, out: np.ndarray | None = None,
+                         stored=None) -> np.ndarray:
     """``min(tau, coef (x/ref)^(q-1))`` with ``tau`` above ``ref``, for ``x >= 0``, in ``x``'s dtype, into ``out``.
 
     ``ref``, ``coef`` and ``tau`` are scalars or arrays broadcastable against ``x`` (one per
-    pool); ``out`` must not be ``x``. A power of the ratio is one correctly rounded operation, so
+    pool); ``out`` must not be ``x``. ``stored``: the dtype the caller keeps the weights in (``x``'s by
+    default); weights that round to 0 in it may be 0 before the rounding, which spares ``power``'s slow
+    underflows. A power of the ratio is one correctly rounded operation, so
     the relative error of a weight stays a few ulps even for ``q - 1 = 1000``; ratios that
     underflow go through logs, because ``(x/ref)^(q-1)`` can still matter for ``q`` near 1.
     No masked writes (slow on unordered data): the cap is a minimum and, where ``tau`` is finite,
@@ -122,7 +156,7 @@ def capped_power_weights(x: np.ndarray, ref, coef, q: float, tau, out: np.ndarra
         tiny = None
         if w.size and w.min() < np.finfo(dtype).tiny:  # zeros, or ratios that underflow
             tiny = (w < np.finfo(dtype).tiny) & (x > 0)
-        power(w, q - 1.0, out=w)
+        power(w, q - 1.0, out=w, floor=negligible_log(coef, dtype if stored is None else stored))
         np.multiply(w, coef, out=w)
         if tiny is not None and tiny.any():  # only the tiny ratios go through logs
             x_tiny, ref_tiny = x[tiny], np.broadcast_to(ref, x.shape)[tiny]

@@ -2,7 +2,7 @@ r"""Selection-based exact solver (expected $O(n)$ per pool): the private core of
 
 Sorting the pool is not needed: the answer is fixed by the threshold $t^*$ and the number ``k``
 of capped losses. As in Floyd–Rivest selection (and the linear-time simplex projections of
-Duchi et al. 2008 and Condat 2016), a sorted random sample of 4,096 losses gives an estimate of
+Duchi et al. 2008 and Condat 2016), a sorted random sample of 4,096 to 16,384 losses gives an estimate of
 $t^*$ and a bracket ``[t_lo, t_hi]`` of sample values around it. One pass over the pool
 (``_collect``, block by block) then keeps the losses of the smaller side of the bracket: those
 above ``t_lo`` (*upper* side, when few are capped) or those below ``t_hi`` (*lower* side, when
@@ -11,7 +11,9 @@ $\sum_{l \le t_{lo}} (l / t_{lo})^q$ (``t_lo`` is itself a loss, so this sum is 
 nothing in it overflows or cancels). The kept losses are sorted in place and solved exactly with
 the sort path's kernels (the dual's $h$ at every kept loss, ties counted exactly); the bracket
 end on the far side is verified with $h$, and if the sample missed, the caller falls back to the
-sort path, so the answer is always the exact one. A second pass writes the weights.
+sort path, so the answer is always the exact one. A second pass writes the weights. At p = 1 the
+first pass keeps only the losses inside the bracket and counts those above it (``_p1_inside``): the
+answer is the cut-th largest loss, which needs no power sums; a side is collected only on a miss.
 
 Passes run over blocks of ``BLOCK`` losses converted to the work dtype (``solvers._policy``), so
 no pool-sized copy is made in float64 or float32. Memory: the weights, the kept side (at most
@@ -26,6 +28,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._numpy_closed_form import (
+    EXP_FAST,
     capped_power_weights,
     holder_coef,
     holder_threshold,
@@ -38,10 +41,10 @@ from ._policy import computes_in_float64
 from .problem import cap_count, conjugate, log_ratio
 from .problem import exp_or_inf as _exp
 
-SAMPLE = 4096
-# method="select" on pools below the sample size would sort each whole pool in a Python loop:
+SAMPLE_MIN, SAMPLE_MAX = 4096, 16384  # the sample grows as n / 128 between these: a narrower bracket
+# method="select" on pools below the smallest sample would sort each whole pool in a Python loop:
 # such pools take the vectorised sort path instead (same answer).
-SELECT_MIN_N = SAMPLE
+SELECT_MIN_N = SAMPLE_MIN
 MARGIN = 4.0  # bracket half-width in standard deviations of the sample rank
 BLOCK = 2**16  # losses per block of a pass: its temporaries stay in cache
 
@@ -76,14 +79,24 @@ class _Pool:
         """A random sample of the pool's positive parts in float64, sorted decreasingly (fixed seed:
         the same pool gives the same sample; random, so that periodic structure cannot alias)."""
         n = self.row.size
-        index = np.random.default_rng(n).integers(0, n, SAMPLE) if n > SAMPLE else np.arange(n)
+        size = sample_size(n)
+        index = np.random.default_rng(n).integers(0, n, size) if n > size else np.arange(n)
         if self.mask is not None:
             index = index[self.mask[index]]
         return -np.sort(-np.maximum(self.row[index].astype(np.float64), 0.0))
 
 
-def select_pools(flat: np.ndarray, mask: np.ndarray | None, p: float, gamma: np.ndarray, tau: np.ndarray):
+def sample_size(n: int) -> int:
+    """The number of losses sampled from a pool of ``n``: ``n / 128`` within ``[SAMPLE_MIN, SAMPLE_MAX]``
+    (the bracket's width is about ``8 sqrt(j) n / s`` losses, so the pass keeps fewer as ``s`` grows,
+    while the sample's sort stays a small part of the pass)."""
+    return min(SAMPLE_MAX, max(SAMPLE_MIN, n // 128))
+
+
+def select_pools(flat: np.ndarray, mask: np.ndarray | None, p: float, gamma: np.ndarray, tau: np.ndarray,
+                 value_wanted: bool = True):
     """Pool by pool with the selection core (finite p): weights (``flat``'s dtype), values, thresholds.
+    ``value_wanted=False`` lets a pool's value be NaN where computing it would cost a pass (p = 1).
 
     Pools below ``SELECT_MIN_N`` losses take the sort path, vectorised over pools; so does a pool
     whose sampled bracket missed (into its own row of the weights).
@@ -97,8 +110,10 @@ def select_pools(flat: np.ndarray, mask: np.ndarray | None, p: float, gamma: np.
     for i in range(pools):
         rows = slice(i, i + 1)
         pool = _Pool(flat[i], None if mask is None else mask[i], work)
-        solve = _select_p1 if p == 1.0 else _select_holder
-        solved = solve(pool, p, float(gamma[i]), float(tau[i]), weights[i])
+        if p == 1.0:
+            solved = _select_p1(pool, float(gamma[i]), float(tau[i]), weights[i], value_wanted)
+        else:
+            solved = _select_holder(pool, p, float(gamma[i]), float(tau[i]), weights[i])
         if solved is None:  # the sampled bracket missed: the sort path for this pool
             _, value[rows], threshold[rows] = sort_pools(flat[rows], None if mask is None else mask[rows],
                                                          p, gamma[rows], tau[rows], out=weights[rows])
@@ -148,7 +163,7 @@ def _collect(pool: _Pool, t_lo: float, t_hi: float, upper: bool, q: float | None
     kept, index, positives, at_end, power_sum, top, total = [], [], 0, 0, 0.0, 0.0, 0.0
     lo, hi = pool.work.type(t_lo), pool.work.type(t_hi)
     end = lo if upper else hi
-    index_dtype = np.int32 if pool.row.size < 2**31 else np.int64
+    index_dtype = _index_dtype(pool)
     block = min(BLOCK, pool.row.size)
     flags, ratios = np.empty(block, dtype=bool), np.empty(block, dtype=pool.work)
     lo_block = np.full(block, lo)  # np.minimum with a scalar operand measured 3x slower than with an array
@@ -164,7 +179,7 @@ def _collect(pool: _Pool, t_lo: float, t_hi: float, upper: bool, q: float | None
                     ratio = np.minimum(lp, lo_block[: lp.size], out=ratios[: lp.size])
                     np.divide(ratio, lo, out=ratio)
                     if powers is None:
-                        power(ratio, q, out=ratio)
+                        power(ratio, q, out=ratio, floor=EXP_FAST)  # terms under 1e-304 in a sum >= 1
                     else:
                         u = powers[cols]
                         _ratio_power(ratio, lp, t_lo, q - 1.0, out=u)
@@ -185,6 +200,11 @@ def _collect(pool: _Pool, t_lo: float, t_hi: float, upper: bool, q: float | None
                  top, total)
 
 
+def _index_dtype(pool: _Pool) -> np.dtype:
+    """The narrowest integer dtype that holds every position in the pool."""
+    return np.dtype(np.int32 if pool.row.size < 2**31 else np.int64)
+
+
 def _ratio_power(ratio: np.ndarray, lp: np.ndarray, scale: float, exponent: float, out: np.ndarray) -> None:
     """``out = ratio ** exponent`` for ``ratio = min(lp, scale) / scale``; ratios that underflow (tiny
     positive losses) through logs, as in ``capped_power_weights``."""
@@ -196,13 +216,20 @@ def _ratio_power(ratio: np.ndarray, lp: np.ndarray, scale: float, exponent: floa
         out[tiny] = np.exp(exponent * log_ratio(lp[tiny], scale)).astype(out.dtype)
 
 
-def _select_p1(pool: _Pool, p: float, gamma: float, tau: float, out: np.ndarray):
-    """p = 1: the floor(m)-th largest positive loss (0-based) from the kept side of a bracket."""
+def _select_p1(pool: _Pool, gamma: float, tau: float, out: np.ndarray, value_wanted: bool):
+    """p = 1: the floor(m)-th largest positive loss (0-based), from the losses inside a sampled bracket
+    or, when the bracket missed, from a side of it."""
     m = float(p1_cap_count(gamma, tau))
     cut = math.floor(m)
     sample = pool.sample()
     t_lo, t_hi = _bracket(sample, cut + 0.5, pool.size)
     upper = _upper_side(sample, t_lo, t_hi)
+    if t_lo > 0:
+        # the value needs the sum above t_hi: summing from the kept losses is cheaper where few are above
+        inside_hi = math.inf if value_wanted and upper else t_hi
+        solved = _p1_inside(pool, t_lo, inside_hi, gamma, tau, cut, out, value_wanted)
+        if solved is not None:
+            return solved
     side = _collect(pool, t_lo, t_hi, upper)
     if side.positives <= m:
         return _all_capped(pool, tau, out)
@@ -232,13 +259,51 @@ def _select_p1(pool: _Pool, p: float, gamma: float, tau: float, out: np.ndarray)
     return t, (tau * sum_above if n_above else 0.0) + share * (t * tied)  # t * tied first: no subnormal product
 
 
+def _p1_inside(pool: _Pool, t_lo: float, t_hi: float, gamma: float, tau: float, cut: int, out: np.ndarray,
+               value_wanted: bool):
+    """p = 1 when the cut-th largest loss (0-based) lies in ``[t_lo, t_hi]`` (``t_lo > 0``): one pass keeps the losses
+    inside and counts (and, for the value, sums) those above ``t_hi``; a second writes the weights.
+    The threshold and the value (NaN unless wanted), or ``None`` if the cut is not inside (nothing
+    written: the caller then collects a side of the bracket)."""
+    lo, hi = pool.work.type(t_lo), pool.work.type(t_hi)
+    block = min(BLOCK, pool.row.size)
+    inside, over, buffer = np.empty(block, dtype=bool), np.empty(block, dtype=bool), np.empty(block, pool.work)
+    kept, rest, rest_sum = [], 0, 0.0
+    for cols, lp in pool.blocks():
+        size = lp.size
+        np.greater(lp, hi, out=over[:size])
+        count = np.count_nonzero(over[:size])
+        if count and value_wanted:
+            rest_sum += float(np.sum(np.multiply(lp, over[:size], out=buffer[:size]), dtype=np.float64))
+        rest += count
+        np.greater_equal(lp, lo, out=inside[:size])
+        np.logical_xor(inside[:size], over[:size], out=inside[:size])  # t_lo <= l <= t_hi
+        kept.append(np.compress(inside[:size], pool.row[cols]))
+    kept = np.concatenate(kept)
+    if not rest <= cut < rest + kept.size:
+        return None
+    j = kept.size - 1 - (cut - rest)
+    kept.partition(j)
+    t, after = float(kept[j]), kept[j + 1:]  # after the partition, the losses after j are at least t
+    above_inside = int(np.count_nonzero(after > t))
+    ties_after = after.size - above_inside
+    n_above, n_tied = rest + above_inside, 1 + ties_after + int(np.count_nonzero(kept[:j] == t))
+    share = float(p1_share(gamma, tau, n_above, n_tied))
+    _write_p1(pool, t, tau if n_above else 0.0, share, out)  # nothing above: tau may be inf
+    if not value_wanted:
+        return t, math.nan
+    sum_above = rest_sum + max(0.0, float(np.sum(after, dtype=np.float64)) - t * ties_after)
+    return t, (tau * sum_above if n_above else 0.0) + share * (t * n_tied)  # t * tied first: no subnormal product
+
+
 def _write_p1(pool: _Pool, t: float, tau: float, share: float, out: np.ndarray) -> None:
     """p = 1 weights: ``tau`` above ``t`` (> 0), ``share`` at it, 0 below and outside the mask."""
     t_work, tau_out, share_out = pool.work.type(t), out.dtype.type(tau), out.dtype.type(share)
+    flags = np.empty(min(BLOCK, pool.row.size), dtype=bool)
     for cols, lp in pool.blocks():
-        w = out[cols]
-        np.multiply(lp > t_work, tau_out, out=w)
-        w += (lp == t_work) * share_out
+        w, at = out[cols], flags[: lp.size]
+        np.multiply(np.greater(lp, t_work, out=at), tau_out, out=w)
+        np.copyto(w, share_out, where=np.equal(lp, t_work, out=at))
 
 
 def _all_capped(pool: _Pool, tau: float, out: np.ndarray):
@@ -290,7 +355,7 @@ def _write_power_weights(pool: _Pool, ref: float, coef: float, q: float, tau: fl
     buffer = None if out.dtype == pool.work else np.empty(min(BLOCK, out.size), dtype=pool.work)
     for cols, lp in pool.blocks():
         w = out[cols] if buffer is None else buffer[: lp.size]
-        capped_power_weights(lp, ref, coef, q, tau, out=w)
+        capped_power_weights(lp, ref, coef, q, tau, out=w, stored=out.dtype)
         if buffer is not None:
             out[cols] = w
 

@@ -123,7 +123,7 @@ def _solve(losses, p, gamma, tau, mask, method, *, value_wanted: bool) -> LMPRes
     elif method == "sort" or (method == "auto" and n < AUTO_SELECT_MIN_N):
         weights, value, threshold = sort_pools(arr.reshape(pools, n), flat_mask, p, gamma, tau)
     else:
-        weights, value, threshold = select_pools(arr.reshape(pools, n), flat_mask, p, gamma, tau)
+        weights, value, threshold = select_pools(arr.reshape(pools, n), flat_mask, p, gamma, tau, value_wanted)
     weights = weights.reshape(arr.shape).astype(out_dtype, copy=False)
     if value_wanted:
         too_large = ~(np.abs(value) <= np.finfo(out_dtype).max)

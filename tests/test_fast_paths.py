@@ -1,0 +1,115 @@
+"""The shortcuts the CPU solvers take for speed give the answers of the plain computations they replace:
+``power``'s floor (which spares NumPy's slow exp of underflowing arguments), the weights' ``stored``
+dtype, and the p = 1 selection from the losses inside the bracket (with and without the value)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from lmp_theory import paper_parameters
+from solvers import _numpy_closed_form, _numpy_select
+from solvers import numpy as lmp_np
+from solvers._numpy_closed_form import EXP_FAST, capped_power_weights, power
+
+
+def _ratios(rng, size=50_000):
+    """Ratios in (0, 1] over 12 decades, 0 and 1 among them."""
+    r = 10.0 ** rng.uniform(-12, 0, size)
+    r[:3] = 0.0, 1.0, np.finfo(np.float64).tiny
+    return r
+
+
+@pytest.mark.parametrize("exponent", [2.4, 1000.0])
+@pytest.mark.parametrize("floor", [-50.0, EXP_FAST, -720.0, -800.0])
+def test_power_with_a_floor_keeps_every_result_at_or_above_it(floor, exponent):
+    """Where exponent * log r >= floor the result is bit-identical to power without a floor; below
+    it, a value in [0, exp(floor)]. Floors below EXP_FAST take the masked path with its band."""
+    r = _ratios(np.random.default_rng(1))
+    plain = power(r, exponent, out=np.empty_like(r))
+    floored = power(r, exponent, out=np.empty_like(r), floor=floor)
+    with np.errstate(divide="ignore"):
+        kept = exponent * np.log(r) >= floor
+    assert kept.any() and (~kept).any()
+    np.testing.assert_array_equal(floored[kept], plain[kept])
+    assert np.all((floored[~kept] >= 0) & (floored[~kept] <= math.exp(max(floor, -745.0)) * (1 + 1e-12) + 5e-324))
+
+
+@pytest.mark.parametrize("coef", [1e-30, 1e-3, 1.0, 1e30])
+@pytest.mark.parametrize("q", [1.001 / 0.001, 2.4])  # q = 1001 (p = 1.001) and p = 1.7
+def test_weights_stored_in_float32_are_the_float64_weights_rounded(coef, q):
+    """``stored=float32`` may zero what rounds to 0 in float32 before the rounding: after it, the same weights."""
+    x = _ratios(np.random.default_rng(2)) * 3.0
+    ref, tau = 3.0, coef * 1.5
+    plain = capped_power_weights(x, ref, coef, q, tau).astype(np.float32)
+    stored = capped_power_weights(x, ref, coef, q, tau, stored=np.float32).astype(np.float32)
+    np.testing.assert_array_equal(stored, plain)
+    assert np.count_nonzero(plain) > 0
+
+
+def _pool(kind, n, rng):
+    x = rng.gamma(0.5, 1.0, n)
+    if kind == "ties":
+        x = np.round(x * 4) / 4
+    elif kind == "zeros":
+        x[rng.random(n) < 0.4] = 0.0
+    return x
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["plain", "ties", "zeros"])
+@pytest.mark.parametrize("ratio", [0.001, 0.1, 0.5, 0.9])
+def test_select_p1_from_the_losses_inside_the_bracket(monkeypatch, dtype, kind, ratio):
+    """A pool of 2^19 + 7 (a sample of 4,096): the sort path's weights, threshold and value, and
+    ``lmp_weights`` (no value computed) the same weights. Where more losses are positive than the cut,
+    the inside path answers (no side collected); otherwise every positive loss is capped."""
+    n = 2**19 + 7
+    x = _pool(kind, n, np.random.default_rng(3)).astype(dtype)
+    gamma, tau = paper_parameters(n, 1.0, ratio)
+    if np.count_nonzero(x > 0) > gamma / tau:
+        def no_side(*args, **kwargs):
+            raise AssertionError("the inside path missed")
+
+        monkeypatch.setattr(_numpy_select, "_collect", no_side)
+    select = lmp_np.lmp_solve(x, 1.0, gamma, tau, method="select")
+    sort = lmp_np.lmp_solve(x, 1.0, gamma, tau, method="sort")
+    np.testing.assert_array_equal(select.weights, sort.weights)
+    assert select.threshold == sort.threshold
+    np.testing.assert_allclose(select.value, sort.value, rtol=1e-12 if dtype == np.float64 else 1e-6)
+    np.testing.assert_array_equal(lmp_np.lmp_weights(x, 1.0, gamma, tau, method="select"), sort.weights)
+
+
+def test_select_p1_collects_a_side_when_the_cut_is_above_the_bracket(monkeypatch):
+    """A bracket far below the cut: the inside path finds more losses above it than the cut and hands
+    over, and the upper side (everything above t_lo) gives the exact answer."""
+    monkeypatch.setattr(_numpy_select, "_bracket", lambda sample, rank, n: (float(sample[-200]), float(sample[-100])))
+    missed = []
+    original = _numpy_select._p1_inside
+
+    def spy(*args, **kwargs):
+        solved = original(*args, **kwargs)
+        missed.append(solved is None)
+        return solved
+
+    monkeypatch.setattr(_numpy_select, "_p1_inside", spy)
+    x = np.random.default_rng(4).exponential(size=(2, 20000))
+    gamma, tau = paper_parameters(20000, 1.0, 0.2)
+    got = lmp_np.lmp_solve(x, 1.0, gamma, tau, method="select")
+    want = lmp_np.lmp_solve(x, 1.0, gamma, tau, method="sort")
+    assert missed and all(missed)
+    np.testing.assert_array_equal(got.weights, want.weights)
+    np.testing.assert_allclose(got.value, want.value, rtol=1e-12)
+
+
+def test_the_sample_grows_with_the_pool():
+    assert [_numpy_select.sample_size(n) for n in (2**12, 2**19, 2**20, 2**21, 2**24)] == [4096, 4096, 8192, 16384, 16384]
+    assert _numpy_select.SELECT_MIN_N == _numpy_select.SAMPLE_MIN
+
+
+def test_negligible_log_is_where_the_product_rounds_to_zero():
+    for dtype in (np.float32, np.float64):
+        for coef in (1e-20, 1.0, 1e20):
+            floor = _numpy_closed_form.negligible_log(coef, dtype)
+            product = np.exp(np.array([floor, floor + 2.0]) + math.log(coef))  # coef exp(.) without underflow
+            assert np.asarray(product[0], dtype=dtype) == 0 and np.asarray(product[1], dtype=dtype) > 0
+    assert _numpy_closed_form.negligible_log(0.0, np.float32) == math.inf
