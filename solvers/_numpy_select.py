@@ -32,6 +32,7 @@ from ._numpy_closed_form import (
     capped_power_weights,
     holder_coef,
     holder_threshold,
+    negligible_log,
     p1_cap_count,
     p1_share,
     power,
@@ -47,6 +48,9 @@ SAMPLE_MIN, SAMPLE_MAX = 4096, 16384  # the sample grows as n / 128 between thes
 SELECT_MIN_N = SAMPLE_MIN
 MARGIN = 4.0  # bracket half-width in standard deviations of the sample rank
 BLOCK = 2**16  # losses per block of a pass: its temporaries stay in cache
+# Above this fraction of the scale, the losses whose powers matter are few enough (p near 1) to be
+# gathered first: a log and an exp for each of them only (measured 10x cheaper per block at p = 1.001).
+SPARSE_LEVEL = 0.25
 
 
 class _Pool:
@@ -167,6 +171,11 @@ def _collect(pool: _Pool, t_lo: float, t_hi: float, upper: bool, q: float | None
     block = min(BLOCK, pool.row.size)
     flags, ratios = np.empty(block, dtype=bool), np.empty(block, dtype=pool.work)
     lo_block = np.full(block, lo)  # np.minimum with a scalar operand measured 3x slower than with an array
+    sum_level = None
+    if upper and q is not None and t_lo > 0 and powers is None:
+        # (l / t_lo)^q below 2^-60 / n leaves the power sum (>= 1) unchanged to rounding: skip such losses
+        level = t_lo * _exp(-(60.0 * math.log(2.0) + math.log(max(pool.row.size, 2))) / q)
+        sum_level = pool.work.type(level) if level >= SPARSE_LEVEL * t_lo else None
     with np.errstate(under="ignore"):
         for cols, lp in pool.blocks():
             # counts of a bool array: several times faster than np.count_nonzero of floats
@@ -175,7 +184,12 @@ def _collect(pool: _Pool, t_lo: float, t_hi: float, upper: bool, q: float | None
                 at_end += np.count_nonzero(np.equal(lp, end, out=flags[: lp.size]))
             if upper:
                 keep = lp > lo
-                if q is not None and t_lo > 0:
+                if sum_level is not None:  # the few losses whose powers count, gathered first
+                    near = np.compress(np.greater(lp, sum_level, out=flags[: lp.size]), lp)
+                    np.minimum(near, lo, out=near)
+                    np.divide(near, lo, out=near)
+                    power_sum += float(np.sum(power(near, q, out=near), dtype=np.float64))
+                elif q is not None and t_lo > 0:
                     ratio = np.minimum(lp, lo_block[: lp.size], out=ratios[: lp.size])
                     np.divide(ratio, lo, out=ratio)
                     if powers is None:
@@ -351,13 +365,33 @@ def _select_holder(pool: _Pool, p: float, gamma: float, tau: float, out: np.ndar
 
 
 def _write_power_weights(pool: _Pool, ref: float, coef: float, q: float, tau: float, out: np.ndarray) -> None:
-    """The closed form's weights of every loss, block by block (``capped_power_weights``)."""
+    """The closed form's weights of every loss, block by block (``capped_power_weights``).
+
+    For ``q`` large (``p`` near 1) the weights of the losses below some level round to 0 in ``out``'s
+    dtype (``negligible_log``); where that level is above ``SPARSE_LEVEL`` times ``ref``, only the losses
+    above it are computed and the others get 0: the same weights, without a log and an exp for each loss.
+    """
+    level = ref * _exp(negligible_log(coef, out.dtype) / (q - 1.0))
+    if level >= SPARSE_LEVEL * ref:
+        return _write_sparse_power_weights(pool, level, ref, coef, q, tau, out)
     buffer = None if out.dtype == pool.work else np.empty(min(BLOCK, out.size), dtype=pool.work)
     for cols, lp in pool.blocks():
         w = out[cols] if buffer is None else buffer[: lp.size]
         capped_power_weights(lp, ref, coef, q, tau, out=w, stored=out.dtype)
         if buffer is not None:
             out[cols] = w
+
+
+def _write_sparse_power_weights(pool: _Pool, level: float, ref: float, coef: float, q: float, tau: float,
+                                out: np.ndarray) -> None:
+    """``_write_power_weights`` where every loss at most ``level`` has weight 0 in ``out``."""
+    level_work, flags = pool.work.type(level), np.empty(min(BLOCK, out.size), dtype=bool)
+    for cols, lp in pool.blocks():
+        w = out[cols]
+        w.fill(0)
+        at = np.flatnonzero(np.greater(lp, level_work, out=flags[: lp.size]))
+        if at.size:
+            w[at] = capped_power_weights(lp[at], ref, coef, q, tau, stored=out.dtype)
 
 
 def _holder_upper_split(side: _Side, t_lo: float, t_hi: float, q: float, m: float):

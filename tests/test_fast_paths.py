@@ -113,3 +113,35 @@ def test_negligible_log_is_where_the_product_rounds_to_zero():
             product = np.exp(np.array([floor, floor + 2.0]) + math.log(coef))  # coef exp(.) without underflow
             assert np.asarray(product[0], dtype=dtype) == 0 and np.asarray(product[1], dtype=dtype) > 0
     assert _numpy_closed_form.negligible_log(0.0, np.float32) == math.inf
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("p", [1.001, 1.01])
+@pytest.mark.parametrize("kind", ["plain", "ties", "zeros"])
+def test_select_near_p1_computes_only_the_powers_that_count(monkeypatch, dtype, p, kind):
+    """p near 1: the power sum gathers the losses near t_lo and the weights those near ref (the others'
+    round to 0). The weights are those with every power computed (SPARSE_LEVEL = inf), and the sort
+    path's to 4 float32 ulps (float64: the error of a power with exponent near 1000, some hundred
+    ulps), with and without a mask; float32 pools took the sparse write."""
+    taken = {"weights": 0}
+    original = _numpy_select._write_sparse_power_weights
+
+    def spy(*args, **kwargs):
+        taken["weights"] += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(_numpy_select, "_write_sparse_power_weights", spy)
+    n = 70_000
+    rng = np.random.default_rng(6)
+    x = _pool(kind, 2 * n, rng).reshape(2, n).astype(dtype)
+    mask = rng.random((2, n)) < 0.8
+    gamma, tau = paper_parameters(n, p, 0.1)
+    for m in (None, mask):
+        got = lmp_np.lmp_weights(x, p, gamma, tau, mask=m, method="select")
+        want = lmp_np.lmp_weights(x, p, gamma, tau, mask=m, method="sort")
+        np.testing.assert_allclose(got, want, rtol=4 * np.finfo(np.float32).eps if dtype == np.float32 else 1e-11)
+        with monkeypatch.context() as dense:  # every power computed: the same weights
+            dense.setattr(_numpy_select, "SPARSE_LEVEL", math.inf)
+            np.testing.assert_array_equal(lmp_np.lmp_weights(x, p, gamma, tau, mask=m, method="select"), got)
+    fused = dtype == np.float64  # float64 pools write their weights in the first pass instead
+    assert taken["weights"] == (0 if fused else 4)
