@@ -185,10 +185,12 @@ def _collect(pool: _Pool, t_lo: float, t_hi: float, upper: bool, q: float | None
             if upper:
                 keep = lp > lo
                 if sum_level is not None:  # the few losses whose powers count, gathered first
-                    near = np.compress(np.greater(lp, sum_level, out=flags[: lp.size]), lp)
-                    np.minimum(near, lo, out=near)
-                    np.divide(near, lo, out=near)
-                    power_sum += float(np.sum(power(near, q, out=near), dtype=np.float64))
+                    near = np.greater(lp, sum_level, out=flags[: lp.size])
+                    near &= ~keep  # those above t_lo add 1 each
+                    below = np.compress(near, lp)
+                    np.divide(below, lo, out=below)
+                    power_sum += float(np.sum(power(below, q, out=below), dtype=np.float64))
+                    power_sum += np.count_nonzero(keep)
                 elif q is not None and t_lo > 0:
                     ratio = np.minimum(lp, lo_block[: lp.size], out=ratios[: lp.size])
                     np.divide(ratio, lo, out=ratio)
@@ -353,19 +355,33 @@ def _select_holder(pool: _Pool, p: float, gamma: float, tau: float, out: np.ndar
     coef = float(holder_coef(gamma, p, m, k, tail))
     if fused:  # below t_lo: coef (l / ref)^(q-1) = coef (t_lo / ref)^(q-1) (l / t_lo)^(q-1)
         np.multiply(out, out.dtype.type(coef * _exp((q - 1.0) * float(log_ratio(t_lo, ref)))), out=out)
-    elif upper:
-        _write_power_weights(pool, ref, coef, q, tau, out)
+    elif upper:  # the kept losses (above t_lo) get their weights below
+        _write_power_weights(pool, ref, coef, q, tau, out, upto=t_lo)
     else:  # every loss outside the kept ones is capped
         _all_capped(pool, tau, out)
-    if side.index.size:  # the kept losses: their own weights
-        kept_weights = capped_power_weights(pool.row[side.index].astype(pool.work), ref, coef, q, tau)
-        out[side.index] = kept_weights
+    if side.index.size:  # the upper side's kept losses are still in the pool's order; the lower's sorted
+        _write_kept_weights(pool, side.kept if upper else pool.row[side.index], side.index, ref, coef, q, tau, out)
     # L = tau S_k + coef ref R_k, ref multiplied last: coef * ref would be subnormal for tiny losses
     return float(holder_threshold(ref, tail, m, k, q)), (tau * capped_sum if k else 0.0) + ref * (coef * tail)
 
 
-def _write_power_weights(pool: _Pool, ref: float, coef: float, q: float, tau: float, out: np.ndarray) -> None:
-    """The closed form's weights of every loss, block by block (``capped_power_weights``).
+def _write_kept_weights(pool: _Pool, values: np.ndarray, index: np.ndarray, ref: float, coef: float, q: float,
+                        tau: float, out: np.ndarray) -> None:
+    """The weights of the kept losses ``values`` at ``index``: ``tau`` above ``ref`` (the largest uncapped
+    loss), the closed form at most ``ref``."""
+    capped = values > values.dtype.type(ref)
+    weights = np.multiply(capped, out.dtype.type(tau if tau < math.inf else 0.0))  # no cap: nothing above ref
+    uncapped = ~capped
+    if uncapped.any():
+        uncapped_values = values[uncapped].astype(pool.work)
+        weights[uncapped] = capped_power_weights(uncapped_values, ref, coef, q, tau, stored=out.dtype)
+    out[index] = weights
+
+
+def _write_power_weights(pool: _Pool, ref: float, coef: float, q: float, tau: float, out: np.ndarray,
+                         upto: float = math.inf) -> None:
+    """The closed form's weights of every loss at most ``upto``, block by block (``capped_power_weights``);
+    those above it get some weight the caller overwrites.
 
     For ``q`` large (``p`` near 1) the weights of the losses below some level round to 0 in ``out``'s
     dtype (``negligible_log``); where that level is above ``SPARSE_LEVEL`` times ``ref``, only the losses
@@ -373,7 +389,7 @@ def _write_power_weights(pool: _Pool, ref: float, coef: float, q: float, tau: fl
     """
     level = ref * _exp(negligible_log(coef, out.dtype) / (q - 1.0))
     if level >= SPARSE_LEVEL * ref:
-        return _write_sparse_power_weights(pool, level, ref, coef, q, tau, out)
+        return _write_sparse_power_weights(pool, level, upto, ref, coef, q, tau, out)
     buffer = None if out.dtype == pool.work else np.empty(min(BLOCK, out.size), dtype=pool.work)
     for cols, lp in pool.blocks():
         w = out[cols] if buffer is None else buffer[: lp.size]
@@ -382,32 +398,36 @@ def _write_power_weights(pool: _Pool, ref: float, coef: float, q: float, tau: fl
             out[cols] = w
 
 
-def _write_sparse_power_weights(pool: _Pool, level: float, ref: float, coef: float, q: float, tau: float,
-                                out: np.ndarray) -> None:
-    """``_write_power_weights`` where every loss at most ``level`` has weight 0 in ``out``."""
-    level_work, flags = pool.work.type(level), np.empty(min(BLOCK, out.size), dtype=bool)
+def _write_sparse_power_weights(pool: _Pool, level: float, upto: float, ref: float, coef: float, q: float,
+                                tau: float, out: np.ndarray) -> None:
+    """``_write_power_weights`` where every loss at most ``level`` has weight 0 in ``out``: those above
+    ``upto`` get 0 as well, those in between their weights."""
+    level_work, upto_work = pool.work.type(level), pool.work.type(upto)
+    flags, below = (np.empty(min(BLOCK, out.size), dtype=bool) for _ in range(2))
     for cols, lp in pool.blocks():
         w = out[cols]
         w.fill(0)
-        at = np.flatnonzero(np.greater(lp, level_work, out=flags[: lp.size]))
+        near = np.greater(lp, level_work, out=flags[: lp.size])
+        near &= np.less_equal(lp, upto_work, out=below[: lp.size])
+        at = np.flatnonzero(near)
         if at.size:
             w[at] = capped_power_weights(lp[at], ref, coef, q, tau, stored=out.dtype)
 
 
 def _holder_upper_split(side: _Side, t_lo: float, t_hi: float, q: float, m: float):
-    """``_holder_upper`` on the kept losses, sorting only those inside the bracket when the ones above
-    ``t_hi`` are all capped (as they are unless the sample missed): those are only counted and summed."""
+    """``_holder_upper`` on the kept losses (left in their order), sorting only those inside the bracket
+    when the ones above ``t_hi`` are all capped (as they are unless the sample missed): those are only
+    counted and summed."""
     kept = side.kept
     above = kept > kept.dtype.type(t_hi) if t_hi < math.inf else None
     if above is not None and above.any():
         inside = kept[~above]
         inside.sort()  # ascending
         solved = _holder_upper(side, inside[None, :], t_lo, t_hi, q, m, above=int(np.count_nonzero(above)),
-                               above_sum=float(np.sum(kept, where=above, dtype=np.float64)))
+                               above_sum=float(np.sum(np.compress(above, kept), dtype=np.float64)))
         if solved is not _REACHES_ABOVE:
             return solved
-    kept.sort()
-    return _holder_upper(side, kept[None, :], t_lo, math.inf, q, m)
+    return _holder_upper(side, np.sort(kept)[None, :], t_lo, math.inf, q, m)  # a copy: kept stays in pool order
 
 
 _REACHES_ABOVE = object()  # _holder_upper: the capped set may not hold every loss above t_hi
