@@ -22,6 +22,7 @@ about half the pool, in the input's dtype), and a few block-sized buffers.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -83,11 +84,20 @@ class _Pool:
         """A random sample of the pool's positive parts in float64, sorted decreasingly (fixed seed:
         the same pool gives the same sample; random, so that periodic structure cannot alias)."""
         n = self.row.size
-        size = sample_size(n)
-        index = np.random.default_rng(n).integers(0, n, size) if n > size else np.arange(n)
+        index = _sample_index(n)
         if self.mask is not None:
             index = index[self.mask[index]]
         return -np.sort(-np.maximum(self.row[index].astype(np.float64), 0.0))
+
+
+@functools.lru_cache(maxsize=16)
+def _sample_index(n: int) -> np.ndarray:
+    """The positions sampled from every pool of ``n`` losses (read-only; drawing them per pool cost as
+    much as the gather)."""
+    size = sample_size(n)
+    index = np.random.default_rng(n).integers(0, n, size) if n > size else np.arange(n)
+    index.flags.writeable = False
+    return index
 
 
 def sample_size(n: int) -> int:
