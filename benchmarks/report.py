@@ -85,7 +85,8 @@ def _memory_section(res) -> list[str]:
              "losses, an eighth zero and an eighth negative; the one-pool cases are all equal (the sampled bracket",
              "is a single value), a dozen tied levels, p near 1 (float32 computed in float64) and float16 (computed",
              "in float32). The selection path passes over blocks of 2^16 losses converted to the work dtype and",
-             "keeps the smaller side of its bracket (at most about half the pool, in the input's dtype); the sort",
+             "keeps the losses inside its bracket (p = 1) or the smaller side of it (at most about half the pool,",
+             "in the input's dtype); the sort",
              "path holds a sorted copy of a chunk of pools in the input's dtype and one block's float64 temporaries.", "",
              "| case | dtype | pools x n | p | method | NumPy | Torch CPU |", "|---|---|---|---:|---|---:|---:|"]
     torch_rows = {(r["shape"], r["p"], r["method"]): r["ratio"] for r in rows if r["lib"] == "torch"}
@@ -147,10 +148,13 @@ def write_report(res, out: Path) -> None:
         lines += ["GPU: no CUDA device in this run; `python benchmarks/run.py` on a CUDA machine adds the GPU rows",
                   "(weights for 8 x 2^21 against `torch.sort`, `LossMaxPooling` against `nn.CrossEntropyLoss`).", ""]
     lines += ["**Reading the figures.** `auto` is the default: the selection path for pools of 16,384 losses and",
-              "more (a sampled bracket, one pass that keeps the smaller side of it, one pass that writes the weights),",
-              "the sort path below. `np.power` is one power pass `np.power(l, 0.7)`, the least a `p > 1` solver",
-              "reads and computes; `p = 1.001` needs float64 work for float32 input. Ratios to `np.sort` depend on the",
-              "CPU: with AVX-512 (see the machine line) NumPy sorts floats with vectorised kernels (x86-simd-sort).", ""]
+              "more (a sampled bracket; one pass that keeps the losses inside it at p = 1, or the smaller side of it",
+              "and a power sum for p > 1; one pass that writes the weights), the sort path below. `np.power` is one",
+              "power pass `np.power(l, 0.7)`, the least a `p > 1` solver reads and computes; `p = 1.001` needs",
+              "float64 work for float32 input, and there the passes compute powers only for the losses whose",
+              "powers count (the rest are below the sum's rounding or round to a zero weight). No compiled kernel:",
+              "every figure is plain NumPy (and Torch). Ratios to `np.sort` depend on the CPU: with AVX-512 (see",
+              "the machine line) NumPy sorts floats with vectorised kernels (x86-simd-sort).", ""]
     if has_plot:
         lines += [f"![log-log timings]({plot_path.name})", ""]
     lines += _growth(res)

@@ -5,7 +5,9 @@ their own dtype (float32 to float64 is exact, so nothing is lost). Passes over t
 block of columns, find the number ``k`` of capped losses from suffix log-sum-exps of
 $q \log(l / \max l)$ (the dual's $h$ at every loss; ties counted exactly by where their group
 starts, so ``p`` as close to 1 as ``1 + 1e-15`` is handled), then the threshold and the kernels of
-``solvers._numpy_closed_form``. One last pass over the original losses writes the weights. Every
+``solvers._numpy_closed_form``. At p = 1 the cut, the counts above and at it come from binary
+searches in the sorted rows, and the value from their sorted suffixes. One last pass over the
+original losses writes the weights (at p = 1 in their own dtype). Every
 float64 temporary has the size of one block: about ``BLOCK_LOSSES`` losses, more only when a chunk
 holds over ``BLOCK_LOSSES / PAIRWISE_BLOCK`` pools (then at most the chunk, 1/16 of the batch), so the
 peak extra memory stays within a few times the input's, even for one pool. Block sums are added as NumPy's
@@ -13,8 +15,6 @@ pairwise summation adds a row, so the answers do not depend on the block size.
 """
 
 from __future__ import annotations
-
-from functools import partial
 
 import numpy as np
 
@@ -38,11 +38,9 @@ PAIRWISE_BLOCK = 128
 def _positive_part(flat: np.ndarray, mask: np.ndarray | None, dtype=None) -> np.ndarray:
     """A copy of the losses (in ``dtype``, default theirs) with non-positive and masked-out entries
     set to 0 (they get weight 0)."""
-    out = flat.astype(flat.dtype if dtype is None else dtype)
-    drop = out <= 0
+    out = np.maximum(flat, 0, dtype=flat.dtype if dtype is None else dtype)
     if mask is not None:
-        drop |= ~mask
-    np.copyto(out, 0, where=drop)
+        np.copyto(out, 0, where=~mask)
     return out
 
 
@@ -66,14 +64,16 @@ def sort_pools(flat: np.ndarray, mask: np.ndarray | None, p: float, gamma: np.nd
     value, threshold = np.empty(pools), np.empty(pools)
     rows = chunk_rows(pools, n)
     width = chunk_columns(rows, n)
-    solve = _p1_weights if p == 1.0 else partial(_holder_weights, p=p)
     for start in range(0, pools, rows):
         chunk = slice(start, start + rows)
         losses = flat[chunk], None if mask is None else mask[chunk]
         y = _positive_part(*losses)
         y.sort(axis=1)  # ascending, in place: in float64 the same values, since the conversion is exact
-        weight_of, threshold[chunk] = solve(y, gamma[chunk], tau[chunk], width)
-        value[chunk] = _write_weights(losses, weight_of, y[:, -1].astype(np.float64), width, weights[chunk])
+        if p == 1.0:
+            value[chunk], threshold[chunk] = _p1_sorted(losses, y, gamma[chunk], tau[chunk], width, weights[chunk])
+        else:
+            weight_of, threshold[chunk] = _holder_weights(y, gamma[chunk], tau[chunk], width, p)
+            value[chunk] = _write_weights(losses, weight_of, y[:, -1].astype(np.float64), width, weights[chunk])
     return weights, value, threshold
 
 
@@ -113,32 +113,87 @@ def _write_weights(losses, weight_of, scale: np.ndarray, width: int, out: np.nda
     return safe * _pairwise(leaf, 0, flat.shape[1], width)
 
 
-def _p1_weights(y: np.ndarray, gamma, tau, width: int):
-    """p = 1 on ascending rows ``y``: tau on the losses above the floor(m)-th largest, the remainder
-    shared at the cut. Returns the weights as a function of the (float64) positive losses, and the
-    thresholds."""
+def _p1_sorted(losses, y: np.ndarray, gamma, tau, width: int, out: np.ndarray):
+    """p = 1 on the chunk ``losses = (flat, mask)`` with ascending positive parts ``y``: the weights
+    into ``out`` (one pass over ``flat`` in its dtype), and the values and thresholds, from ``y``."""
+    threshold, above, at, share = p1_cut(y, gamma, tau)
+    tau_above = np.where(above > 0, tau, 0.0)  # nothing above: tau may be inf
+    write_p1_rows(losses, threshold, tau_above, share, width, out)
+    scale = y[:, -1].astype(np.float64)  # sums of losses over the largest: no subnormal sums or products
+    scale = np.where(scale > 0, scale, 1.0)
+    top = suffix_sums(y, above, scale, width)  # the `above` largest losses of each pool, over the scale
+    return scale * (np.where(above > 0, tau_above * top, 0.0) + share * (threshold / scale * at)), threshold
+
+
+def p1_cut(y: np.ndarray, gamma, tau):
+    """p = 1 on ascending rows ``y`` (>= 0): the threshold (the floor(m)-th largest loss, 0-based, or 0
+    when every positive loss is capped), the numbers of losses above it and tied at it (positive
+    ones), and the share of each tied loss; by binary search in the sorted rows."""
     pools, n = y.shape
     m = p1_cap_count(gamma, tau)
     cut = np.floor(np.minimum(m, n)).astype(np.int64)
     candidate = y[np.arange(pools), n - 1 - np.minimum(cut, n - 1)].astype(np.float64)  # the cut-th largest
-    positives, above, at = (np.zeros(pools, dtype=np.int64) for _ in range(3))
-    for cols in _blocks(n, width):
-        block = y[:, cols]
-        positives += np.count_nonzero(block > 0, axis=1)
-        above += np.count_nonzero(block > candidate[:, None], axis=1)
-        at += np.count_nonzero((block == candidate[:, None]) & (block > 0), axis=1)
+    positives = n - sorted_rank(y, np.zeros(pools), strict=False)
+    at_most = sorted_rank(y, candidate, strict=False)
+    above = n - at_most
+    at = np.where(candidate > 0, at_most - sorted_rank(y, candidate, strict=True), 0)
     some_uncapped = cut < positives  # otherwise every positive loss gets tau
     threshold = np.where(some_uncapped, candidate, 0.0)
     above, at = np.where(some_uncapped, above, positives), np.where(some_uncapped, at, 0)
-    share = p1_share(gamma, tau, above, at)
-    t = threshold[:, None]
+    return threshold, above, at, p1_share(gamma, tau, above, at)
 
-    def weight_of(lp):
-        weights = np.where((lp == t) & (lp > 0), share[:, None], 0.0)
-        np.copyto(weights, tau[:, None], where=lp > t)
-        return weights
 
-    return weight_of, threshold
+def sorted_rank(y: np.ndarray, v: np.ndarray, strict: bool) -> np.ndarray:
+    """For ascending rows ``y``: how many entries of each row are below ``v`` (``strict``) or at most
+    ``v``; a binary search vectorised over the rows (``n.bit_length()`` steps)."""
+    pools, n = y.shape
+    rows, lo, hi = np.arange(pools), np.zeros(pools, dtype=np.int64), np.full(pools, n, dtype=np.int64)
+    for _ in range(n.bit_length()):
+        mid = (lo + hi) // 2
+        entry = y[rows, np.minimum(mid, n - 1)]
+        right = (entry < v if strict else entry <= v) & (lo < hi)
+        lo, hi = np.where(right, mid + 1, lo), np.where(right | (lo >= hi), hi, mid)
+    return lo
+
+
+def suffix_sums(y: np.ndarray, counts: np.ndarray, scale: np.ndarray, width: int) -> np.ndarray:
+    """The sum (float64) of the last ``counts[i]`` entries of each row of ``y`` over ``scale[i]``: the
+    pairwise sum of the row with the entries before the suffix as 0, reading only the blocks where
+    some row's suffix starts."""
+    pools, n = y.shape
+    start = n - counts
+    first = int(start.min()) if pools else n
+
+    def leaf(lo, hi):
+        if hi <= first:
+            return np.zeros(pools)
+        block = y[:, lo:hi].astype(np.float64)
+        np.copyto(block, 0.0, where=np.arange(lo, hi) < start[:, None])
+        block /= scale[:, None]
+        return np.sum(block, axis=1)
+
+    return _pairwise(leaf, 0, n, width)
+
+
+def write_p1_rows(losses, threshold: np.ndarray, tau: np.ndarray, share: np.ndarray, width: int,
+                  out: np.ndarray) -> None:
+    """p = 1 weights of the chunk ``losses = (flat, mask)`` into ``out`` (``flat``'s dtype): ``tau`` above
+    the threshold, ``share`` at it where it is positive, 0 below and outside the mask."""
+    flat, mask = losses
+    t = threshold.astype(flat.dtype)[:, None]  # a loss of the pool (or 0): exact in its dtype
+    with np.errstate(over="ignore"):  # tau or the share beyond float16/float32: inf, as the cast gives
+        tau_out, share_out = tau.astype(out.dtype)[:, None], share.astype(out.dtype)[:, None]
+    share_out = np.where(threshold[:, None] > 0, share_out, 0)
+    finite = bool(np.all(np.isfinite(tau_out)))  # a product with the flags, or else inf * False would be NaN
+    for cols in _blocks(flat.shape[1], width):
+        block, w = flat[:, cols], out[:, cols]
+        if finite:
+            np.multiply(block > t, tau_out, out=w)
+        else:
+            w[...] = np.where(block > t, tau_out, 0)
+        np.copyto(w, share_out, where=block == t)
+        if mask is not None:
+            np.copyto(w, 0, where=~mask[:, cols])
 
 
 def _holder_weights(y: np.ndarray, gamma, tau, width: int, p: float):
