@@ -110,7 +110,7 @@ def sample_size(n: int) -> int:
 def select_pools(flat: np.ndarray, mask: np.ndarray | None, p: float, gamma: np.ndarray, tau: np.ndarray,
                  value_wanted: bool = True):
     """Pool by pool with the selection core (finite p): weights (``flat``'s dtype), values, thresholds.
-    ``value_wanted=False`` lets a pool's value be NaN where computing it would cost a pass (p = 1).
+    ``value_wanted=False`` lets a pool's value be NaN where computing it would cost a pass.
 
     Pools below ``SELECT_MIN_N`` losses take the sort path, vectorised over pools; so does a pool
     whose sampled bracket missed (into its own row of the weights).
@@ -127,7 +127,7 @@ def select_pools(flat: np.ndarray, mask: np.ndarray | None, p: float, gamma: np.
         if p == 1.0:
             solved = _select_p1(pool, float(gamma[i]), float(tau[i]), weights[i], value_wanted)
         else:
-            solved = _select_holder(pool, p, float(gamma[i]), float(tau[i]), weights[i])
+            solved = _select_holder(pool, p, float(gamma[i]), float(tau[i]), weights[i], value_wanted)
         if solved is None:  # the sampled bracket missed: the sort path for this pool
             _, value[rows], threshold[rows] = sort_pools(flat[rows], None if mask is None else mask[rows],
                                                          p, gamma[rows], tau[rows], out=weights[rows])
@@ -342,7 +342,7 @@ def _all_capped(pool: _Pool, tau: float, out: np.ndarray):
     return 0.0, tau * total if total else 0.0
 
 
-def _select_holder(pool: _Pool, p: float, gamma: float, tau: float, out: np.ndarray):
+def _select_holder(pool: _Pool, p: float, gamma: float, tau: float, out: np.ndarray, value_wanted: bool):
     """1 < p < inf: k and t* from the kept side of a sampled bracket, verified; ``None`` on a miss."""
     q = conjugate(p)
     m = float(cap_count(p, gamma, tau))
@@ -355,7 +355,7 @@ def _select_holder(pool: _Pool, p: float, gamma: float, tau: float, out: np.ndar
     if side.positives <= m:
         return _all_capped(pool, tau, out)
     if upper:
-        solved = _holder_upper_split(side, t_lo, t_hi, q, m)
+        solved = _holder_upper_split(side, t_lo, t_hi, q, m, value_wanted)
     else:
         side.kept.sort()  # ascending, in place
         solved = _holder_lower(side, side.kept[None, :], t_lo, t_hi, q, m)
@@ -381,8 +381,8 @@ def _write_kept_weights(pool: _Pool, values: np.ndarray, index: np.ndarray, ref:
     loss), the closed form at most ``ref``."""
     capped = values > values.dtype.type(ref)
     weights = np.multiply(capped, out.dtype.type(tau if tau < math.inf else 0.0))  # no cap: nothing above ref
-    uncapped = ~capped
-    if uncapped.any():
+    uncapped = np.flatnonzero(~capped)  # positions, not a mask: boolean indexing measured 4x slower
+    if uncapped.size:
         uncapped_values = values[uncapped].astype(pool.work)
         weights[uncapped] = capped_power_weights(uncapped_values, ref, coef, q, tau, stored=out.dtype)
     out[index] = weights
@@ -424,17 +424,18 @@ def _write_sparse_power_weights(pool: _Pool, level: float, upto: float, ref: flo
             w[at] = capped_power_weights(lp[at], ref, coef, q, tau, stored=out.dtype)
 
 
-def _holder_upper_split(side: _Side, t_lo: float, t_hi: float, q: float, m: float):
+def _holder_upper_split(side: _Side, t_lo: float, t_hi: float, q: float, m: float, value_wanted: bool = True):
     """``_holder_upper`` on the kept losses (left in their order), sorting only those inside the bracket
     when the ones above ``t_hi`` are all capped (as they are unless the sample missed): those are only
-    counted and summed."""
+    counted, and summed if the value is wanted (else the capped sum is NaN)."""
     kept = side.kept
     above = kept > kept.dtype.type(t_hi) if t_hi < math.inf else None
     if above is not None and above.any():
-        inside = kept[~above]
+        inside = np.compress(~above, kept)  # np.compress: boolean indexing measured 4x slower
         inside.sort()  # ascending
+        above_sum = float(np.sum(np.compress(above, kept), dtype=np.float64)) if value_wanted else math.nan
         solved = _holder_upper(side, inside[None, :], t_lo, t_hi, q, m, above=int(np.count_nonzero(above)),
-                               above_sum=float(np.sum(np.compress(above, kept), dtype=np.float64)))
+                               above_sum=above_sum)
         if solved is not _REACHES_ABOVE:
             return solved
     return _holder_upper(side, np.sort(kept)[None, :], t_lo, math.inf, q, m)  # a copy: kept stays in pool order

@@ -24,10 +24,11 @@ from .problem import p_is_inf
 _DEVICE_PATHS_ON_CPU = False
 
 
-def solve(pooled, p, gamma, tau, method="auto"):
+def solve(pooled, p, gamma, tau, method="auto", value_wanted: bool = True):
     """Weights ``(pools, n)`` in ``pooled``'s dtype, values and thresholds ``(pools,)`` in float64.
 
     ``pooled``: the losses of every pool (masked-out entries 0; negative entries get weight 0).
+    ``value_wanted=False``: the NumPy selection core may leave the values NaN (it spares a pass).
     """
     pools, n = pooled.shape
     if pools == 0 or n == 0:
@@ -38,8 +39,8 @@ def solve(pooled, p, gamma, tau, method="auto"):
         method == "auto" and n >= AUTO_SELECT_MIN_N and (numpy_core or p == 1.0 or p_is_inf(p))
     )
     if numpy_core:  # the NumPy cores read the positive losses themselves
-        return _on_numpy_core(_pinf_core if p_is_inf(p) else select_pools if select else sort_pools,
-                              pooled, p, gamma, tau)
+        core = _pinf_core if p_is_inf(p) else partial(select_pools, value_wanted=value_wanted) if select else sort_pools
+        return _on_numpy_core(core, pooled, p, gamma, tau)
     if p_is_inf(p):  # every positive loss gets min(gamma, tau): one elementwise pass
         solve_rows = pinf_weights
     elif select:

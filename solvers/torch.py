@@ -182,7 +182,7 @@ def lmp_weights(losses: torch.Tensor, p, gamma, tau, *, mask=None, check_finite:
         bfloat16 are computed in float32, float32 in float64 for ``p < 1.125``.
     """
     p, pooled, g, t, batch_shape, out_dtype = prepare(losses, p, gamma, tau, mask, check_finite, method)
-    weights, _, _ = solve(pooled, p, g, t, method)
+    weights, _, _ = solve(pooled, p, g, t, method, value_wanted=False)
     return weights.reshape(losses.shape).to(out_dtype)
 
 

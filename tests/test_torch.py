@@ -43,7 +43,7 @@ def test_float16_cpu_pools_reach_the_numpy_cores_without_a_float32_copy(method, 
     seen = []
     for name in ("sort_pools", "select_pools"):
         core = getattr(_torch_paths, name)
-        monkeypatch.setattr(_torch_paths, name, lambda flat, *a, core=core: seen.append(flat) or core(flat, *a))
+        monkeypatch.setattr(_torch_paths, name, lambda flat, *a, core=core, **k: seen.append(flat) or core(flat, *a, **k))
     x = torch.rand(2, 20000, dtype=torch.float16)
     gamma, tau = paper_parameters(20000, 1.001, 0.1)
     lmp_weights(x, 1.001, gamma, tau, method=method)
