@@ -38,7 +38,7 @@ from ._numpy_closed_form import (
     p1_share,
     power,
 )
-from ._numpy_sort import capped_count, prefix_log_sums, sort_pools, tail_sum
+from ._numpy_sort import capped_count, prefix_log_sums, sort_pools, tail_sum, write_p1_rows
 from ._policy import computes_in_float64
 from .problem import cap_count, conjugate, log_ratio
 from .problem import exp_or_inf as _exp
@@ -177,7 +177,7 @@ def _collect(pool: _Pool, t_lo: float, t_hi: float, upper: bool, q: float | None
     kept, index, positives, at_end, power_sum, top, total = [], [], 0, 0, 0.0, 0.0, 0.0
     lo, hi = pool.work.type(t_lo), pool.work.type(t_hi)
     end = lo if upper else hi
-    index_dtype = _index_dtype(pool)
+    index_dtype = np.int32 if pool.row.size < 2**31 else np.int64
     block = min(BLOCK, pool.row.size)
     flags, ratios = np.empty(block, dtype=bool), np.empty(block, dtype=pool.work)
     lo_block = np.full(block, lo)  # np.minimum with a scalar operand measured 3x slower than with an array
@@ -224,11 +224,6 @@ def _collect(pool: _Pool, t_lo: float, t_hi: float, upper: bool, q: float | None
                 index.append((at + cols.start).astype(index_dtype))
     return _Side(np.concatenate(kept), None if q is None else np.concatenate(index), positives, at_end, power_sum,
                  top, total)
-
-
-def _index_dtype(pool: _Pool) -> np.dtype:
-    """The narrowest integer dtype that holds every position in the pool."""
-    return np.dtype(np.int32 if pool.row.size < 2**31 else np.int64)
 
 
 def _ratio_power(ratio: np.ndarray, lp: np.ndarray, scale: float, exponent: float, out: np.ndarray) -> None:
@@ -323,13 +318,10 @@ def _p1_inside(pool: _Pool, t_lo: float, t_hi: float, gamma: float, tau: float, 
 
 
 def _write_p1(pool: _Pool, t: float, tau: float, share: float, out: np.ndarray) -> None:
-    """p = 1 weights: ``tau`` above ``t`` (> 0), ``share`` at it, 0 below and outside the mask."""
-    t_work, tau_out, share_out = pool.work.type(t), out.dtype.type(tau), out.dtype.type(share)
-    flags = np.empty(min(BLOCK, pool.row.size), dtype=bool)
-    for cols, lp in pool.blocks():
-        w, at = out[cols], flags[: lp.size]
-        np.multiply(np.greater(lp, t_work, out=at), tau_out, out=w)
-        np.copyto(w, share_out, where=np.equal(lp, t_work, out=at))
+    """p = 1 weights: ``tau`` above ``t`` (> 0), ``share`` at it, 0 below and outside the mask
+    (``write_p1_rows`` on this one pool)."""
+    mask = None if pool.mask is None else pool.mask[None, :]
+    write_p1_rows((pool.row[None, :], mask), np.array([t]), np.array([tau]), np.array([share]), BLOCK, out[None, :])
 
 
 def _all_capped(pool: _Pool, tau: float, out: np.ndarray):

@@ -102,7 +102,8 @@ def test_select_p1_collects_a_side_when_the_cut_is_above_the_bracket(monkeypatch
 
 
 def test_the_sample_grows_with_the_pool():
-    assert [_numpy_select.sample_size(n) for n in (2**12, 2**19, 2**20, 2**21, 2**24)] == [4096, 4096, 8192, 16384, 16384]
+    sizes = (2**12, 2**19, 2**20, 2**21, 2**24)
+    assert [_numpy_select.sample_size(n) for n in sizes] == [4096, 4096, 8192, 16384, 16384]
     assert _numpy_select.SELECT_MIN_N == _numpy_select.SAMPLE_MIN
 
 
