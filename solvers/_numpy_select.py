@@ -38,7 +38,8 @@ from ._numpy_closed_form import (
     p1_share,
     power,
 )
-from ._numpy_sort import capped_count, prefix_log_sums, sort_pools, tail_sum, write_p1_rows
+from ._numpy_capped import capped_count, prefix_log_sums
+from ._numpy_sort import sort_pools, tail_sum, write_p1_rows
 from ._policy import computes_in_float64
 from .problem import cap_count, conjugate, log_ratio
 from .problem import exp_or_inf as _exp
@@ -117,7 +118,7 @@ def select_pools(flat: np.ndarray, mask: np.ndarray | None, p: float, gamma: np.
     """
     pools, n = flat.shape
     if n < SELECT_MIN_N:
-        return sort_pools(flat, mask, p, gamma, tau)
+        return sort_pools(flat, mask, p, gamma, tau, value_wanted=value_wanted)
     work = np.dtype(np.float64 if computes_in_float64(flat.dtype == np.float64, p) else np.float32)
     weights = np.empty((pools, n), dtype=flat.dtype)
     value, threshold = np.zeros(pools), np.zeros(pools)

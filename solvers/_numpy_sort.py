@@ -1,20 +1,25 @@
 r"""The sort path of ``solvers.numpy`` (finite ``p``): chunks of pools, blocks of columns.
 
 Each chunk of pools (``solvers._policy.chunk_rows``) gets a sorted copy of its positive losses in
-their own dtype (float32 to float64 is exact, so nothing is lost). Passes over that copy, block by
-block of columns, find the number ``k`` of capped losses from suffix log-sum-exps of
-$q \log(l / \max l)$ (the dual's $h$ at every loss; ties counted exactly by where their group
-starts, so ``p`` as close to 1 as ``1 + 1e-15`` is handled), then the threshold and the kernels of
-``solvers._numpy_closed_form``. At p = 1 the cut, the counts above and at it come from binary
-searches in the sorted rows, and the value from their sorted suffixes. One last pass over the
-original losses writes the weights (at p = 1 in their own dtype). Every
-float64 temporary has the size of one block: about ``BLOCK_LOSSES`` losses, more only when a chunk
-holds over ``BLOCK_LOSSES / PAIRWISE_BLOCK`` pools (then at most the chunk, 1/16 of the batch), so the
-peak extra memory stays within a few times the input's, even for one pool. Block sums are added as NumPy's
-pairwise summation adds a row, so the answers do not depend on the block size.
+their own dtype. On rows of at least ``LOCATE_MIN_N`` losses, one pass of powers over that copy
+locates the number ``k`` of capped losses to a window, where it is counted exactly
+(``solvers._numpy_capped.locate_capped``). Shorter rows, and rows whose powers would underflow
+(``p`` near 1 over a wide range of losses), are counted in full: passes block by block of columns
+take suffix log-sum-exps of $q \log(l / \max l)$ (the dual's $h$ at every loss; ties counted exactly
+by where their group starts, so ``p`` as close to 1 as ``1 + 1e-15`` is handled). Then come the
+threshold and the kernels of ``solvers._numpy_closed_form``. At p = 1 the cut, the counts above and at
+it come from binary searches in the sorted rows, and the value from their sorted suffixes. One last
+pass over the original losses writes the weights, with powers in the work dtype
+(``solvers._policy.computes_in_float64``). Every float64 temporary has the size of one block: about
+``BLOCK_LOSSES`` losses, more only when a chunk holds over ``BLOCK_LOSSES / PAIRWISE_BLOCK`` pools (then at
+most the chunk, 1/16 of the batch), so the peak extra memory stays within a few times the input's,
+even for one pool. Block sums are added as NumPy's pairwise summation adds a row, so the answers of the
+full count do not depend on the block size.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -25,8 +30,9 @@ from ._numpy_closed_form import (
     p1_cap_count,
     p1_share,
 )
-from ._policy import chunk_rows
-from .problem import cap_count, conjugate, log_ratio
+from ._numpy_capped import LOCATE_MIN_N, capped_count, locate_capped
+from ._policy import chunk_rows, computes_in_float64
+from .problem import cap_count, conjugate
 
 # Losses per block of columns: small enough to stay in cache.
 BLOCK_LOSSES = 2**16
@@ -51,15 +57,17 @@ def chunk_columns(rows: int, n: int) -> int:
 
 
 def sort_pools(flat: np.ndarray, mask: np.ndarray | None, p: float, gamma: np.ndarray, tau: np.ndarray,
-               out: np.ndarray | None = None):
+               out: np.ndarray | None = None, value_wanted: bool = True):
     """The sort path (finite p), chunk by chunk of pools: weights (``flat``'s dtype, into ``out`` if
-    given), values, thresholds.
+    given), values, thresholds. ``value_wanted=False``: the values at 1 < p < inf are NaN (their
+    sum is not taken).
 
     Per chunk: a sorted copy of the positive losses in ``flat``'s dtype, passes over it block by
     block of columns (``chunk_columns``) that find the threshold, then one pass over ``flat`` that
     writes the weights. Every float64 temporary has the size of one block (see the module docstring).
     """
     pools, n = flat.shape
+    work = np.dtype(np.float64 if computes_in_float64(flat.dtype == np.float64, p) else np.float32)
     weights = np.empty((pools, n), dtype=flat.dtype) if out is None else out
     value, threshold = np.empty(pools), np.empty(pools)
     rows = chunk_rows(pools, n)
@@ -72,8 +80,9 @@ def sort_pools(flat: np.ndarray, mask: np.ndarray | None, p: float, gamma: np.nd
         if p == 1.0:
             value[chunk], threshold[chunk] = _p1_sorted(losses, y, gamma[chunk], tau[chunk], width, weights[chunk])
         else:
-            weight_of, threshold[chunk] = _holder_weights(y, gamma[chunk], tau[chunk], width, p)
-            value[chunk] = _write_weights(losses, weight_of, y[:, -1].astype(np.float64), width, weights[chunk])
+            weight_of, threshold[chunk] = _holder_weights(y, gamma[chunk], tau[chunk], width, p, work, flat.dtype)
+            value[chunk] = _write_weights(losses, weight_of, y[:, -1].astype(np.float64), width, work,
+                                          weights[chunk], value_wanted)
     return weights, value, threshold
 
 
@@ -95,20 +104,27 @@ def _pairwise(leaf, lo: int, hi: int, width: int) -> np.ndarray:
     return _pairwise(leaf, lo, lo + half, width) + _pairwise(leaf, lo + half, hi, width)
 
 
-def _write_weights(losses, weight_of, scale: np.ndarray, width: int, out: np.ndarray) -> np.ndarray:
+def _write_weights(losses, weight_of, scale: np.ndarray, width: int, work: np.dtype, out: np.ndarray,
+                   value_wanted: bool = True) -> np.ndarray:
     """One pass over the losses ``(flat, mask)``: ``out = weight_of(l+)`` block by block (``l+`` in
-    float64), and the values ``<w, l+>`` (summed scaled by the pool maxima ``scale``)."""
+    ``work``), and the values ``<w, l+>`` (summed in float64 scaled by the pool maxima ``scale``; NaN
+    unless ``value_wanted``)."""
     flat, mask = losses
     safe = np.where(scale > 0, scale, 1.0)
 
+    in_place = out.dtype == work  # the weights go straight into out
+
     def leaf(lo, hi):
         cols = slice(lo, hi)
-        lp = _positive_part(flat[:, cols], None if mask is None else mask[:, cols], np.float64)
-        w = weight_of(lp)
-        out[:, cols] = w
-        lp /= safe[:, None]
+        lp = _positive_part(flat[:, cols], None if mask is None else mask[:, cols], work)
+        w = weight_of(lp, out[:, cols] if in_place else None)
+        if not in_place:
+            out[:, cols] = w
+        if not value_wanted:
+            return np.full(flat.shape[0], math.nan)
+        lp /= safe.astype(work)[:, None]
         lp *= w
-        return np.sum(lp, axis=1)  # sum w (l+ / scale)
+        return np.sum(lp, axis=1, dtype=np.float64)  # sum w (l+ / scale)
 
     return safe * _pairwise(leaf, 0, flat.shape[1], width)
 
@@ -196,126 +212,43 @@ def write_p1_rows(losses, threshold: np.ndarray, tau: np.ndarray, share: np.ndar
             np.copyto(w, 0, where=~mask[:, cols])
 
 
-def _holder_weights(y: np.ndarray, gamma, tau, width: int, p: float):
+def _holder_weights(y: np.ndarray, gamma, tau, width: int, p: float, work: np.dtype, stored: np.dtype):
     """1 < p < inf on ascending rows ``y``: the number k of capped losses, then the threshold.
-    Returns the weights as a function of the (float64) positive losses, and the thresholds."""
+    Returns the weights as a function of the positive losses (in the work dtype; into ``out`` if given), and
+    the thresholds.
+    Rows of at least ``LOCATE_MIN_N`` losses are located first (``locate_capped``); the others, and
+    those it does not reach, are counted in full. ``stored``: the weights' dtype (``capped_power_weights``)."""
     pools, n = y.shape
     q = conjugate(p)
     m = cap_count(p, gamma, tau)
-    k, positives = capped_count(y, q, m, width)
+    if n >= LOCATE_MIN_N:
+        k, positives, tail, located = locate_capped(y, q, m, work, width)
+    else:
+        k, positives, tail, located = (np.zeros(pools, dtype=np.int64), np.zeros(pools, dtype=np.int64),
+                                       np.ones(pools), np.zeros(pools, dtype=bool))
+    full = slice(None) if not located.any() else np.flatnonzero(~located)  # a slice: no copy of y
+    y_full = y[full]
+    if y_full.size:
+        k[full], positives[full] = capped_count(y_full, q, m[full], width)
     some_uncapped = k < positives
     ref = y[np.arange(pools), n - 1 - np.minimum(k, n - 1)].astype(np.float64)  # largest uncapped loss
     ref = np.where(some_uncapped, ref, 1.0)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
-        tail = tail_sum(y, k, ref, q, width)  # >= 1 where some_uncapped: sum_{i>=k} (y_i / y_k)^q, descending
+        if y_full.size:  # >= 1 where some_uncapped: sum_{i>=k} (y_i / y_k)^q, descending
+            tail[full] = tail_sum(y_full, k[full], ref[full], q, width)
         coef = holder_coef(gamma, p, m, k, tail)
     threshold = np.where(some_uncapped, holder_threshold(ref, tail, m, k, q), 0.0)
 
-    def weight_of(lp):
+    all_capped = np.flatnonzero(~some_uncapped)  # their coef means nothing: tau for each positive loss
+
+    def weight_of(lp, out=None):
         with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
-            weights = capped_power_weights(lp, ref[:, None], coef[:, None], q, tau[:, None])
-        np.copyto(weights, 0.0, where=lp <= 0)
-        np.copyto(weights, tau[:, None], where=(lp > 0) & ~some_uncapped[:, None])  # every positive loss capped
+            weights = capped_power_weights(lp, ref[:, None], coef[:, None], q, tau[:, None], out, stored)
+        if all_capped.size:
+            weights[all_capped] = np.where(lp[all_capped] > 0, tau[all_capped, None], 0.0)
         return weights
 
     return weight_of, threshold
-
-
-def capped_count(y: np.ndarray, q: float, m: np.ndarray, width: int, above: int = 0,
-                 below: np.ndarray | None = None):
-    """Per row of ascending losses ``y``: the number k of capped losses and the number of positive ones.
-
-    The loss y_j is capped iff h_j < m, where h_j = #{y_i >= y_j} + sum_{y_i < y_j} (y_i / y_j)^q
-    is the dual's h(t) at t = y_j. The row may be the middle of a pool (the selection path): then
-    ``above`` losses above the row count in every #{y_i >= y_j}, and ``below`` (per row, or None)
-    is the log of sum (l / max y)^q over the losses below the row. Strict "<": then k < m, so the budget left for the uncapped
-    losses is never rounded to 0. Ties are counted exactly (the start of each tie group), only
-    the strictly smaller losses go through log-sums: for q ~ 1e15 (p within 1e-15 of 1) a log-sum
-    of equal terms would lose their count to the rounding of q log(y / top). One pass from the
-    smallest loss, block by block, carrying the running log-sum of (y_i / top)^q and the tie group
-    that the previous block ended in.
-    """
-    pools, n = y.shape
-    top = y[:, -1].astype(np.float64)
-    scale = np.where(top > 0, top, 1.0)[:, None]
-    k, positives = np.zeros(pools, dtype=np.int64), np.zeros(pools, dtype=np.int64)
-    # the log-sum over the losses before the block, the start of the tie group that the previous
-    # block ended in, the log-sum over the losses below that group, the previous block's last loss
-    log_sum = np.full((pools, 1), -np.inf) if below is None else np.asarray(below, dtype=np.float64)[:, None]
-    carry = log_sum, np.zeros(pools, dtype=np.int64), np.full(pools, -np.inf), None
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
-        for cols in _blocks(n, width):
-            capped, positive, carry = _capped_in_block(y[:, cols], cols.start, n + above, q, scale, m, carry)
-            k += capped
-            positives += positive
-    return k, positives
-
-
-def _capped_in_block(y_block, offset: int, n: int, q: float, scale, m, carry):
-    """``capped_count`` on the block of columns ``[offset, offset + width)``: the counts of capped
-    and of positive losses in it, and the carry for the next block (``n``: the row's length plus
-    the losses above it)."""
-    log_sum, group_start, group_below, previous = carry
-    block = y_block.astype(np.float64)
-    z = log_ratio(block, scale)
-    z *= q
-    sums = prefix_log_sums(log_sum, z)  # sums[:, i]: the log-sum before block[:, i]
-    start = _group_starts(block, previous, group_start, offset)
-    index = start - offset
-    np.maximum(index, 0, out=index)
-    below = np.take_along_axis(sums, index, axis=1)  # the log-sum over the losses below the tie group
-    np.copyto(below, group_below[:, None], where=start < offset)  # the group began in an earlier block
-    carry = sums[:, -1:].copy(), start[:, -1].copy(), below[:, -1].copy(), block[:, -1].copy()
-    del sums, index
-    np.subtract(below, z, out=z)
-    np.copyto(z, np.inf, where=block <= 0)
-    np.exp(z, out=z)
-    np.subtract(n, start, out=start)  # #{y_i >= y_j}
-    z += start  # h_j
-    positive = block > 0
-    return np.count_nonzero(positive & (z < m[:, None]), axis=1), np.count_nonzero(positive, axis=1), carry
-
-
-LOG_RANGE = 600.0  # exp(-600) ~ 1e-261: terms this far below the largest still add without underflow
-
-
-def prefix_log_sums(start: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """``logaddexp.accumulate`` of ``[start, z]`` along each row, for ascending rows ``z`` (-inf allowed)
-    and ``start`` of shape ``(rows, 1)``: column i is log(exp(start) + sum_{j < i} exp(z_j)).
-
-    Where the block's finite values (``start`` included) span less than ``LOG_RANGE``, as one
-    cumulative sum of exp(value - largest) in float64: 5x faster than the accumulate, which calls
-    its scalar loop once per entry, and as accurate (relative error of each sum about n ulps).
-    """
-    out = np.empty((z.shape[0], z.shape[1] + 1))
-    out[:, :1], out[:, 1:] = start, z
-    top = np.maximum(start[:, 0], z[:, -1])
-    low = np.min(out, axis=1, where=np.isfinite(out), initial=np.inf)
-    if not np.all((top - low < LOG_RANGE) | ~np.isfinite(top)):
-        return np.logaddexp.accumulate(out, axis=1, out=out)
-    scale = np.where(np.isfinite(top), top, 0.0)[:, None]
-    out -= scale
-    with np.errstate(divide="ignore", under="ignore"):  # log(0) = -inf before the first positive term
-        np.exp(out, out=out)
-        np.cumsum(out, axis=1, out=out)
-        np.log(out, out=out)
-    out += scale
-    return out
-
-
-def _group_starts(block: np.ndarray, previous, group_start: np.ndarray, offset: int) -> np.ndarray:
-    """Per entry of an ascending block (columns from ``offset``): the column where its tie group starts.
-
-    ``previous`` is the last loss of the previous block (None for the first block) and
-    ``group_start`` the start of the tie group it belongs to.
-    """
-    first = np.empty(block.shape, dtype=bool)  # the first loss of its tie group
-    first[:, 1:] = block[:, 1:] != block[:, :-1]
-    first[:, 0] = True if previous is None else block[:, 0] != previous
-    start = np.where(first, np.arange(offset, offset + block.shape[1]), -1)
-    start[:, 0] = np.where(first[:, 0], offset, group_start)
-    np.maximum.accumulate(start, axis=1, out=start)
-    return start
 
 
 def tail_sum(y: np.ndarray, k: np.ndarray, ref: np.ndarray, q: float, width: int) -> np.ndarray:

@@ -39,7 +39,7 @@ def solve(pooled, p, gamma, tau, method="auto", value_wanted: bool = True):
         method == "auto" and n >= AUTO_SELECT_MIN_N and (numpy_core or p == 1.0 or p_is_inf(p))
     )
     if numpy_core:  # the NumPy cores read the positive losses themselves
-        core = _pinf_core if p_is_inf(p) else partial(select_pools, value_wanted=value_wanted) if select else sort_pools
+        core = _pinf_core if p_is_inf(p) else partial(select_pools if select else sort_pools, value_wanted=value_wanted)
         return _on_numpy_core(core, pooled, p, gamma, tau)
     if p_is_inf(p):  # every positive loss gets min(gamma, tau): one elementwise pass
         solve_rows = pinf_weights

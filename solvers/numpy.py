@@ -20,10 +20,11 @@ $c\, l_i^{q-1}$ with what is left of the norm budget. ``p = 1`` is the top-``m``
 $\min(\gamma, \tau)$ to every positive loss.
 
 Two paths find ``k`` and $t^*$ (``method``): sorting, vectorised over chunks of pools
-(``solvers._numpy_sort``, $O(n \log n)$, in float64), and selection from a sampled bracket, pool
-by pool (``solvers._numpy_select``, expected $O(n)$: two passes over blocks of the pool, in float32
-where ``p`` allows: ``solvers._policy``). ``p`` may be as close to 1 as ``1 + 1e-15`` and as large as ``1e6``, the
-losses may span ``1e-300`` to ``1e300``; weights come back in the input's floating dtype.
+(``solvers._numpy_sort``, $O(n \log n)$), and selection from a sampled bracket, pool
+by pool (``solvers._numpy_select``, expected $O(n)$: two passes over blocks of the pool). Both compute
+their powers in float32 where ``p`` allows (``solvers._policy``). ``p`` may be as close to 1 as
+``1 + 1e-15`` and as large as ``1e6``, the losses may span ``1e-300`` to ``1e300``; weights come back in
+the input's floating dtype.
 """
 
 from __future__ import annotations
@@ -121,7 +122,8 @@ def _solve(losses, p, gamma, tau, mask, method, *, value_wanted: bool) -> LMPRes
     elif math.isinf(p):  # one vectorised pass, no copies
         weights, value, threshold = pinf_pools(arr.reshape(pools, n), flat_mask, gamma, tau)
     elif method == "sort" or (method == "auto" and n < AUTO_SELECT_MIN_N):
-        weights, value, threshold = sort_pools(arr.reshape(pools, n), flat_mask, p, gamma, tau)
+        weights, value, threshold = sort_pools(arr.reshape(pools, n), flat_mask, p, gamma, tau,
+                                               value_wanted=value_wanted)
     else:
         weights, value, threshold = select_pools(arr.reshape(pools, n), flat_mask, p, gamma, tau, value_wanted)
     weights = weights.reshape(arr.shape).astype(out_dtype, copy=False)

@@ -14,7 +14,7 @@ import torch
 from solvers import _numpy_closed_form as np_cf
 from solvers import _torch_closed_form as torch_cf
 from solvers import problem
-from solvers import _numpy_sort, _torch_sort
+from solvers import _numpy_capped, _numpy_sort, _torch_sort
 from solvers._policy import computes_in_float64
 from solvers._numpy_sort import p1_cut, write_p1_rows
 from solvers._torch_sort import _kth_largest_by_sort
@@ -133,7 +133,7 @@ def test_capped_count(p, dtype):
     m = RNG.uniform(0, 600, POOLS)  # every k from none to all positive losses
     m[:4] = 0.0
     ascending = np.sort(lp, axis=1)
-    k_np, positives_np = _numpy_sort.capped_count(ascending, problem.conjugate(p), m, width=128)
+    k_np, positives_np = _numpy_capped.capped_count(ascending, problem.conjugate(p), m, width=128)
     k_torch, positives_torch = _torch_sort.capped_count(_t(ascending[:, ::-1]), problem.conjugate(p), _t(m))
     np.testing.assert_array_equal(positives_torch.numpy(), positives_np)
     np.testing.assert_array_equal(k_torch.numpy(), k_np)
