@@ -39,6 +39,7 @@ BLOCK_LOSSES = 2**16
 # NumPy's pairwise summation adds runs of up to 128 elements without splitting them: blocks of at
 # least this many columns give the sums one np.sum over the whole row gives.
 PAIRWISE_BLOCK = 128
+SEARCH_ROWS = 8  # sorted_rank searches up to this many rows one by one
 
 
 def _positive_part(flat: np.ndarray, mask: np.ndarray | None, dtype=None) -> np.ndarray:
@@ -59,8 +60,7 @@ def chunk_columns(rows: int, n: int) -> int:
 def sort_pools(flat: np.ndarray, mask: np.ndarray | None, p: float, gamma: np.ndarray, tau: np.ndarray,
                out: np.ndarray | None = None, value_wanted: bool = True):
     """The sort path (finite p), chunk by chunk of pools: weights (``flat``'s dtype, into ``out`` if
-    given), values, thresholds. ``value_wanted=False``: the values at 1 < p < inf are NaN (their
-    sum is not taken).
+    given), values, thresholds. ``value_wanted=False``: the values are NaN (their sums are not taken).
 
     Per chunk: a sorted copy of the positive losses in ``flat``'s dtype, passes over it block by
     block of columns (``chunk_columns``) that find the threshold, then one pass over ``flat`` that
@@ -78,7 +78,8 @@ def sort_pools(flat: np.ndarray, mask: np.ndarray | None, p: float, gamma: np.nd
         y = _positive_part(*losses)
         y.sort(axis=1)  # ascending, in place: in float64 the same values, since the conversion is exact
         if p == 1.0:
-            value[chunk], threshold[chunk] = _p1_sorted(losses, y, gamma[chunk], tau[chunk], width, weights[chunk])
+            value[chunk], threshold[chunk] = _p1_sorted(losses, y, gamma[chunk], tau[chunk], width, weights[chunk],
+                                                        value_wanted)
         else:
             weight_of, threshold[chunk] = _holder_weights(y, gamma[chunk], tau[chunk], width, p, work, flat.dtype)
             value[chunk] = _write_weights(losses, weight_of, y[:, -1].astype(np.float64), width, work,
@@ -129,12 +130,15 @@ def _write_weights(losses, weight_of, scale: np.ndarray, width: int, work: np.dt
     return safe * _pairwise(leaf, 0, flat.shape[1], width)
 
 
-def _p1_sorted(losses, y: np.ndarray, gamma, tau, width: int, out: np.ndarray):
+def _p1_sorted(losses, y: np.ndarray, gamma, tau, width: int, out: np.ndarray, value_wanted: bool = True):
     """p = 1 on the chunk ``losses = (flat, mask)`` with ascending positive parts ``y``: the weights
-    into ``out`` (one pass over ``flat`` in its dtype), and the values and thresholds, from ``y``."""
+    into ``out`` (one pass over ``flat`` in its dtype), and the values (NaN unless ``value_wanted``) and
+    thresholds, from ``y``."""
     threshold, above, at, share = p1_cut(y, gamma, tau)
     tau_above = np.where(above > 0, tau, 0.0)  # nothing above: tau may be inf
     write_p1_rows(losses, threshold, tau_above, share, width, out)
+    if not value_wanted:
+        return np.full(y.shape[0], math.nan), threshold
     scale = y[:, -1].astype(np.float64)  # sums of losses over the largest: no subnormal sums or products
     scale = np.where(scale > 0, scale, 1.0)
     top = suffix_sums(y, above, scale, width)  # the `above` largest losses of each pool, over the scale
@@ -161,8 +165,14 @@ def p1_cut(y: np.ndarray, gamma, tau):
 
 def sorted_rank(y: np.ndarray, v: np.ndarray, strict: bool) -> np.ndarray:
     """For ascending rows ``y``: how many entries of each row are below ``v`` (``strict``) or at most
-    ``v``; a binary search vectorised over the rows (``n.bit_length()`` steps)."""
+    ``v``; a binary search vectorised over the rows (``n.bit_length()`` steps), or ``np.searchsorted``
+    row by row where the rows are few and ``v`` is exact in their dtype (its Python overhead per step
+    then costs more than the loop)."""
     pools, n = y.shape
+    exact = v.astype(y.dtype)
+    if pools <= SEARCH_ROWS and np.array_equal(exact, v):
+        side = "left" if strict else "right"
+        return np.array([np.searchsorted(row, value, side=side) for row, value in zip(y, exact)], dtype=np.int64)
     rows, lo, hi = np.arange(pools), np.zeros(pools, dtype=np.int64), np.full(pools, n, dtype=np.int64)
     for _ in range(n.bit_length()):
         mid = (lo + hi) // 2

@@ -148,6 +148,9 @@ def test_p_inf(dtype):
     torch_weights, torch_threshold = torch_cf.pinf_weights(_t(lp), _t(GAMMA), _t(TAU))
     _same(torch_weights, weights, ulps=0)
     _same(torch_threshold, threshold, ulps=0)
+    few = p1_cut(np.sort(lp[:5], axis=1), GAMMA[:5], TAU[:5])  # sorted_rank by np.searchsorted, row by row
+    for got, want in zip(few, (threshold, above, at, share)):
+        np.testing.assert_array_equal(got, want[:5])
     assert np.all(value >= 0)
 
 
@@ -158,7 +161,7 @@ def test_p1_weights(dtype):
     lp = np.round(RNG.exponential(size=(POOLS, 200)) * 4) / 4  # ties at the cut
     lp[:, ::6] = 0.0
     lp = lp.astype(dtype)
-    threshold, above, _, share = p1_cut(np.sort(lp, axis=1), GAMMA, TAU)
+    threshold, above, at, share = p1_cut(np.sort(lp, axis=1), GAMMA, TAU)
     weights = np.empty_like(lp)
     write_p1_rows((lp, None), threshold, np.where(above > 0, TAU, 0.0), share, 128, weights)
     torch_weights, torch_threshold = torch_cf.p1_weights(_t(lp), _t(GAMMA), _t(TAU), _kth_largest_by_sort)
