@@ -24,15 +24,18 @@ import numpy as np
 from .problem import log_ratio
 
 
-def pinf_pools(flat: np.ndarray, mask, gamma, tau):
+def pinf_pools(flat: np.ndarray, mask, gamma, tau, value_wanted: bool = True):
     """p = inf: ``min(gamma, tau)`` on every positive loss in the pool (``mask``), for ``(pools, n)``
-    losses: weights in their dtype, values, and thresholds (0 where every positive loss is capped,
-    ``tau <= gamma``; inf otherwise)."""
+    losses: weights in their dtype, values (NaN unless ``value_wanted``: the sum is not taken), and
+    thresholds (0 where every positive loss is capped, ``tau <= gamma``; inf otherwise)."""
     cap = np.minimum(gamma, tau)
     weights = np.empty_like(flat)
+    thresholds = np.where(gamma >= tau, 0.0, np.inf)
     with np.errstate(over="ignore"):
         if mask is None and flat.size and flat.min() > 0:  # every loss positive: no mask, no masked sum
             weights[...] = cap.astype(flat.dtype)[:, None]
+            if not value_wanted:
+                return weights, np.full(cap.shape, math.nan), thresholds
             positive = None
             # float32 pairwise sums of positive terms are within 1e-6 relative; wider input keeps its dtype
             total = np.sum(flat, axis=1, dtype=np.promote_types(flat.dtype, np.float32)).astype(np.float64)
@@ -45,6 +48,8 @@ def pinf_pools(flat: np.ndarray, mask, gamma, tau):
                 np.multiply(positive, cap_w, out=weights)  # no masked write: several times faster
             else:
                 np.copyto(weights, np.where(positive, cap_w, flat.dtype.type(0)))
+            if not value_wanted:
+                return weights, np.full(cap.shape, math.nan), thresholds
             total = np.sum(flat, axis=1, where=positive, dtype=np.float64)
     beyond = np.isinf(total)
     if beyond.any():  # sums beyond float64's range (L need not be): again, divided by the pool's largest loss
@@ -53,7 +58,7 @@ def pinf_pools(flat: np.ndarray, mask, gamma, tau):
         top = np.max(rows, axis=1, where=keep, initial=0.0)
         total[beyond] = np.sum(rows / top[:, None], axis=1, where=keep)
         cap[beyond] *= top  # value = (cap * top) * (sum / top): no step overflows unless L does
-    return weights, cap * total, np.where(gamma >= tau, 0.0, np.inf)
+    return weights, cap * total, thresholds
 
 
 def p1_cap_count(gamma, tau):

@@ -28,7 +28,7 @@ def solve(pooled, p, gamma, tau, method="auto", value_wanted: bool = True):
     """Weights ``(pools, n)`` in ``pooled``'s dtype, values and thresholds ``(pools,)`` in float64.
 
     ``pooled``: the losses of every pool (masked-out entries 0; negative entries get weight 0).
-    ``value_wanted=False``: the NumPy selection core may leave the values NaN (it spares a pass).
+    ``value_wanted=False``: the NumPy cores may leave the values NaN (it spares a pass).
     """
     pools, n = pooled.shape
     if pools == 0 or n == 0:
@@ -39,7 +39,7 @@ def solve(pooled, p, gamma, tau, method="auto", value_wanted: bool = True):
         method == "auto" and n >= AUTO_SELECT_MIN_N and (numpy_core or p == 1.0 or p_is_inf(p))
     )
     if numpy_core:  # the NumPy cores read the positive losses themselves
-        core = _pinf_core if p_is_inf(p) else partial(select_pools if select else sort_pools, value_wanted=value_wanted)
+        core = partial(_pinf_core if p_is_inf(p) else select_pools if select else sort_pools, value_wanted=value_wanted)
         return _on_numpy_core(core, pooled, p, gamma, tau)
     if p_is_inf(p):  # every positive loss gets min(gamma, tau): one elementwise pass
         solve_rows = pinf_weights
@@ -73,6 +73,11 @@ def numpy_cores_solve(device: torch.device, p: float) -> bool:
     return device.type == "cpu" and not (_DEVICE_PATHS_ON_CPU or torch.compiler.is_compiling())
 
 
+def _pinf_core(flat, mask, p, gamma, tau, value_wanted: bool = True):
+    """``pinf_pools`` with the cores' signature (``p`` is inf)."""
+    return pinf_pools(flat, mask, gamma, tau, value_wanted)
+
+
 def _on_numpy_core(solve_pools, pooled, p, gamma, tau):
     """A CPU tensor through a NumPy path (``select_pools`` or ``sort_pools``) on zero-copy views.
 
@@ -82,11 +87,6 @@ def _on_numpy_core(solve_pools, pooled, p, gamma, tau):
     """
     weights, value, threshold = solve_pools(pooled.numpy(), None, p, gamma.numpy(), tau.numpy())
     return torch.from_numpy(weights), torch.from_numpy(value), torch.from_numpy(threshold)
-
-
-def _pinf_core(flat, mask, p, gamma, tau):
-    """``pinf_pools`` with the cores' signature (``p`` is inf)."""
-    return pinf_pools(flat, mask, gamma, tau)
 
 
 def _on_positive_part(solve_rows):

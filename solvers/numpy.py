@@ -120,7 +120,7 @@ def _solve(losses, p, gamma, tau, mask, method, *, value_wanted: bool) -> LMPRes
     if n == 0 or pools == 0:
         weights, value, threshold = np.zeros((pools, n)), np.zeros(pools), np.zeros(pools)
     elif math.isinf(p):  # one vectorised pass, no copies
-        weights, value, threshold = pinf_pools(arr.reshape(pools, n), flat_mask, gamma, tau)
+        weights, value, threshold = pinf_pools(arr.reshape(pools, n), flat_mask, gamma, tau, value_wanted)
     elif method == "sort" or (method == "auto" and n < AUTO_SELECT_MIN_N):
         weights, value, threshold = sort_pools(arr.reshape(pools, n), flat_mask, p, gamma, tau,
                                                value_wanted=value_wanted)

@@ -1,6 +1,7 @@
 """The shortcuts the CPU solvers take for speed give the answers of the plain computations they replace:
 ``power``'s floor (which spares NumPy's slow exp of underflowing arguments), the weights' ``stored``
-dtype, and the p = 1 selection from the losses inside the bracket (with and without the value)."""
+dtype, the p = 1 selection from the losses inside the bracket (with and without the value), and
+``lmp_weights``, which skips the value's sums on every path."""
 
 import math
 
@@ -146,3 +147,29 @@ def test_select_near_p1_computes_only_the_powers_that_count(monkeypatch, dtype, 
             np.testing.assert_array_equal(lmp_np.lmp_weights(x, p, gamma, tau, mask=m, method="select"), got)
     fused = dtype == np.float64  # float64 pools write their weights in the first pass instead
     assert taken["weights"] == (0 if fused else 4)
+
+
+@pytest.mark.parametrize("method", ["sort", "select"])
+@pytest.mark.parametrize("p", [1.0, 1.7, math.inf])
+@pytest.mark.parametrize("kind", ["positive", "zeros and a mask"])
+def test_weights_without_the_value_are_the_weights_with_it(method, p, kind):
+    """``lmp_weights`` skips the value's sums (NumPy and Torch CPU): the same weights as ``lmp_solve`` and
+    as the gradient of Torch's ``lmp_value``, which takes them."""
+    import torch
+
+    from solvers import torch as lmp_torch
+
+    rng = np.random.default_rng(5)
+    x = rng.exponential(size=(3, 20_000)).astype(np.float32)
+    mask = None
+    if kind != "positive":
+        x[:, ::7] = 0.0
+        mask = rng.random(x.shape) < 0.8
+    gamma, tau = paper_parameters(20_000, p, 0.1)
+    solved = lmp_np.lmp_solve(x, p, gamma, tau, mask=mask, method=method)
+    assert np.all(np.isfinite(solved.value))
+    np.testing.assert_array_equal(lmp_np.lmp_weights(x, p, gamma, tau, mask=mask, method=method), solved.weights)
+    tx, tmask = torch.from_numpy(x).requires_grad_(), None if mask is None else torch.from_numpy(mask)
+    lmp_torch.lmp_value(tx, p, gamma, tau, mask=tmask, method=method).sum().backward()
+    weights = lmp_torch.lmp_weights(tx.detach(), p, gamma, tau, mask=tmask, method=method)
+    np.testing.assert_array_equal(weights.numpy(), tx.grad.numpy())

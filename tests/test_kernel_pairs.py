@@ -148,9 +148,6 @@ def test_p_inf(dtype):
     torch_weights, torch_threshold = torch_cf.pinf_weights(_t(lp), _t(GAMMA), _t(TAU))
     _same(torch_weights, weights, ulps=0)
     _same(torch_threshold, threshold, ulps=0)
-    few = p1_cut(np.sort(lp[:5], axis=1), GAMMA[:5], TAU[:5])  # sorted_rank by np.searchsorted, row by row
-    for got, want in zip(few, (threshold, above, at, share)):
-        np.testing.assert_array_equal(got, want[:5])
     assert np.all(value >= 0)
 
 
@@ -167,3 +164,6 @@ def test_p1_weights(dtype):
     torch_weights, torch_threshold = torch_cf.p1_weights(_t(lp), _t(GAMMA), _t(TAU), _kth_largest_by_sort)
     _same(torch_weights, weights, ulps=0)
     _same(torch_threshold, threshold, ulps=0)
+    few = p1_cut(np.sort(lp[:5], axis=1), GAMMA[:5], TAU[:5])  # sorted_rank by np.searchsorted, row by row
+    for got, want in zip(few, (threshold, above, at, share)):
+        np.testing.assert_array_equal(got, want[:5])
