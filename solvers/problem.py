@@ -298,10 +298,20 @@ def check_losses(losses, mask=None, name: str = "losses", *,
         raise not_real(name, arr.dtype)
     check_dimensions(arr.ndim, name)
     mask = check_mask(mask, arr.shape)
-    in_pool = arr if mask is None else arr[mask]
-    if not np.all(np.isfinite(in_pool)):
+    if not _finite_in_pool(arr, mask):
         raise not_finite(name)
     return arr, mask
+
+
+def _finite_in_pool(arr: np.ndarray, mask: np.ndarray | None) -> bool:
+    """Whether every entry in the pool is finite. A sum over the whole array is finite only if every
+    entry is, and takes one pass with no temporary (half the time of ``np.isfinite``); where it is not
+    finite (it overflowed, or entries outside the pool are not), the pool's entries are checked one by one."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.sum(arr)):
+            return True
+    in_pool = arr if mask is None else arr[mask]
+    return bool(np.all(np.isfinite(in_pool)))
 
 
 def check_mask(mask, shape: tuple) -> np.ndarray | None:

@@ -122,6 +122,13 @@ def test_non_finite_losses_rejected(entry, bad):
 
 
 @pytest.mark.parametrize("entry", sorted(SOLVERS))
+def test_finite_losses_whose_sum_overflows_or_with_nan_outside_the_mask_are_accepted(entry):
+    """The finiteness check sums the whole array first; where that sum is not finite it checks the pool."""
+    _call(SOLVERS[entry], np.array([1e308, 1e308, 1.0]), {})
+    _call(SOLVERS[entry], np.array([1.0, np.nan, 2.0]), {}, mask=np.array([True, False, True]))
+
+
+@pytest.mark.parametrize("entry", sorted(SOLVERS))
 def test_shape_and_mask_mismatches(entry):
     fn = SOLVERS[entry]
     with pytest.raises(ValueError, match="losses must have at least one dimension"):
