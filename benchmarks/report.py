@@ -126,6 +126,24 @@ def _plot(res, path: Path) -> bool:
     return True
 
 
+def _compiled_section(res) -> list[str]:
+    rows = res.get("compiled") or []
+    if not rows:
+        return []
+    lines = ["## Compiled kernels: what a fused first pass would buy (p = 1.7, one float32 pool, median ms)", "",
+             "At 1 < p < inf most of the selection path's time is its first pass (power sum, powers, counts, kept",
+             "losses: about ten NumPy passes per block). Here it is timed against the same pass fused into one",
+             "loop, by `torch.compile` (inductor: C++ on CPU, with Torch, nothing to install) and by numba",
+             "(`fastmath`; an extra install of about 210 MB with llvmlite, when it is installed). Neither is",
+             "used by the solvers.", "",
+             "| pass | ms | / NumPy's pass | compile s |", "|---|---:|---:|---:|"]
+    lines += [f"| {r['contender']} | {r['ms']:.3g} | {r['over_numpy']:.2f} | "
+              f"{'' if math.isnan(r['compile_s']) else format(r['compile_s'], '.2g')} |" for r in rows]
+    if not any(r["contender"].startswith("numba") for r in rows):
+        lines += ["", "numba is not installed in this run (`pip install numba`)."]
+    return lines + [""]
+
+
 def write_report(res, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     plot_path = out.with_suffix(".png")
@@ -144,6 +162,12 @@ def write_report(res, out: Path) -> None:
                   "|---|---|---:|:---:|"]
         lines += [f"| {t} | {how} | {fig:.2f} | {'yes' if fig <= lim else '**no**'} |" for t, how, fig, lim in targets]
         lines.append("")
+        fresh = _ms(res["cpu"], n=TARGET_N, dtype="float32", p=math.inf, contender="np.full_like")
+        total = _ms(res["cpu"], n=TARGET_N, dtype="float32", p=math.inf, contender="np.sum")
+        if fresh and total:
+            lines += [f"A fresh output written once (`np.full_like`, no reading) takes {fresh / total:.2f} x `np.sum` in",
+                      "this run: every call that returns weights pays it, and p = inf does nothing else but check and",
+                      "read the losses once.", ""]
     if not res["gpu"]:
         lines += ["GPU: no CUDA device in this run; `python benchmarks/run.py` on a CUDA machine adds the GPU rows",
                   "(weights for 8 x 2^21 against `torch.sort`, `LossMaxPooling` against `nn.CrossEntropyLoss`).", ""]
@@ -153,7 +177,8 @@ def write_report(res, out: Path) -> None:
               "power pass `np.power(l, 0.7)`, the least a `p > 1` solver reads and computes; `p = 1.001` needs",
               "float64 work for float32 input, and there the passes compute powers only for the losses whose",
               "powers count (the rest are below the sum's rounding or round to a zero weight). No compiled kernel:",
-              "every figure is plain NumPy (and Torch). Ratios to `np.sort` depend on the CPU: with AVX-512 (see",
+              "every figure is plain NumPy (and Torch); what fused kernels would buy is measured below. Ratios to",
+              "`np.sort` depend on the CPU: with AVX-512 (see",
               "the machine line) NumPy sorts floats with vectorised kernels (x86-simd-sort).", ""]
     if has_plot:
         lines += [f"![log-log timings]({plot_path.name})", ""]
@@ -174,7 +199,7 @@ def write_report(res, out: Path) -> None:
               "## LossMaxPooling against cross-entropy (CPU, forward and backward, median ms)", "",
               "| logits | nn.CrossEntropyLoss | LossMaxPooling(p=1.7, ratio=0.3) | ratio |", "|---|---:|---:|---:|"]
     lines += [f"| {r['shape']} | {r['ce_ms']:.3g} | {r['lmp_ms']:.3g} | {r['ratio']:.2f} |" for r in res["layer"]]
-    lines += [""] + _memory_section(res)
+    lines += [""] + _compiled_section(res) + _memory_section(res)
     lines += ["## The exact reference (cvxpy + Clarabel, refined and verified)", "",
               "| n | p | seconds | / NumPy closed form |", "|---:|---:|---:|---:|"]
     lines += [f"| {r['n']} | {r['p']:g} | {r['seconds']:.3g} | {r['over_numpy']:.0f} |" for r in res["cvxpy"]]
