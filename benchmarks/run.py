@@ -43,34 +43,43 @@ TARGET_N = 2**21
 FORCED_MAX_N = 2**21  # forced method="sort"/"select" rows up to this size (beyond, "auto" only)
 
 
-def _time(fn) -> float:
-    """Seconds of one call, with the cyclic garbage collector off (as ``timeit`` does)."""
+SAMPLE_SECONDS = 2e-3  # a sample of a fast call repeats it back to back for at least this long
+
+
+def _time(fn, number: int = 1) -> float:
+    """Seconds per call of ``number`` calls back to back, with the cyclic garbage collector off (as
+    ``timeit`` does)."""
     gc.disable()
     try:
         start = time.perf_counter()
-        fn()
-        return time.perf_counter() - start
+        for _ in range(number):
+            fn()
+        return (time.perf_counter() - start) / number
     finally:
         gc.enable()
 
 
 def interleaved(contenders: dict, repeats: int) -> dict:
-    """Median seconds of each callable, timing them round-robin ``repeats`` times after a warm-up.
+    """Median seconds per call of each callable, timing them round-robin ``repeats`` times after a warm-up.
 
     The collector runs once per round, not per call: with Torch loaded one collection takes tens of
-    milliseconds, longer than most of the calls timed. Each round starts one contender later than
-    the last: the first calls after a collection (and after the largest temporaries) run with cold
-    caches, measured to add up to 0.3 ms to a call, and this spreads that cost over every contender
-    instead of charging it to the same ones each round."""
-    for fn in contenders.values():
+    milliseconds, longer than most of the calls timed. Each round runs the contenders in a new order
+    (seeded): a call's time depends on the one before it (cold caches after a collection, the
+    allocator's state after a large array is freed: up to 50 % for the same code), and a fixed order
+    would charge that to the same contenders every round. A call under ``SAMPLE_SECONDS`` is repeated
+    back to back within its sample, as ``timeit`` does: one call of 0.1 ms measured up to 4x slower
+    alone, just after another contender, than in a loop."""
+    for fn in contenders.values():  # the warm-up
         fn()
+    number = {name: max(1, min(1000, math.ceil(SAMPLE_SECONDS / max(_time(fn), 1e-7))))
+              for name, fn in contenders.items()}
     names = list(contenders)
     samples = {name: [] for name in names}
-    for round_ in range(repeats):
+    order = np.random.default_rng(len(names))
+    for _ in range(repeats):
         gc.collect()
-        start = round_ % len(names)
-        for name in names[start:] + names[:start]:
-            samples[name].append(_time(contenders[name]))
+        for i in order.permutation(len(names)):
+            samples[names[i]].append(_time(contenders[names[i]], number[names[i]]))
     return {name: statistics.median(ts) for name, ts in samples.items()}
 
 
@@ -338,7 +347,7 @@ if __name__ == "__main__":
         print(json.dumps(torch_memory_rows(args.torch_memory)))
         sys.exit(0)
     sizes = [2**10, 2**14] if args.quick else [2**10, 2**14, 2**17, 2**21, 2**24]
-    repeats = 3 if args.quick else 7
+    repeats = 3 if args.quick else 9
     results = {
         "machine": machine(),
         "cpu": cpu_suite(sizes, repeats),

@@ -223,11 +223,12 @@ def write_p1_rows(losses, threshold: np.ndarray, tau: np.ndarray, share: np.ndar
 
 
 def _holder_weights(y: np.ndarray, gamma, tau, width: int, p: float, work: np.dtype, stored: np.dtype):
-    """1 < p < inf on ascending rows ``y``: the number k of capped losses, then the threshold.
-    Returns the weights as a function of the positive losses (in the work dtype; into ``out`` if given), and
-    the thresholds.
-    Rows of at least ``LOCATE_MIN_N`` losses are located first (``locate_capped``); the others, and
-    those it does not reach, are counted in full. ``stored``: the weights' dtype (``capped_power_weights``)."""
+    """1 < p < inf on ascending rows ``y``: the number k of capped losses, then the threshold. Rows of at
+    least ``LOCATE_MIN_N`` losses are located first (``locate_capped``); the others, and those it does
+    not reach, are counted in full.
+
+    Returns ``weight_of(lp, out=None)``, the weights of positive losses in the work dtype (into ``out``
+    if given; ``stored``: the dtype they are kept in, as in ``capped_power_weights``), and the thresholds."""
     pools, n = y.shape
     q = conjugate(p)
     m = cap_count(p, gamma, tau)
