@@ -4,9 +4,10 @@ Each chunk of pools (``solvers._policy.chunk_rows``) gets a sorted copy of its p
 their own dtype. On rows of at least ``LOCATE_MIN_N`` losses, one pass of powers over that copy
 locates the number ``k`` of capped losses to a window, where it is counted exactly
 (``solvers._numpy_capped.locate_capped``). Shorter rows, and rows whose powers would underflow
-(``p`` near 1 over a wide range of losses), are counted in full: passes block by block of columns
-take suffix log-sum-exps of $q \log(l / \max l)$ (the dual's $h$ at every loss; ties counted exactly
-by where their group starts, so ``p`` as close to 1 as ``1 + 1e-15`` is handled). Then come the
+(``p`` near 1 over a wide range of losses), are counted in full from the first loss whose power can
+matter (``_negligible_columns``): passes block by block of columns take suffix log-sum-exps of
+$q \log(l / \max l)$ (the dual's $h$ at every loss; ties counted exactly by where their group starts,
+so ``p`` as close to 1 as ``1 + 1e-15`` is handled). Then come the
 threshold and the kernels of ``solvers._numpy_closed_form``. At p = 1 the cut, the counts above and at
 it come from binary searches in the sorted rows, and the value from their sorted suffixes. One last
 pass over the original losses writes the weights, with powers in the work dtype
@@ -240,7 +241,9 @@ def _holder_weights(y: np.ndarray, gamma, tau, width: int, p: float, work: np.dt
     full = slice(None) if not located.any() else np.flatnonzero(~located)  # a slice: no copy of y
     y_full = y[full]
     if y_full.size:
-        k[full], positives[full] = capped_count(y_full, q, m[full], width)
+        positives[full] = n - sorted_rank(y_full, np.zeros(y_full.shape[0]), strict=False)
+        y_full = y_full[:, _negligible_columns(y_full, q, m[full]):]  # a view
+        k[full] = capped_count(y_full, q, m[full], width)[0]
     some_uncapped = k < positives
     ref = y[np.arange(pools), n - 1 - np.minimum(k, n - 1)].astype(np.float64)  # largest uncapped loss
     ref = np.where(some_uncapped, ref, 1.0)
@@ -260,6 +263,21 @@ def _holder_weights(y: np.ndarray, gamma, tau, width: int, p: float, work: np.dt
         return weights
 
     return weight_of, threshold
+
+
+NEGLIGIBLE_LOG = -750.0  # exp(-750) is below half the smallest float64 subnormal: such a term adds nothing
+
+
+def _negligible_columns(y: np.ndarray, q: float, m: np.ndarray) -> int:
+    """How many leading columns of the ascending rows ``y`` the full count may skip: those below
+    ``y_lo exp(NEGLIGIBLE_LOG / q)`` in every row, where ``y_lo`` (column ``n - ceil(m)``) is not capped
+    (h >= n - c >= m there). Every h the count needs is at a loss >= y_lo, and the tail sum's ``ref`` is
+    one, so each skipped term (l / y)^q is below exp(-750) and changes no sum. Near p = 1 this skips most
+    of the row; for small q nothing."""
+    pools, n = y.shape
+    column = np.clip(n - np.ceil(m), 0, n - 1).astype(np.int64)
+    level = y[np.arange(pools), column].astype(np.float64) * math.exp(NEGLIGIBLE_LOG / q)
+    return int(sorted_rank(y, level, strict=True).min()) if pools else 0
 
 
 def tail_sum(y: np.ndarray, k: np.ndarray, ref: np.ndarray, q: float, width: int) -> np.ndarray:

@@ -1,7 +1,8 @@
 """The shortcuts the CPU solvers take for speed give the answers of the plain computations they replace:
 ``power``'s floor (which spares NumPy's slow exp of underflowing arguments), the weights' ``stored``
-dtype, the p = 1 selection from the losses inside the bracket (with and without the value), and
-``lmp_weights``, which skips the value's sums on every path."""
+dtype, the p = 1 selection from the losses inside the bracket (with and without the value), the sort
+path's full count from the first loss that can matter, and ``lmp_weights``, which skips the value's
+sums on every path."""
 
 import math
 
@@ -173,3 +174,31 @@ def test_weights_without_the_value_are_the_weights_with_it(method, p, kind):
     lmp_torch.lmp_value(tx, p, gamma, tau, mask=tmask, method=method).sum().backward()
     weights = lmp_torch.lmp_weights(tx.detach(), p, gamma, tau, mask=tmask, method=method)
     np.testing.assert_array_equal(weights.numpy(), tx.grad.numpy())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("p", [1 + 1e-12, 1.001, 1.05, 1.7])
+def test_the_full_count_skips_only_negligible_losses(monkeypatch, dtype, p):
+    """The sort path's full count skips the leading losses whose terms are below exp(-750): the same
+    weights, thresholds and values as counting every loss (rows of ties, zeros and 8 decades, masks)."""
+    from solvers import _numpy_sort
+
+    rng = np.random.default_rng(4)
+    x = rng.exponential(size=(4, 5000))
+    x[1] = np.round(x[1] * 3) / 3
+    x[2, ::3] = 0.0
+    x[3] = 10.0 ** rng.uniform(-8, 0, 5000)
+    x = x.astype(dtype)
+    mask = rng.random(x.shape) < 0.9
+    skipped = []
+    original = _numpy_sort._negligible_columns
+    monkeypatch.setattr(_numpy_sort, "_negligible_columns", lambda *a: skipped.append(original(*a)) or skipped[-1])
+    for ratio in (0.01, 0.3, 0.9):
+        gamma, tau = paper_parameters(5000, p, ratio)
+        got = lmp_np.lmp_solve(x, p, gamma, tau, mask=mask, method="sort")
+        with monkeypatch.context() as m:
+            m.setattr(_numpy_sort, "_negligible_columns", lambda *a: 0)
+            want = lmp_np.lmp_solve(x, p, gamma, tau, mask=mask, method="sort")
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(a, b, rtol=1e-14, atol=0)
+    assert max(skipped) > (1000 if p < 1.01 else -1)  # near p = 1 most of each row is skipped
