@@ -64,22 +64,24 @@ class _Pool:
         self._buffer = np.empty(min(BLOCK, row.size), dtype=work)
 
     def blocks(self):
-        """``(columns, l+)`` per block: the positive parts in the work dtype, 0 outside the mask;
-        read-only, valid until the next block. A block of non-negative losses in the work dtype
-        without a mask is its own positive part and comes as a view (the copy would cost more than
-        the check); any other block is converted into one reused buffer."""
+        """``(columns, l+, smallest)`` per block: the positive parts in the work dtype, 0 outside the
+        mask (read-only, valid until the next block), and their smallest value where it was computed
+        anyway (else None). A block of non-negative losses in the work dtype without a mask is its own
+        positive part and comes as a view (the copy would cost more than the check); any other block
+        is converted into one reused buffer."""
         as_is = self.mask is None and self.row.dtype == self.work
         for lo in range(0, self.row.size, BLOCK):
             cols = slice(lo, min(lo + BLOCK, self.row.size))
             block = self.row[cols]
-            if as_is and block.min() >= 0:
-                yield cols, block
+            smallest = block.min() if as_is else None
+            if as_is and smallest >= 0:
+                yield cols, block, smallest
                 continue
             lp = self._buffer[: cols.stop - lo]
             np.maximum(block, self.work.type(0), out=lp, dtype=self.work)
             if self.mask is not None:
                 np.copyto(lp, 0, where=~self.mask[cols])
-            yield cols, lp
+            yield cols, lp, None
 
     def sample(self) -> np.ndarray:
         """A random sample of the pool's positive parts in float64, sorted decreasingly (fixed seed:
@@ -188,9 +190,11 @@ def _collect(pool: _Pool, t_lo: float, t_hi: float, upper: bool, q: float | None
         level = t_lo * _exp(-(60.0 * math.log(2.0) + math.log(max(pool.row.size, 2))) / q)
         sum_level = pool.work.type(level) if level >= SPARSE_LEVEL * t_lo else None
     with np.errstate(under="ignore"):
-        for cols, lp in pool.blocks():
-            # counts of a bool array: several times faster than np.count_nonzero of floats
-            positives += np.count_nonzero(np.greater(lp, 0, out=flags[: lp.size]))
+        for cols, lp, smallest in pool.blocks():
+            if smallest is not None and smallest > 0:
+                positives += lp.size
+            else:  # counts of a bool array: several times faster than np.count_nonzero of floats
+                positives += np.count_nonzero(np.greater(lp, 0, out=flags[: lp.size]))
             if q is None and end > 0:
                 at_end += np.count_nonzero(np.equal(lp, end, out=flags[: lp.size]))
             if upper:
@@ -209,7 +213,7 @@ def _collect(pool: _Pool, t_lo: float, t_hi: float, upper: bool, q: float | None
                         power(ratio, q, out=ratio, floor=EXP_FAST)  # terms under 1e-304 in a sum >= 1
                     else:
                         u = powers[cols]
-                        _ratio_power(ratio, lp, t_lo, q - 1.0, out=u)
+                        _ratio_power(ratio, lp, t_lo, q - 1.0, out=u, smallest=smallest)
                         np.multiply(ratio, u, out=ratio)
                     power_sum += float(np.sum(ratio, dtype=np.float64))
             else:
@@ -227,11 +231,15 @@ def _collect(pool: _Pool, t_lo: float, t_hi: float, upper: bool, q: float | None
                  top, total)
 
 
-def _ratio_power(ratio: np.ndarray, lp: np.ndarray, scale: float, exponent: float, out: np.ndarray) -> None:
+def _ratio_power(ratio: np.ndarray, lp: np.ndarray, scale: float, exponent: float, out: np.ndarray,
+                 smallest=None) -> None:
     """``out = ratio ** exponent`` for ``ratio = min(lp, scale) / scale``; ratios that underflow (tiny
-    positive losses) through logs, as in ``capped_power_weights``."""
+    positive losses) through logs, as in ``capped_power_weights``. ``smallest``: ``lp``'s minimum if
+    known (the smallest ratio is then its quotient: rounding keeps the order)."""
     tiny = None
-    if ratio.min() < np.finfo(ratio.dtype).tiny:  # zeros, or ratios that underflow
+    scale_work = ratio.dtype.type(scale)
+    least = ratio.min() if smallest is None else min(smallest, scale_work) / scale_work
+    if least < np.finfo(ratio.dtype).tiny:  # zeros, or ratios that underflow
         tiny = (ratio < np.finfo(ratio.dtype).tiny) & (lp > 0)
     power(ratio, exponent, out=out)
     if tiny is not None and tiny.any():
@@ -291,7 +299,7 @@ def _p1_inside(pool: _Pool, t_lo: float, t_hi: float, gamma: float, tau: float, 
     block = min(BLOCK, pool.row.size)
     inside, over, buffer = np.empty(block, dtype=bool), np.empty(block, dtype=bool), np.empty(block, pool.work)
     kept, rest, rest_sum = [], 0, 0.0
-    for cols, lp in pool.blocks():
+    for cols, lp, _ in pool.blocks():
         size = lp.size
         np.greater(lp, hi, out=over[:size])
         count = np.count_nonzero(over[:size])
@@ -329,7 +337,7 @@ def _all_capped(pool: _Pool, tau: float, out: np.ndarray):
     """Every positive loss gets ``tau`` (at most ``m`` are positive; none when ``tau = inf``):
     threshold 0, and the value."""
     total, tau_out = 0.0, out.dtype.type(tau if tau < math.inf else 0.0)
-    for cols, lp in pool.blocks():
+    for cols, lp, _ in pool.blocks():
         np.multiply(lp > 0, tau_out, out=out[cols])
         total += float(np.sum(lp, dtype=np.float64))
     return 0.0, tau * total if total else 0.0
@@ -394,7 +402,7 @@ def _write_power_weights(pool: _Pool, ref: float, coef: float, q: float, tau: fl
     if level >= SPARSE_LEVEL * ref:
         return _write_sparse_power_weights(pool, level, upto, ref, coef, q, tau, out)
     buffer = None if out.dtype == pool.work else np.empty(min(BLOCK, out.size), dtype=pool.work)
-    for cols, lp in pool.blocks():
+    for cols, lp, _ in pool.blocks():
         w = out[cols] if buffer is None else buffer[: lp.size]
         capped_power_weights(lp, ref, coef, q, tau, out=w, stored=out.dtype)
         if buffer is not None:
@@ -407,7 +415,7 @@ def _write_sparse_power_weights(pool: _Pool, level: float, upto: float, ref: flo
     ``upto`` get 0 as well, those in between their weights."""
     level_work, upto_work = pool.work.type(level), pool.work.type(upto)
     flags, below = (np.empty(min(BLOCK, out.size), dtype=bool) for _ in range(2))
-    for cols, lp in pool.blocks():
+    for cols, lp, _ in pool.blocks():
         w = out[cols]
         w.fill(0)
         near = np.greater(lp, level_work, out=flags[: lp.size])
