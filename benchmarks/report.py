@@ -87,7 +87,8 @@ def _memory_section(res) -> list[str]:
              "in float32). The selection path passes over blocks of 2^16 losses converted to the work dtype and",
              "keeps the losses inside its bracket (p = 1) or the smaller side of it (at most about half the pool,",
              "in the input's dtype); the sort",
-             "path holds a sorted copy of a chunk of pools in the input's dtype and one block's float64 temporaries.", "",
+             "path holds a sorted copy of a chunk of pools in the input's dtype and one block's temporaries (float64",
+             "where it counts every loss).", "",
              "| case | dtype | pools x n | p | method | NumPy | Torch CPU |", "|---|---|---|---:|---|---:|---:|"]
     torch_rows = {(r["shape"], r["p"], r["method"]): r["ratio"] for r in rows if r["lib"] == "torch"}
     for r in (r for r in rows if r["lib"] == "numpy"):

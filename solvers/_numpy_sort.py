@@ -277,7 +277,9 @@ def _negligible_columns(y: np.ndarray, q: float, m: np.ndarray) -> int:
     pools, n = y.shape
     column = np.clip(n - np.ceil(m), 0, n - 1).astype(np.int64)
     level = y[np.arange(pools), column].astype(np.float64) * math.exp(NEGLIGIBLE_LOG / q)
-    return int(sorted_rank(y, level, strict=True).min()) if pools else 0
+    if not pools or np.all(level <= y[:, 0]):  # nothing to skip (small q): no search
+        return 0
+    return int(sorted_rank(y, level, strict=True).min())
 
 
 def tail_sum(y: np.ndarray, k: np.ndarray, ref: np.ndarray, q: float, width: int) -> np.ndarray:
