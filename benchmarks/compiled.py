@@ -24,13 +24,10 @@ P = 1.7
 
 
 def _bracket(x: np.ndarray, pool):
-    """The bracket the solver takes for this pool (its sample, its estimate)."""
+    """The bracket the solver takes for this pool."""
     gamma, tau = paper_parameters(x.size, P, 0.1)
-    q, m = conjugate(P), float(cap_count(P, gamma, tau))
-    sample = pool.sample()
-    t_est = _numpy_select._sample_threshold(sample, q, m * sample.size / pool.size)
-    rank = float(np.count_nonzero(sample >= t_est)) * pool.size / sample.size
-    return _numpy_select._bracket(sample, rank, pool.size)
+    _, t_lo, t_hi = _numpy_select.holder_bracket(pool, conjugate(P), float(cap_count(P, gamma, tau)))
+    return t_lo, t_hi
 
 
 def _torch_pass(l, lo, hi, e):

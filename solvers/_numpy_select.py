@@ -347,9 +347,7 @@ def _select_holder(pool: _Pool, p: float, gamma: float, tau: float, out: np.ndar
     """1 < p < inf: k and t* from the kept side of a sampled bracket, verified; ``None`` on a miss."""
     q = conjugate(p)
     m = float(cap_count(p, gamma, tau))
-    sample = pool.sample()
-    t_est = _sample_threshold(sample, q, m * sample.size / max(pool.size, 1))
-    t_lo, t_hi = _bracket(sample, float(np.count_nonzero(sample >= t_est)) * pool.size / max(sample.size, 1), pool.size)
+    sample, t_lo, t_hi = holder_bracket(pool, q, m)
     upper = _upper_side(sample, t_lo, t_hi)
     fused = upper and t_lo > 0 and out.dtype == pool.work  # the weights below t_lo from pass one's powers
     side = _collect(pool, t_lo, t_hi, upper, q, powers=out if fused else None)
@@ -374,6 +372,15 @@ def _select_holder(pool: _Pool, p: float, gamma: float, tau: float, out: np.ndar
         _write_kept_weights(pool, side.kept if upper else pool.row[side.index], side.index, ref, coef, q, tau, out)
     # L = tau S_k + coef ref R_k, ref multiplied last: coef * ref would be subnormal for tiny losses
     return float(holder_threshold(ref, tail, m, k, q)), (tau * capped_sum if k else 0.0) + ref * (coef * tail)
+
+
+def holder_bracket(pool: _Pool, q: float, m: float):
+    """1 < p < inf: the pool's sample and the bracket ``(t_lo, t_hi)`` of sample values around the
+    sample's own threshold (its cap count ``m`` scaled to the sample)."""
+    sample = pool.sample()
+    t_est = _sample_threshold(sample, q, m * sample.size / max(pool.size, 1))
+    rank = float(np.count_nonzero(sample >= t_est)) * pool.size / max(sample.size, 1)
+    return (sample, *_bracket(sample, rank, pool.size))
 
 
 def _write_kept_weights(pool: _Pool, values: np.ndarray, index: np.ndarray, ref: float, coef: float, q: float,
