@@ -21,16 +21,28 @@ import math
 
 import numpy as np
 
-from .problem import log_ratio
+from . import _numba_loops as numba_loops
+from .problem import finite_in_pool, log_ratio, not_finite
 
 
-def pinf_pools(flat: np.ndarray, mask, gamma, tau, value_wanted: bool = True):
+def pinf_pools(flat: np.ndarray, mask, gamma, tau, value_wanted: bool = True, check_finite: bool = False):
     """p = inf: ``min(gamma, tau)`` on every positive loss in the pool (``mask``), for ``(pools, n)``
     losses: weights in their dtype, values (NaN unless ``value_wanted``: the sum is not taken), and
-    thresholds (0 where every positive loss is capped, ``tau <= gamma``; inf otherwise)."""
+    thresholds (0 where every positive loss is capped, ``tau <= gamma``; inf otherwise).
+
+    ``check_finite``: first raise ``not_finite`` for a NaN or infinite loss in the pool; without a mask and
+    a value, the compiled loop checks in the pass that writes the weights (``solvers._numba_loops``)."""
     cap = np.minimum(gamma, tau)
     weights = np.empty_like(flat)
     thresholds = np.where(gamma >= tau, 0.0, np.inf)
+    if mask is None and not value_wanted and numba_loops.fits(flat, weights):
+        with np.errstate(over="ignore"):  # min(gamma, tau) beyond the dtype's range: inf, as the cast gives
+            finite = numba_loops.positive_fill(flat, cap.astype(flat.dtype), weights)
+        if check_finite and not finite:
+            raise not_finite()
+        return weights, np.full(cap.shape, math.nan), thresholds
+    if check_finite and not finite_in_pool(flat, mask):
+        raise not_finite()
     with np.errstate(over="ignore"):
         if mask is None and flat.size and flat.min() > 0:  # every loss positive: no mask, no masked sum
             weights[...] = cap.astype(flat.dtype)[:, None]

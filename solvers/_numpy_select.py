@@ -38,6 +38,7 @@ from ._numpy_closed_form import (
     p1_share,
     power,
 )
+from . import _numba_loops as numba_loops
 from ._numpy_capped import capped_count, prefix_log_sums
 from ._numpy_sort import sort_pools, tail_sum, write_p1_rows
 from ._policy import computes_in_float64
@@ -295,21 +296,7 @@ def _p1_inside(pool: _Pool, t_lo: float, t_hi: float, gamma: float, tau: float, 
     inside and counts (and, for the value, sums) those above ``t_hi``; a second writes the weights.
     The threshold and the value (NaN unless wanted), or ``None`` if the cut is not inside (nothing
     written: the caller then collects a side of the bracket)."""
-    lo, hi = pool.work.type(t_lo), pool.work.type(t_hi)
-    block = min(BLOCK, pool.row.size)
-    inside, over, buffer = np.empty(block, dtype=bool), np.empty(block, dtype=bool), np.empty(block, pool.work)
-    kept, rest, rest_sum = [], 0, 0.0
-    for cols, lp, _ in pool.blocks():
-        size = lp.size
-        np.greater(lp, hi, out=over[:size])
-        count = np.count_nonzero(over[:size])
-        if count and value_wanted:
-            rest_sum += float(np.sum(np.multiply(lp, over[:size], out=buffer[:size]), dtype=np.float64))
-        rest += count
-        np.greater_equal(lp, lo, out=inside[:size])
-        np.logical_xor(inside[:size], over[:size], out=inside[:size])  # t_lo <= l <= t_hi
-        kept.append(np.compress(inside[:size], pool.row[cols]))
-    kept = np.concatenate(kept)
+    kept, rest, rest_sum = _p1_bracket_pass(pool, pool.work.type(t_lo), pool.work.type(t_hi), value_wanted)
     if not rest <= cut < rest + kept.size:
         return None
     j = kept.size - 1 - (cut - rest)
@@ -324,6 +311,33 @@ def _p1_inside(pool: _Pool, t_lo: float, t_hi: float, gamma: float, tau: float, 
         return t, math.nan
     sum_above = rest_sum + max(0.0, float(np.sum(after, dtype=np.float64)) - t * ties_after)
     return t, (tau * sum_above if n_above else 0.0) + share * (t * n_tied)  # t * tied first: no subnormal product
+
+
+def _p1_bracket_pass(pool: _Pool, lo, hi, value_wanted: bool):
+    """The losses in ``[lo, hi]`` (``lo > 0``; in pool order, input dtype), the number of those above ``hi``
+    and their sum (0.0 unless ``value_wanted``): one pass, compiled where ``numba_loops.fits``."""
+    block = min(BLOCK, pool.row.size)
+    buffer = np.empty(block, pool.work)
+    kept, rest, rest_sum = [], 0, 0.0
+    if pool.mask is None and pool.row.dtype == pool.work and numba_loops.fits(pool.row):
+        for start in range(0, pool.row.size, BLOCK):  # its buffer is one block
+            count, size, block_sum = numba_loops.p1_split(pool.row[start: start + BLOCK], lo, hi, buffer,
+                                                          value_wanted)
+            rest, rest_sum = rest + count, rest_sum + block_sum
+            kept.append(buffer[:size].copy())
+        return np.concatenate(kept), rest, rest_sum
+    inside, over = np.empty(block, dtype=bool), np.empty(block, dtype=bool)
+    for cols, lp, _ in pool.blocks():
+        size = lp.size
+        np.greater(lp, hi, out=over[:size])
+        count = np.count_nonzero(over[:size])
+        if count and value_wanted:
+            rest_sum += float(np.sum(np.multiply(lp, over[:size], out=buffer[:size]), dtype=np.float64))
+        rest += count
+        np.greater_equal(lp, lo, out=inside[:size])
+        np.logical_xor(inside[:size], over[:size], out=inside[:size])  # t_lo <= l <= t_hi
+        kept.append(np.compress(inside[:size], pool.row[cols]))
+    return np.concatenate(kept), rest, rest_sum
 
 
 def _write_p1(pool: _Pool, t: float, tau: float, share: float, out: np.ndarray) -> None:

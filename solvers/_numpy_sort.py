@@ -31,6 +31,7 @@ from ._numpy_closed_form import (
     p1_cap_count,
     p1_share,
 )
+from . import _numba_loops as numba_loops
 from ._numpy_capped import LOCATE_MIN_N, capped_count, locate_capped
 from ._policy import chunk_rows, computes_in_float64
 from .problem import cap_count, conjugate
@@ -211,6 +212,8 @@ def write_p1_rows(losses, threshold: np.ndarray, tau: np.ndarray, share: np.ndar
     with np.errstate(over="ignore"):  # tau or the share beyond float16/float32: inf, as the cast gives
         tau_out, share_out = tau.astype(out.dtype)[:, None], share.astype(out.dtype)[:, None]
     share_out = np.where(threshold[:, None] > 0, share_out, 0)
+    if mask is None and numba_loops.fits(flat, out):
+        return numba_loops.p1_write(flat, t, tau_out, share_out, out)
     finite = bool(np.all(np.isfinite(tau_out)))  # a product with the flags, or else inf * False would be NaN
     for cols in _blocks(flat.shape[1], width):
         block, w = flat[:, cols], out[:, cols]

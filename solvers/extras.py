@@ -6,7 +6,9 @@ only. Everything else is an extra of the ``lmp-theory`` distribution:
 * ``torch``: the Torch solvers and loss layer (``solvers.torch``);
 * ``exact``: the cvxpy reference (``lmp_theory.reference``), with Clarabel;
 * ``symbolic``: the claims registry's sympy proofs (``lmp_theory.claims``);
-* ``all``: the three; ``dev``: all, plus the test, notebook and documentation tools.
+* ``all``: the three; ``dev``: all, plus the test, notebook and documentation tools;
+* ``fast``: numba, which compiles the few loops of ``solvers._numba_loops`` (used where installed,
+  never required: without it the same answers come from NumPy).
 """
 
 from __future__ import annotations

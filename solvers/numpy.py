@@ -109,7 +109,7 @@ def _solve(losses, p, gamma, tau, mask, method, *, value_wanted: bool) -> LMPRes
     check_method(method)
     gamma = check_gamma(gamma)
     tau = check_tau(tau)
-    arr, mask = check_losses(losses, mask)
+    arr, mask = check_losses(losses, mask, finite=not math.isinf(p))  # p = inf: pinf_pools checks as it writes
     batch_shape, n = arr.shape[:-1], arr.shape[-1]
     gamma = check_pool_parameter(gamma, "gamma", batch_shape).reshape(-1)
     tau = check_pool_parameter(tau, "tau", batch_shape).reshape(-1)
@@ -120,7 +120,8 @@ def _solve(losses, p, gamma, tau, mask, method, *, value_wanted: bool) -> LMPRes
     if n == 0 or pools == 0:
         weights, value, threshold = np.zeros((pools, n)), np.zeros(pools), np.zeros(pools)
     elif math.isinf(p):  # one vectorised pass, no copies
-        weights, value, threshold = pinf_pools(arr.reshape(pools, n), flat_mask, gamma, tau, value_wanted)
+        weights, value, threshold = pinf_pools(arr.reshape(pools, n), flat_mask, gamma, tau, value_wanted,
+                                                 check_finite=True)
     elif method == "sort" or (method == "auto" and n < AUTO_SELECT_MIN_N):
         weights, value, threshold = sort_pools(arr.reshape(pools, n), flat_mask, p, gamma, tau,
                                                value_wanted=value_wanted)

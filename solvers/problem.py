@@ -270,13 +270,15 @@ def _show(arr: np.ndarray) -> str:
 
 
 def check_losses(losses, mask=None, name: str = "losses", *,
-                 masked_arrays: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+                 masked_arrays: bool = True, finite: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """Validate a loss array (``(..., n)``, real, finite where in the pool) and its mask.
 
     Returns the losses as an ndarray of their own floating dtype (integers become float64)
     and the mask as a bool ndarray or ``None``. Entries outside the mask are not inspected.
     A ``np.ma.MaskedArray``'s masked entries are out of the pool (combined with ``mask``);
     with ``masked_arrays=False`` (functions that take one whole pool) it is rejected instead.
+    ``finite=False`` leaves the finiteness check to the caller (``finite_in_pool``), which does it in a
+    pass of its own.
     """
     if isinstance(losses, (bool, np.bool_)):
         raise TypeError(f"{name} must be a real array, got bool")
@@ -298,12 +300,12 @@ def check_losses(losses, mask=None, name: str = "losses", *,
         raise not_real(name, arr.dtype)
     check_dimensions(arr.ndim, name)
     mask = check_mask(mask, arr.shape)
-    if not _finite_in_pool(arr, mask):
+    if finite and not finite_in_pool(arr, mask):
         raise not_finite(name)
     return arr, mask
 
 
-def _finite_in_pool(arr: np.ndarray, mask: np.ndarray | None) -> bool:
+def finite_in_pool(arr: np.ndarray, mask: np.ndarray | None) -> bool:
     """Whether every entry in the pool is finite. A sum over the whole array is finite only if every
     entry is, and takes one pass with no temporary (0.4-0.6 ms on 2^21 float32, against 0.5-1.0 ms for
     ``np.isfinite`` and ``np.all``); where it is not finite (it overflowed, or entries outside the pool

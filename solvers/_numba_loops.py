@@ -1,0 +1,128 @@
+"""Fused loops compiled with numba (the optional ``fast`` extra): passes NumPy needs several ufuncs for.
+
+Each loop replaces a few whole-array NumPy operations in the solvers with one pass that reads every
+loss once and writes its weight, and each gives exactly what those operations give (the same
+comparisons on the same values; ``tests/test_numba_loops.py`` runs every loop against its NumPy twin):
+
+* ``positive_fill``: ``p = inf``'s weights, ``cap`` on every positive loss, and whether every loss is
+  finite, in the one pass where NumPy takes a finiteness check, a minimum and a write;
+* ``p1_split``: ``p = 1``'s selection pass, the losses inside a bracket gathered and those above it counted;
+* ``p1_write``: ``p = 1``'s weights, ``tau`` above the threshold and ``share`` at it.
+
+They are used where ``fits`` says so: numba importable, ``LMP_THEORY_NUMBA`` not ``"0"``, and C-contiguous
+float32 or float64 arrays. Everything else (and every call without numba) takes the NumPy code, which
+stays the reference. ``benchmarks/run.py`` measures what the loops buy (``docs/benchmarks.md``).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+try:
+    import numba
+except ImportError:  # the extra is not installed: the NumPy code runs
+    numba = None
+
+# Read at every call (benchmarks and tests switch it): False runs the NumPy code only.
+ENABLED = numba is not None and os.environ.get("LMP_THEORY_NUMBA", "1") != "0"
+
+_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_ABS_BITS = {np.dtype(np.float32): (np.uint32, 0x7FFFFFFF, 0x7F800000),
+             np.dtype(np.float64): (np.uint64, 0x7FFFFFFFFFFFFFFF, 0x7FF0000000000000)}
+
+
+def fits(*arrays: np.ndarray) -> bool:
+    """Whether the loops run on these arrays: numba enabled, every array C-contiguous, of one dtype
+    (float32 or float64)."""
+    if not ENABLED:
+        return False
+    dtype = arrays[0].dtype
+    return dtype in _DTYPES and all(a.dtype == dtype and a.flags.c_contiguous for a in arrays)
+
+
+def _compile(function):
+    """``function`` compiled lazily on first call (``nogil``: threads run it in parallel; ``cache``: once
+    per machine, not per process)."""
+    return numba.njit(nogil=True, cache=True)(function) if numba is not None else None
+
+
+def _positive_fill(flat, bits, abs_mask, cap, out):
+    largest = bits.dtype.type(0)  # the largest |l| as bits: at the infinity's bits or above, not finite
+    zero = out.dtype.type(0)
+    for row in range(flat.shape[0]):
+        for i in range(flat.shape[1]):
+            largest = max(largest, bits[row, i] & abs_mask)
+            out[row, i] = cap[row] if flat[row, i] > 0 else zero
+    return largest
+
+
+_CHUNK = 32  # losses per chunk of _p1_split: its counts vectorise; measured fastest of 8 to 256 at 2^21
+
+
+def _p1_split(row, lo, hi, kept, want_sum):
+    over, size, over_sum = 0, 0, 0.0
+    whole = row.size - row.size % _CHUNK
+    for start in range(0, whole, _CHUNK):
+        chunk_over, chunk_inside = np.int32(0), np.int32(0)
+        for i in range(start, start + _CHUNK):  # a fixed trip count: the counts vectorise
+            v = row[i]
+            chunk_over += np.int32(v > hi)
+            chunk_inside += np.int32((v >= lo) & (v <= hi))
+        over += chunk_over
+        if chunk_inside:  # only the few chunks with a loss inside are gathered
+            size = _gather_inside(row, start, start + _CHUNK, lo, hi, kept, size)
+    for i in range(whole, row.size):
+        over += row[i] > hi
+    size = _gather_inside(row, whole, row.size, lo, hi, kept, size)
+    if want_sum:
+        for i in range(row.size):
+            if row[i] > hi:
+                over_sum += row[i]
+    return over, size, over_sum
+
+
+def _gather_inside(row, start, stop, lo, hi, kept, size):
+    for i in range(start, stop):
+        v = row[i]
+        kept[size] = v  # branch-free: the next loss overwrites it unless it is inside
+        size += (v >= lo) & (v <= hi)
+    return size
+
+
+def _p1_write(flat, t, tau, share, out):
+    zero = out.dtype.type(0)
+    for row in range(flat.shape[0]):
+        above, at, cut = tau[row], share[row], t[row]
+        for i in range(flat.shape[1]):
+            v = flat[row, i]
+            out[row, i] = above if v > cut else (at if v == cut else zero)
+
+
+_gather_inside = _compile(_gather_inside)  # called by _p1_split, so compiled first
+_positive_fill_loop, _p1_split_loop, _p1_write_loop = (_compile(f) for f in (_positive_fill, _p1_split, _p1_write))
+
+
+def positive_fill(flat: np.ndarray, cap: np.ndarray, out: np.ndarray) -> bool:
+    """``out = cap[:, None] * (flat > 0)`` for ``(pools, n)`` losses and per-pool ``cap`` (cast to ``flat``'s
+    dtype; inf allowed: 0 stays 0), and whether every entry of ``flat`` is finite."""
+    bits_dtype, abs_mask, infinity = _ABS_BITS[flat.dtype]
+    cap = np.ascontiguousarray(np.ravel(cap), dtype=flat.dtype)
+    largest = _positive_fill_loop(flat, flat.view(bits_dtype), bits_dtype(abs_mask), cap, out)
+    return bool(largest < infinity)
+
+
+def p1_split(row: np.ndarray, lo, hi, kept: np.ndarray, want_sum: bool) -> tuple[int, int, float]:
+    """One pass over ``row``: the losses in ``[lo, hi]`` copied, in order, to the start of ``kept`` (at least
+    ``row.size + 1`` long); returns how many lie above ``hi``, how many inside, and (if ``want_sum``) the
+    float64 sum of those above (sequential: it may differ from NumPy's pairwise sum in the last bits)."""
+    over, size, over_sum = _p1_split_loop(row, row.dtype.type(lo), row.dtype.type(hi), kept, want_sum)
+    return int(over), int(size), float(over_sum)
+
+
+def p1_write(flat: np.ndarray, t: np.ndarray, tau: np.ndarray, share: np.ndarray, out: np.ndarray) -> None:
+    """``out``: ``tau`` where ``flat > t``, ``share`` where ``flat == t``, 0 elsewhere, row by row (``t``,
+    ``tau`` and ``share`` per row, in ``flat``'s dtype)."""
+    as_rows = (np.ascontiguousarray(np.ravel(v), dtype=flat.dtype) for v in (t, tau, share))
+    _p1_write_loop(flat, *as_rows, out)
