@@ -127,6 +127,28 @@ def _plot(res, path: Path) -> bool:
     return True
 
 
+def _numba_section(res) -> list[str]:
+    """The solvers with the fast extra's loops against plain NumPy, in the same rounds (where numba ran)."""
+    off = ", numba off"
+    pairs = [(f"one pool of 2^{int(math.log2(r['n']))} {r['dtype']}", r) for r in res["cpu"] if r["n"] >= 2**17]
+    pairs += [(f"{r['pools']} pools of 2^{int(math.log2(r['n']))} float32", r) for r in res["batched"]]
+    rows = []
+    for case, r in pairs:
+        if r["contender"].endswith(off):
+            name = r["contender"][: -len(off)]
+            on = next((o["ms"] for c, o in pairs if c == case and o["p"] == r["p"] and o["contender"] == name), None)
+            if on is not None:
+                rows.append(f"| {case} | {r['p']:g} | {name} | {on:.3g} | {r['ms']:.3g} | {r['ms'] / on:.2f} |")
+    if not rows:
+        return ["## The fast extra's compiled loops", "",
+                "numba is not installed (or `LMP_THEORY_NUMBA=0`) in this run: every figure is plain NumPy.", ""]
+    return ["## The fast extra's compiled loops (p = 1 and p = inf, median ms)", "",
+            "With numba installed (`pip install \"lmp-theory[fast]\"`), three loops of the NumPy solvers are compiled:",
+            "p = inf's weights with the finiteness check, p = 1's bracket pass and p = 1's weights (`solvers._numba_loops`).",
+            "Each row times the same call with them and with `LMP_THEORY_NUMBA=0`'s plain NumPy, in the same rounds.", "",
+            "| case | p | method | with the loops | plain NumPy | speed-up |", "|---|---:|---|---:|---:|---:|"] + rows + [""]
+
+
 def _compiled_section(res) -> list[str]:
     rows = res.get("compiled") or []
     if not rows:
@@ -135,8 +157,8 @@ def _compiled_section(res) -> list[str]:
              "At 1 < p < inf most of the selection path's time is its first pass (power sum, powers, counts, kept",
              "losses: about ten NumPy passes per block). Here it is timed against the same pass fused into one",
              "loop, by `torch.compile` (inductor: C++ on CPU, with Torch, nothing to install) and by numba",
-             "(`fastmath`; an extra install of about 210 MB with llvmlite, when it is installed). Neither is",
-             "used by the solvers.", "",
+             "(`fastmath`; the fast extra, about 210 MB with llvmlite, when it is installed). Neither fused pass",
+             "is faster here, so the solvers keep NumPy's pass at 1 < p < inf.", "",
              "| pass | ms | / NumPy's pass | compile s |", "|---|---:|---:|---:|"]
     lines += [f"| {r['contender']} | {r['ms']:.3g} | {r['over_numpy']:.2f} | "
               f"{'' if math.isnan(r['compile_s']) else format(r['compile_s'], '.2g')} |" for r in rows]
@@ -177,8 +199,9 @@ def write_report(res, out: Path) -> None:
               "and a power sum for p > 1; one pass that writes the weights), the sort path below. `np.power` is one",
               "power pass `np.power(l, 0.7)`, the least a `p > 1` solver reads and computes; `p = 1.001` needs",
               "float64 work for float32 input, and there the passes compute powers only for the losses whose",
-              "powers count (the rest are below the sum's rounding or round to a zero weight). No compiled kernel:",
-              "every figure is plain NumPy (and Torch); what fused kernels would buy is measured below. Ratios to",
+              "powers count (the rest are below the sum's rounding or round to a zero weight). Where the machine",
+              "line names numba, p = 1 and p = inf run the fast extra's compiled loops (plain NumPy against them",
+              "below); everything else is plain NumPy (and Torch). Ratios to",
               "`np.sort` depend on the CPU: with AVX-512 (see",
               "the machine line) NumPy sorts floats with vectorised kernels (x86-simd-sort).", ""]
     if has_plot:
@@ -200,7 +223,7 @@ def write_report(res, out: Path) -> None:
               "## LossMaxPooling against cross-entropy (CPU, forward and backward, median ms)", "",
               "| logits | nn.CrossEntropyLoss | LossMaxPooling(p=1.7, ratio=0.3) | ratio |", "|---|---:|---:|---:|"]
     lines += [f"| {r['shape']} | {r['ce_ms']:.3g} | {r['lmp_ms']:.3g} | {r['ratio']:.2f} |" for r in res["layer"]]
-    lines += [""] + _compiled_section(res) + _memory_section(res)
+    lines += [""] + _numba_section(res) + _compiled_section(res) + _memory_section(res)
     lines += ["## The exact reference (cvxpy + Clarabel, refined and verified)", "",
               "| n | p | seconds | / NumPy closed form |", "|---:|---:|---:|---:|"]
     lines += [f"| {r['n']} | {r['p']:g} | {r['seconds']:.3g} | {r['over_numpy']:.0f} |" for r in res["cvxpy"]]

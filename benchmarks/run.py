@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from lmp_theory import paper_parameters
+from solvers import _numba_loops as numba_loops
 from solvers import numpy as lmp_np
 from solvers import torch as lmp_torch
 
@@ -107,7 +108,23 @@ def _solvers(x, p, gamma, tau, forced: bool) -> dict:
     for method in ("sort", "select") if forced else ():
         out[f"numpy {method}"] = lambda m=method: lmp_np.lmp_weights(x, p, gamma, tau, method=m)
         out[f"torch {method}"] = lambda m=method: lmp_torch.lmp_weights(tx, p, gamma, tau, method=m, check_finite=False)
+    if numba_loops.ENABLED and p in (1.0, math.inf):  # what the fast extra's loops buy, in the same rounds
+        for method in ("auto", "sort") if forced and p == 1.0 else ("auto",):
+            out[f"numpy {method}, {NUMBA_OFF}"] = lambda m=method: _numba_off(lmp_np.lmp_weights, x, p, gamma, tau,
+                                                                              method=m)
     return out
+
+
+NUMBA_OFF = "numba off"
+
+
+def _numba_off(solver, *args, **kwargs):
+    """``solver`` with the compiled loops switched off (plain NumPy)."""
+    numba_loops.ENABLED = False
+    try:
+        return solver(*args, **kwargs)
+    finally:
+        numba_loops.ENABLED = True
 
 
 def cpu_suite(sizes, repeats) -> list[dict]:
@@ -330,8 +347,10 @@ def machine() -> str:
         pass
     gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"
     avx512 = ", AVX-512" if _numpy_uses_avx512() else ", no AVX-512"
+    numba = (f"numba {numba_loops.numba.__version__} (the fast extra's loops on)" if numba_loops.ENABLED
+             else "numba not installed or off (plain NumPy)")
     return (f"{cpu}{avx512}, {torch.get_num_threads()} Torch threads{gpu}; Python {platform.python_version()}, "
-            f"NumPy {np.__version__}, Torch {torch.__version__}; {datetime.date.today().isoformat()}")
+            f"NumPy {np.__version__}, Torch {torch.__version__}, {numba}; {datetime.date.today().isoformat()}")
 
 
 if __name__ == "__main__":

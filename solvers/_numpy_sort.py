@@ -34,7 +34,7 @@ from ._numpy_closed_form import (
 from . import _numba_loops as numba_loops
 from ._numpy_capped import LOCATE_MIN_N, capped_count, locate_capped
 from ._policy import chunk_rows, computes_in_float64
-from .problem import cap_count, conjugate
+from .problem import cap_count, conjugate, finite_in_pool, not_finite
 
 # Losses per block of columns: small enough to stay in cache.
 BLOCK_LOSSES = 2**16
@@ -53,6 +53,21 @@ def _positive_part(flat: np.ndarray, mask: np.ndarray | None, dtype=None) -> np.
     return out
 
 
+def _sorted_positive_part(flat: np.ndarray, mask: np.ndarray | None, check_finite: bool) -> np.ndarray:
+    """``_positive_part``, each row sorted ascending. ``check_finite`` (no mask): the losses are sorted as
+    they are, checked at the ends (-inf first, +inf and NaN last) and their negative prefix set to 0."""
+    if not check_finite:
+        y = _positive_part(flat, mask)
+        y.sort(axis=1)  # ascending, in place
+        return y
+    y = np.sort(flat, axis=1)
+    if not (np.isfinite(y[:, 0]).all() and np.isfinite(y[:, -1]).all()):
+        raise not_finite()
+    for row in np.flatnonzero(y[:, 0] < 0):  # rows with negative losses: their prefix below 0
+        y[row, : np.searchsorted(y[row], y.dtype.type(0), side="right")] = 0  # -0.0 too, as np.maximum gives
+    return y
+
+
 def chunk_columns(rows: int, n: int) -> int:
     """Columns per block of a chunk of ``rows`` pools: about ``BLOCK_LOSSES`` losses per block,
     at least ``PAIRWISE_BLOCK`` columns (or the whole pools)."""
@@ -60,9 +75,11 @@ def chunk_columns(rows: int, n: int) -> int:
 
 
 def sort_pools(flat: np.ndarray, mask: np.ndarray | None, p: float, gamma: np.ndarray, tau: np.ndarray,
-               out: np.ndarray | None = None, value_wanted: bool = True):
+               out: np.ndarray | None = None, value_wanted: bool = True, check_finite: bool = False):
     """The sort path (finite p), chunk by chunk of pools: weights (``flat``'s dtype, into ``out`` if
     given), values, thresholds. ``value_wanted=False``: the values are NaN (their sums are not taken).
+    ``check_finite``: raise ``not_finite`` for a NaN or infinite loss in a pool; without a mask, from the
+    ends of each sorted chunk (NaN sorts last), with no pass of its own.
 
     Per chunk: a sorted copy of the positive losses in ``flat``'s dtype, passes over it block by
     block of columns (``chunk_columns``) that find the threshold, then one pass over ``flat`` that
@@ -72,13 +89,14 @@ def sort_pools(flat: np.ndarray, mask: np.ndarray | None, p: float, gamma: np.nd
     work = np.dtype(np.float64 if computes_in_float64(flat.dtype == np.float64, p) else np.float32)
     weights = np.empty((pools, n), dtype=flat.dtype) if out is None else out
     value, threshold = np.empty(pools), np.empty(pools)
+    if check_finite and mask is not None and not finite_in_pool(flat, mask):
+        raise not_finite()
     rows = chunk_rows(pools, n)
     width = chunk_columns(rows, n)
     for start in range(0, pools, rows):
         chunk = slice(start, start + rows)
         losses = flat[chunk], None if mask is None else mask[chunk]
-        y = _positive_part(*losses)
-        y.sort(axis=1)  # ascending, in place: in float64 the same values, since the conversion is exact
+        y = _sorted_positive_part(*losses, check_finite=check_finite and mask is None)
         if p == 1.0:
             value[chunk], threshold[chunk] = _p1_sorted(losses, y, gamma[chunk], tau[chunk], width, weights[chunk],
                                                         value_wanted)

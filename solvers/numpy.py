@@ -38,7 +38,8 @@ from ._numpy_closed_form import pinf_pools
 from ._numpy_select import select_pools
 from ._numpy_sort import sort_pools
 from ._policy import AUTO_SELECT_MIN_N, check_method
-from .problem import beyond_range, check_gamma, check_losses, check_p, check_pool_parameter, check_tau
+from .problem import (beyond_range, check_gamma, check_losses, check_p, check_pool_parameter, check_tau,
+                      finite_in_pool, not_finite)
 
 __all__ = ["lmp_weights", "lmp_value", "lmp_solve", "LMPResult"]
 
@@ -109,7 +110,7 @@ def _solve(losses, p, gamma, tau, mask, method, *, value_wanted: bool) -> LMPRes
     check_method(method)
     gamma = check_gamma(gamma)
     tau = check_tau(tau)
-    arr, mask = check_losses(losses, mask, finite=not math.isinf(p))  # p = inf: pinf_pools checks as it writes
+    arr, mask = check_losses(losses, mask, finite=False)  # each path below checks in a pass it makes anyway
     batch_shape, n = arr.shape[:-1], arr.shape[-1]
     gamma = check_pool_parameter(gamma, "gamma", batch_shape).reshape(-1)
     tau = check_pool_parameter(tau, "tau", batch_shape).reshape(-1)
@@ -124,8 +125,10 @@ def _solve(losses, p, gamma, tau, mask, method, *, value_wanted: bool) -> LMPRes
                                                  check_finite=True)
     elif method == "sort" or (method == "auto" and n < AUTO_SELECT_MIN_N):
         weights, value, threshold = sort_pools(arr.reshape(pools, n), flat_mask, p, gamma, tau,
-                                               value_wanted=value_wanted)
+                                               value_wanted=value_wanted, check_finite=True)
     else:
+        if not finite_in_pool(arr, mask):
+            raise not_finite()
         weights, value, threshold = select_pools(arr.reshape(pools, n), flat_mask, p, gamma, tau, value_wanted)
     weights = weights.reshape(arr.shape).astype(out_dtype, copy=False)
     if value_wanted:

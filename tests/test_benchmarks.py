@@ -18,7 +18,8 @@ def test_quick_benchmark_suite_writes_a_report(tmp_path):
     text = out.read_text()
     for word in ("Machine", "np.sort", "np.power", "numpy select", "torch select", "Batched", "Peak extra memory",
                  "one pool, all equal", "float16", "OHEM", "bisection", "torch.topk", "LossMaxPooling", "How the cost grows",
-                 "cvxpy", 'pool="global"', "Compiled kernels", "inductor", "np.full_like"):
+                 "cvxpy", 'pool="global"', "Compiled kernels", "inductor", "np.full_like",
+                 "compiled loops"):
         assert word in text
     assert (tmp_path / "benchmarks.png").exists()
     headings = [line.lower() for line in text.splitlines() if line.startswith("#")]
