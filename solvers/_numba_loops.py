@@ -6,7 +6,8 @@ comparisons on the same values; ``tests/test_numba_loops.py`` runs every loop ag
 
 * ``positive_fill``: ``p = inf``'s weights, ``cap`` on every positive loss, and whether every loss is
   finite, in the one pass where NumPy takes a finiteness check, a minimum and a write;
-* ``p1_split``: ``p = 1``'s selection pass, the losses inside a bracket gathered and those above it counted;
+* ``p1_split``: ``p = 1``'s selection pass, the losses inside a bracket gathered and those above it
+  counted, with the finiteness check;
 * ``p1_write``: ``p = 1``'s weights, ``tau`` above the threshold and ``share`` at it.
 
 They are used where ``fits`` says so: numba importable, ``LMP_THEORY_NUMBA`` not ``"0"``, and C-contiguous
@@ -16,6 +17,7 @@ stays the reference. ``benchmarks/run.py`` measures what the loops buy (``docs/b
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -58,37 +60,36 @@ def _positive_fill(flat, bits, abs_mask, cap, out):
     return largest
 
 
-_CHUNK = 32  # losses per chunk of _p1_split: its counts vectorise; measured fastest of 8 to 256 at 2^21
+_CHUNK = 64  # losses per chunk of _p1_split: one bit each in a 64-bit word (measured fastest of 8 to 256 at 2^21)
 
 
-def _p1_split(row, lo, hi, kept, want_sum):
-    over, size, over_sum = 0, 0, 0.0
+def _p1_split(row, bits, abs_mask, lo, hi, kept, want_sum):
+    over, size, over_sum, largest = 0, 0, 0.0, bits.dtype.type(0)
     whole = row.size - row.size % _CHUNK
     for start in range(0, whole, _CHUNK):
-        chunk_over, chunk_inside = np.int32(0), np.int32(0)
-        for i in range(start, start + _CHUNK):  # a fixed trip count: the counts vectorise
-            v = row[i]
+        chunk_over, inside = np.int32(0), np.uint64(0)
+        for j in range(_CHUNK):  # a fixed trip count: vectorised
+            v = row[start + j]
+            largest = max(largest, bits[start + j] & abs_mask)
             chunk_over += np.int32(v > hi)
-            chunk_inside += np.int32((v >= lo) & (v <= hi))
+            inside |= np.uint64((v >= lo) & (v <= hi)) << np.uint64(j)
         over += chunk_over
-        if chunk_inside:  # only the few chunks with a loss inside are gathered
-            size = _gather_inside(row, start, start + _CHUNK, lo, hi, kept, size)
+        while inside:  # one step per loss inside: its bit's position is the exponent of the lowest set bit
+            kept[size] = row[start + math.frexp(np.float64(inside & (~inside + np.uint64(1))))[1] - 1]
+            size += 1
+            inside &= inside - np.uint64(1)
     for i in range(whole, row.size):
-        over += row[i] > hi
-    size = _gather_inside(row, whole, row.size, lo, hi, kept, size)
+        v = row[i]
+        largest = max(largest, bits[i] & abs_mask)
+        over += v > hi
+        if (v >= lo) & (v <= hi):
+            kept[size] = v
+            size += 1
     if want_sum:
         for i in range(row.size):
             if row[i] > hi:
                 over_sum += row[i]
-    return over, size, over_sum
-
-
-def _gather_inside(row, start, stop, lo, hi, kept, size):
-    for i in range(start, stop):
-        v = row[i]
-        kept[size] = v  # branch-free: the next loss overwrites it unless it is inside
-        size += (v >= lo) & (v <= hi)
-    return size
+    return over, size, over_sum, largest
 
 
 def _p1_write(flat, t, tau, share, out):
@@ -100,7 +101,6 @@ def _p1_write(flat, t, tau, share, out):
             out[row, i] = above if v > cut else (at if v == cut else zero)
 
 
-_gather_inside = _compile(_gather_inside)  # called by _p1_split, so compiled first
 _positive_fill_loop, _p1_split_loop, _p1_write_loop = (_compile(f) for f in (_positive_fill, _p1_split, _p1_write))
 
 
@@ -113,12 +113,15 @@ def positive_fill(flat: np.ndarray, cap: np.ndarray, out: np.ndarray) -> bool:
     return bool(largest < infinity)
 
 
-def p1_split(row: np.ndarray, lo, hi, kept: np.ndarray, want_sum: bool) -> tuple[int, int, float]:
+def p1_split(row: np.ndarray, lo, hi, kept: np.ndarray, want_sum: bool) -> tuple[int, int, float, bool]:
     """One pass over ``row``: the losses in ``[lo, hi]`` copied, in order, to the start of ``kept`` (at least
-    ``row.size + 1`` long); returns how many lie above ``hi``, how many inside, and (if ``want_sum``) the
-    float64 sum of those above (sequential: it may differ from NumPy's pairwise sum in the last bits)."""
-    over, size, over_sum = _p1_split_loop(row, row.dtype.type(lo), row.dtype.type(hi), kept, want_sum)
-    return int(over), int(size), float(over_sum)
+    ``row.size`` long); returns how many lie above ``hi``, how many inside, (if ``want_sum``) the float64
+    sum of those above (sequential: it may differ from NumPy's pairwise sum in the last bits), and whether
+    every loss in ``row`` is finite."""
+    bits_dtype, abs_mask, infinity = _ABS_BITS[row.dtype]
+    over, size, over_sum, largest = _p1_split_loop(row, row.view(bits_dtype), bits_dtype(abs_mask), row.dtype.type(lo),
+                                                   row.dtype.type(hi), kept, want_sum)
+    return int(over), int(size), float(over_sum), bool(largest < infinity)
 
 
 def p1_write(flat: np.ndarray, t: np.ndarray, tau: np.ndarray, share: np.ndarray, out: np.ndarray) -> None:

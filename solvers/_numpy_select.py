@@ -42,7 +42,7 @@ from . import _numba_loops as numba_loops
 from ._numpy_capped import capped_count, prefix_log_sums
 from ._numpy_sort import sort_pools, tail_sum, write_p1_rows
 from ._policy import computes_in_float64
-from .problem import cap_count, conjugate, log_ratio
+from .problem import cap_count, conjugate, finite_in_pool, log_ratio, not_finite
 from .problem import exp_or_inf as _exp
 
 SAMPLE_MIN, SAMPLE_MAX = 4096, 16384  # the sample grows as n / 128 between these: a narrower bracket
@@ -59,10 +59,19 @@ SPARSE_LEVEL = 0.25
 class _Pool:
     """One pool: its losses ``row`` (their own dtype), ``mask`` (or None) and the work dtype."""
 
-    def __init__(self, row: np.ndarray, mask: np.ndarray | None, work: np.dtype):
+    def __init__(self, row: np.ndarray, mask: np.ndarray | None, work: np.dtype, unchecked: bool = False):
         self.row, self.mask, self.work = row, mask, work
         self.size = row.size if mask is None else int(np.count_nonzero(mask))
         self._buffer = np.empty(min(BLOCK, row.size), dtype=work)
+        self.unchecked = unchecked  # whether the pool's losses are still to be checked finite
+
+    def require_finite(self, finite: bool | None = None) -> None:
+        """Raise ``not_finite`` for a NaN or infinite loss in the pool, unless it was checked already;
+        ``finite``: the answer of a pass that checked it (otherwise the pool is checked here)."""
+        if self.unchecked:
+            if not (finite_in_pool(self.row, self.mask) if finite is None else finite):
+                raise not_finite()
+            self.unchecked = False
 
     def blocks(self):
         """``(columns, l+, smallest)`` per block: the positive parts in the work dtype, 0 outside the
@@ -112,25 +121,28 @@ def sample_size(n: int) -> int:
 
 
 def select_pools(flat: np.ndarray, mask: np.ndarray | None, p: float, gamma: np.ndarray, tau: np.ndarray,
-                 value_wanted: bool = True):
+                 value_wanted: bool = True, check_finite: bool = False):
     """Pool by pool with the selection core (finite p): weights (``flat``'s dtype), values, thresholds.
     ``value_wanted=False`` lets a pool's value be NaN where computing it would cost a pass.
+    ``check_finite``: raise ``not_finite`` for a NaN or infinite loss in a pool (at p = 1, in the
+    compiled bracket pass where it runs; otherwise in a pass of its own, before the pool is solved).
 
     Pools below ``SELECT_MIN_N`` losses take the sort path, vectorised over pools; so does a pool
     whose sampled bracket missed (into its own row of the weights).
     """
     pools, n = flat.shape
     if n < SELECT_MIN_N:
-        return sort_pools(flat, mask, p, gamma, tau, value_wanted=value_wanted)
+        return sort_pools(flat, mask, p, gamma, tau, value_wanted=value_wanted, check_finite=check_finite)
     work = np.dtype(np.float64 if computes_in_float64(flat.dtype == np.float64, p) else np.float32)
     weights = np.empty((pools, n), dtype=flat.dtype)
     value, threshold = np.zeros(pools), np.zeros(pools)
     for i in range(pools):
         rows = slice(i, i + 1)
-        pool = _Pool(flat[i], None if mask is None else mask[i], work)
+        pool = _Pool(flat[i], None if mask is None else mask[i], work, unchecked=check_finite)
         if p == 1.0:
             solved = _select_p1(pool, float(gamma[i]), float(tau[i]), weights[i], value_wanted)
         else:
+            pool.require_finite()
             solved = _select_holder(pool, p, float(gamma[i]), float(tau[i]), weights[i], value_wanted)
         if solved is None:  # the sampled bracket missed: the sort path for this pool
             _, value[rows], threshold[rows] = sort_pools(flat[rows], None if mask is None else mask[rows],
@@ -253,6 +265,8 @@ def _select_p1(pool: _Pool, gamma: float, tau: float, out: np.ndarray, value_wan
     m = float(p1_cap_count(gamma, tau))
     cut = math.floor(m)
     sample = pool.sample()
+    if sample.size and not (np.isfinite(sample[0]) and np.isfinite(sample[-1])):  # inf sorts first, NaN last
+        pool.require_finite()  # and raises
     t_lo, t_hi = _bracket(sample, cut + 0.5, pool.size)
     upper = _upper_side(sample, t_lo, t_hi)
     if t_lo > 0:
@@ -261,6 +275,7 @@ def _select_p1(pool: _Pool, gamma: float, tau: float, out: np.ndarray, value_wan
         solved = _p1_inside(pool, t_lo, inside_hi, gamma, tau, cut, out, value_wanted)
         if solved is not None:
             return solved
+    pool.require_finite()
     side = _collect(pool, t_lo, t_hi, upper)
     if side.positives <= m:
         return _all_capped(pool, tau, out)
@@ -315,17 +330,21 @@ def _p1_inside(pool: _Pool, t_lo: float, t_hi: float, gamma: float, tau: float, 
 
 def _p1_bracket_pass(pool: _Pool, lo, hi, value_wanted: bool):
     """The losses in ``[lo, hi]`` (``lo > 0``; in pool order, input dtype), the number of those above ``hi``
-    and their sum (0.0 unless ``value_wanted``): one pass, compiled where ``numba_loops.fits``."""
+    and their sum (0.0 unless ``value_wanted``): one pass, compiled where ``numba_loops.fits`` (the pool's
+    finiteness check, ``require_finite``, then comes from the same pass)."""
     block = min(BLOCK, pool.row.size)
     buffer = np.empty(block, pool.work)
     kept, rest, rest_sum = [], 0, 0.0
     if pool.mask is None and pool.row.dtype == pool.work and numba_loops.fits(pool.row):
+        every_finite = True
         for start in range(0, pool.row.size, BLOCK):  # its buffer is one block
-            count, size, block_sum = numba_loops.p1_split(pool.row[start: start + BLOCK], lo, hi, buffer,
-                                                          value_wanted)
-            rest, rest_sum = rest + count, rest_sum + block_sum
+            count, size, block_sum, finite = numba_loops.p1_split(pool.row[start: start + BLOCK], lo, hi, buffer,
+                                                                  value_wanted)
+            rest, rest_sum, every_finite = rest + count, rest_sum + block_sum, every_finite and finite
             kept.append(buffer[:size].copy())
+        pool.require_finite(every_finite)
         return np.concatenate(kept), rest, rest_sum
+    pool.require_finite()
     inside, over = np.empty(block, dtype=bool), np.empty(block, dtype=bool)
     for cols, lp, _ in pool.blocks():
         size = lp.size

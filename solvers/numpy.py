@@ -22,7 +22,9 @@ $\min(\gamma, \tau)$ to every positive loss.
 Two paths find ``k`` and $t^*$ (``method``): sorting, vectorised over chunks of pools
 (``solvers._numpy_sort``, $O(n \log n)$), and selection from a sampled bracket, pool
 by pool (``solvers._numpy_select``, expected $O(n)$: two passes over blocks of the pool). Both compute
-their powers in float32 where ``p`` allows (``solvers._policy``). ``p`` may be as close to 1 as
+their powers in float32 where ``p`` allows (``solvers._policy``). Where numba is installed (the ``fast``
+extra), a few passes at ``p = 1`` and ``p = inf`` run as compiled loops (``solvers._numba_loops``) that
+give the same weights. ``p`` may be as close to 1 as
 ``1 + 1e-15`` and as large as ``1e6``, the losses may span ``1e-300`` to ``1e300``; weights come back in
 the input's floating dtype.
 """
@@ -38,8 +40,7 @@ from ._numpy_closed_form import pinf_pools
 from ._numpy_select import select_pools
 from ._numpy_sort import sort_pools
 from ._policy import AUTO_SELECT_MIN_N, check_method
-from .problem import (beyond_range, check_gamma, check_losses, check_p, check_pool_parameter, check_tau,
-                      finite_in_pool, not_finite)
+from .problem import beyond_range, check_gamma, check_losses, check_p, check_pool_parameter, check_tau
 
 __all__ = ["lmp_weights", "lmp_value", "lmp_solve", "LMPResult"]
 
@@ -127,9 +128,8 @@ def _solve(losses, p, gamma, tau, mask, method, *, value_wanted: bool) -> LMPRes
         weights, value, threshold = sort_pools(arr.reshape(pools, n), flat_mask, p, gamma, tau,
                                                value_wanted=value_wanted, check_finite=True)
     else:
-        if not finite_in_pool(arr, mask):
-            raise not_finite()
-        weights, value, threshold = select_pools(arr.reshape(pools, n), flat_mask, p, gamma, tau, value_wanted)
+        weights, value, threshold = select_pools(arr.reshape(pools, n), flat_mask, p, gamma, tau, value_wanted,
+                                                 check_finite=True)
     weights = weights.reshape(arr.shape).astype(out_dtype, copy=False)
     if value_wanted:
         too_large = ~(np.abs(value) <= np.finfo(out_dtype).max)

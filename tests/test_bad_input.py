@@ -296,21 +296,22 @@ def test_bad_paper_parameters_are_named(kwargs, exc, words):
 @pytest.mark.parametrize("method", ["sort", "select", "auto"])
 @pytest.mark.parametrize("p", [1.0, 1.7, np.inf])
 @pytest.mark.parametrize("bad", [np.nan, -np.nan, np.inf, -np.inf])
-def test_every_path_finds_a_non_finite_loss_in_any_pool(method, p, bad):
+@pytest.mark.parametrize("gamma", [30.0, 1e6])  # 1e6: every loss capped (the selection's bracket starts at 0)
+def test_every_path_finds_a_non_finite_loss_in_any_pool(method, p, bad, gamma):
     """Each path checks finiteness in a pass of its own (the sort path at the ends of its sorted rows):
     a bad loss anywhere in any pool is found, one outside the mask is not looked at, and negative losses
     (which the sort path clears after sorting) give what their positive parts give."""
     x = np.random.default_rng(5).exponential(size=(3, 20_000)) - 0.3
-    clean = lmp_np.lmp_solve(x, p, 30.0, 0.01, method=method)
-    np.testing.assert_array_equal(clean.weights, lmp_np.lmp_weights(np.maximum(x, 0), p, 30.0, 0.01, method=method))
+    clean = lmp_np.lmp_solve(x, p, gamma, 0.01, method=method)
+    np.testing.assert_array_equal(clean.weights, lmp_np.lmp_weights(np.maximum(x, 0), p, gamma, 0.01, method=method))
     for row, col in [(0, 0), (2, 19_999), (1, 7_777)]:
         bad_x = x.copy()
         bad_x[row, col] = bad
         with pytest.raises(ValueError, match="losses must be finite"):
-            lmp_np.lmp_weights(bad_x, p, 30.0, 0.01, method=method)
+            lmp_np.lmp_weights(bad_x, p, gamma, 0.01, method=method)
         mask = np.ones(x.shape, dtype=bool)
         mask[row, col] = False
-        masked = lmp_np.lmp_solve(bad_x, p, 30.0, 0.01, mask=mask, method=method)
-        expected = lmp_np.lmp_solve(np.where(mask, x, 0.0), p, 30.0, 0.01, method=method)
+        masked = lmp_np.lmp_solve(bad_x, p, gamma, 0.01, mask=mask, method=method)
+        expected = lmp_np.lmp_solve(np.where(mask, x, 0.0), p, gamma, 0.01, method=method)
         np.testing.assert_array_equal(masked.weights, expected.weights)
         np.testing.assert_array_equal(masked.threshold, expected.threshold)

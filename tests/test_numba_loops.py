@@ -4,6 +4,9 @@ around its chunk), and the solvers with and without the loops (same weights and 
 sum's rounding, same errors)."""
 
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -12,6 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from solvers import _numba_loops as loops
+from solvers import _numpy_select
 from solvers import numpy as lmp_np
 
 pytest.importorskip("numba")
@@ -44,6 +48,14 @@ def test_fits_only_contiguous_float32_and_float64(monkeypatch):
     assert not loops.fits(x)
 
 
+def test_the_environment_variable_turns_the_loops_off():
+    code = "import solvers._numba_loops as loops; print(loops.ENABLED)"
+    for value, expected in (("0", "False"), ("1", "True")):
+        env = {**os.environ, "LMP_THEORY_NUMBA": value}
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+        assert run.stdout.strip() == expected, run.stderr
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("bad", [None, math.nan, -math.nan, math.inf, -math.inf])
 def test_positive_fill_is_cap_on_positives_and_reports_finiteness(dtype, bad):
@@ -70,7 +82,8 @@ def test_p1_split_gathers_the_bracket_and_counts_above(dtype, n, want_sum):
     for lo, hi in [(1.0, 1.0), (2 / 3, 2.0), (1e-3, np.inf), (5.0, 4.0), (np.finfo(dtype).smallest_subnormal, 0.5)]:
         lo, hi = dtype(lo), dtype(hi)
         kept = np.full(max(n, 1), np.nan, dtype=dtype)
-        over, size, over_sum = loops.p1_split(row, lo, hi, kept, want_sum)
+        over, size, over_sum, finite = loops.p1_split(row, lo, hi, kept, want_sum)
+        assert finite
         inside = (row >= lo) & (row <= hi)
         np.testing.assert_array_equal(kept[:size], row[inside])  # in pool order
         assert over == np.count_nonzero(row > hi)
@@ -78,12 +91,14 @@ def test_p1_split_gathers_the_bracket_and_counts_above(dtype, n, want_sum):
         assert over_sum == pytest.approx(expected_sum, rel=1e-12, abs=0.0)
 
 
-@settings(max_examples=60, deadline=None)
-@given(hnp.arrays(np.float32, st.integers(0, 200), elements=st.floats(-2, 4, width=32, allow_subnormal=True)),
+@settings(max_examples=80, deadline=None)
+@given(hnp.arrays(np.float32, st.integers(0, 200), elements=st.floats(-2, 4, width=32, allow_subnormal=True)
+                  | st.sampled_from([np.nan, np.inf, -np.inf, -0.0])),
        st.floats(0, 3, width=32), st.floats(0, 3, width=32))
 def test_p1_split_property(row, lo, hi):
     kept = np.empty(max(row.size, 1), dtype=np.float32)
-    over, size, _ = loops.p1_split(row, lo, hi, kept, False)
+    over, size, _, finite = loops.p1_split(row, lo, hi, kept, False)
+    assert finite == bool(np.isfinite(row).all())
     assert over == np.count_nonzero(row > np.float32(hi))
     np.testing.assert_array_equal(kept[:size], row[(row >= np.float32(lo)) & (row <= np.float32(hi))])
 
@@ -143,3 +158,12 @@ def test_p_inf_rejects_non_finite_losses_with_and_without_the_loops(dtype, bad, 
             lmp_np.lmp_weights(x, math.inf, 1.0, 0.5)
         np.testing.assert_array_equal(lmp_np.lmp_weights(x, math.inf, 1.0, 0.5, mask=mask), 0.5 * mask)
         numpy_only()
+
+
+@pytest.mark.parametrize("start", [10, 70_000, 3 * 2**16 - 200])  # in the first, a middle and the last block
+def test_the_compiled_bracket_pass_checks_every_block(start):
+    x = np.random.default_rng(2).exponential(size=3 * 2**16).astype(np.float32)
+    sampled = set(_numpy_select._sample_index(x.size).tolist())  # checked before the pass: avoided here
+    x[next(i for i in range(start, x.size) if i not in sampled)] = np.nan
+    with pytest.raises(ValueError, match="losses must be finite"):
+        lmp_np.lmp_weights(x, 1.0, 300.0, 0.01, method="select")
