@@ -22,13 +22,15 @@ import os
 
 import numpy as np
 
-try:
-    import numba
-except ImportError:  # the extra is not installed: the NumPy code runs
-    numba = None
+numba = None
+if os.environ.get("LMP_THEORY_NUMBA", "1") != "0":  # "0": not even imported
+    try:
+        import numba
+    except ImportError:  # the extra is not installed: the NumPy code runs
+        pass
 
 # Read at every call (benchmarks and tests switch it): False runs the NumPy code only.
-ENABLED = numba is not None and os.environ.get("LMP_THEORY_NUMBA", "1") != "0"
+ENABLED = numba is not None
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _ABS_BITS = {np.dtype(np.float32): (np.uint32, 0x7FFFFFFF, 0x7F800000),
