@@ -8,7 +8,9 @@ comparisons on the same values; ``tests/test_numba_loops.py`` runs every loop ag
   finite, in the one pass where NumPy takes a finiteness check, a minimum and a write;
 * ``p1_split``: ``p = 1``'s selection pass, the losses inside a bracket gathered and those above it
   counted, with the finiteness check;
-* ``p1_write``: ``p = 1``'s weights, ``tau`` above the threshold and ``share`` at it.
+* ``p1_write``: ``p = 1``'s weights, ``tau`` above the threshold and ``share`` at it;
+* ``upper_pass`` and ``product_sum``: the selection path's first pass at ``1 < p < inf`` around NumPy's
+  power (the ratios to the bracket's end, the kept losses and the finiteness check; then the power sum).
 
 They are used where ``fits`` says so: numba importable, ``LMP_THEORY_NUMBA`` not ``"0"``, and C-contiguous
 float32 or float64 arrays. Everything else (and every call without numba) takes the NumPy code, which
@@ -94,6 +96,45 @@ def _p1_split(row, bits, abs_mask, lo, hi, kept, want_sum):
     return over, size, over_sum, largest
 
 
+def _upper_pass(row, bits, abs_mask, lo, ratio, kept, index, start):
+    positives, size = 0, 0
+    largest, smallest = bits.dtype.type(0), ~bits.dtype.type(0)  # |l| as bits; the least l+ as bits (>= 0: ordered)
+    zero = row.dtype.type(0)
+    whole = row.size - row.size % _CHUNK
+    for first in range(0, whole, _CHUNK):
+        chunk_positives, above = np.int32(0), np.uint64(0)
+        for j in range(_CHUNK):  # a fixed trip count: vectorised
+            v = row[first + j]
+            largest = max(largest, bits[first + j] & abs_mask)
+            smallest = min(smallest, bits[first + j] if v > zero else bits.dtype.type(0))
+            chunk_positives += np.int32(v > zero)
+            ratio[first + j] = min(max(v, zero), lo) / lo
+            above |= np.uint64(v > lo) << np.uint64(j)
+        positives += chunk_positives
+        while above:  # as in _p1_split
+            j = math.frexp(np.float64(above & (~above + np.uint64(1))))[1] - 1
+            kept[size], index[size] = row[first + j], start + first + j
+            size += 1
+            above &= above - np.uint64(1)
+    for i in range(whole, row.size):
+        v = row[i]
+        largest = max(largest, bits[i] & abs_mask)
+        smallest = min(smallest, bits[i] if v > zero else bits.dtype.type(0))
+        positives += v > zero
+        ratio[i] = min(max(v, zero), lo) / lo
+        if v > lo:
+            kept[size], index[size] = v, start + i
+            size += 1
+    return positives, size, smallest, largest
+
+
+def _product_sum(a, b):
+    total = 0.0
+    for i in range(a.size):
+        total += np.float64(a[i] * b[i])  # the product rounded in the arrays' dtype, as np.multiply gives
+    return total
+
+
 def _p1_write(flat, t, tau, share, out):
     zero = out.dtype.type(0)
     for row in range(flat.shape[0]):
@@ -103,7 +144,10 @@ def _p1_write(flat, t, tau, share, out):
             out[row, i] = above if v > cut else (at if v == cut else zero)
 
 
-_positive_fill_loop, _p1_split_loop, _p1_write_loop = (_compile(f) for f in (_positive_fill, _p1_split, _p1_write))
+_positive_fill_loop, _p1_split_loop, _p1_write_loop, _upper_pass_loop = (
+    _compile(f) for f in (_positive_fill, _p1_split, _p1_write, _upper_pass))
+# reassociation lets the sum run in several lanes: the same terms, summed in another order than np.sum's
+_product_sum_loop = numba.njit(nogil=True, cache=True, fastmath={"reassoc"})(_product_sum) if numba else None
 
 
 def positive_fill(flat: np.ndarray, cap: np.ndarray, out: np.ndarray) -> bool:
@@ -131,3 +175,21 @@ def p1_write(flat: np.ndarray, t: np.ndarray, tau: np.ndarray, share: np.ndarray
     ``tau`` and ``share`` per row, in ``flat``'s dtype)."""
     as_rows = (np.ascontiguousarray(np.ravel(v), dtype=flat.dtype) for v in (t, tau, share))
     _p1_write_loop(flat, *as_rows, out)
+
+
+def upper_pass(row: np.ndarray, lo, ratio: np.ndarray, kept: np.ndarray, index: np.ndarray, start: int):
+    """The selection path's first pass over a block ``row`` of a pool (upper side, ``lo = t_lo > 0``):
+    ``ratio = min(l+, lo) / lo`` (in ``row``'s dtype, as NumPy's minimum and divide give), the losses above
+    ``lo`` and their positions (``start`` + their place in ``row``) at the start of ``kept`` and ``index``;
+    returns the number of positive losses, the number kept, the least ``l+`` and whether every loss is finite."""
+    bits_dtype, abs_mask, infinity = _ABS_BITS[row.dtype]
+    positives, size, smallest, largest = _upper_pass_loop(row, row.view(bits_dtype), bits_dtype(abs_mask),
+                                                          row.dtype.type(lo), ratio, kept, index, start)
+    least = np.array(smallest, dtype=bits_dtype).view(row.dtype)[()]
+    return int(positives), int(size), least, bool(largest < infinity)
+
+
+def product_sum(a: np.ndarray, b: np.ndarray) -> float:
+    """``sum(a * b)``, each product rounded in the arrays' dtype and summed in float64 (in another order
+    than ``np.sum``: the last bits may differ)."""
+    return float(_product_sum_loop(a, b))

@@ -100,7 +100,10 @@ class _Pool:
         index = _sample_index(n)
         if self.mask is not None:
             index = index[self.mask[index]]
-        return -np.sort(-np.maximum(self.row[index].astype(np.float64), 0.0))
+        sample = -np.sort(-np.maximum(self.row[index].astype(np.float64), 0.0))
+        if self.unchecked and sample.size and not (np.isfinite(sample[0]) and np.isfinite(sample[-1])):
+            self.require_finite()  # inf sorts first, NaN last: raises before the sample is used
+        return sample
 
 
 @functools.lru_cache(maxsize=16)
@@ -124,8 +127,9 @@ def select_pools(flat: np.ndarray, mask: np.ndarray | None, p: float, gamma: np.
                  value_wanted: bool = True, check_finite: bool = False):
     """Pool by pool with the selection core (finite p): weights (``flat``'s dtype), values, thresholds.
     ``value_wanted=False`` lets a pool's value be NaN where computing it would cost a pass.
-    ``check_finite``: raise ``not_finite`` for a NaN or infinite loss in a pool (at p = 1, in the
-    compiled bracket pass where it runs; otherwise in a pass of its own, before the pool is solved).
+    ``check_finite``: raise ``not_finite`` for a NaN or infinite loss in a pool, before the pool's losses
+    are used beyond its sample (whose ends are checked): in the compiled first pass where it runs,
+    otherwise in a pass of its own (``_Pool.require_finite``).
 
     Pools below ``SELECT_MIN_N`` losses take the sort path, vectorised over pools; so does a pool
     whose sampled bracket missed (into its own row of the weights).
@@ -142,7 +146,6 @@ def select_pools(flat: np.ndarray, mask: np.ndarray | None, p: float, gamma: np.
         if p == 1.0:
             solved = _select_p1(pool, float(gamma[i]), float(tau[i]), weights[i], value_wanted)
         else:
-            pool.require_finite()
             solved = _select_holder(pool, p, float(gamma[i]), float(tau[i]), weights[i], value_wanted)
         if solved is None:  # the sampled bracket missed: the sort path for this pool
             _, value[rows], threshold[rows] = sort_pools(flat[rows], None if mask is None else mask[rows],
@@ -190,6 +193,9 @@ def _collect(pool: _Pool, t_lo: float, t_hi: float, upper: bool, q: float | None
     $(\min(l^+, t_{lo}) / t_{lo})^{q-1}$, which the weights of the losses below ``t_lo`` are a multiple
     of: then the power sum is its product with the ratio, and no second power pass is needed.
     """
+    if powers is not None and pool.mask is None and pool.row.dtype == pool.work and numba_loops.fits(pool.row, powers):
+        return _collect_upper_compiled(pool, t_lo, q, powers)
+    pool.require_finite()
     kept, index, positives, at_end, power_sum, top, total = [], [], 0, 0, 0.0, 0.0, 0.0
     lo, hi = pool.work.type(t_lo), pool.work.type(t_hi)
     end = lo if upper else hi
@@ -244,6 +250,32 @@ def _collect(pool: _Pool, t_lo: float, t_hi: float, upper: bool, q: float | None
                  top, total)
 
 
+def _collect_upper_compiled(pool: _Pool, t_lo: float, q: float, powers: np.ndarray) -> _Side:
+    """``_collect`` on the upper side with ``powers`` (``t_lo > 0``, no mask, the pool in the work dtype),
+    its pass compiled around NumPy's power (``numba_loops.upper_pass``, ``product_sum``): the same side,
+    the power sum to a sum's rounding, and the pool's finiteness check from the same pass."""
+    n, lo = pool.row.size, pool.work.type(t_lo)
+    block = min(BLOCK, n)
+    ratio, kept_buffer = np.empty(block, dtype=pool.work), np.empty(block, dtype=pool.row.dtype)
+    index_buffer = np.empty(block, dtype=np.int32 if n < 2**31 else np.int64)
+    kept, index, positives, power_sum = [], [], 0, 0.0
+    with np.errstate(under="ignore"):
+        for start in range(0, n, BLOCK):
+            row = pool.row[start: start + BLOCK]
+            r = ratio[: row.size]
+            count, size, smallest, finite = numba_loops.upper_pass(row, lo, r, kept_buffer, index_buffer, start)
+            if not finite:
+                pool.require_finite(False)  # raises
+            u = powers[start: start + row.size]
+            _ratio_power(r, row, t_lo, q - 1.0, out=u, smallest=smallest)  # row > 0 where l+ > 0
+            power_sum += numba_loops.product_sum(r, u)
+            positives += count
+            kept.append(kept_buffer[:size].copy())
+            index.append(index_buffer[:size].copy())
+    pool.require_finite(True)
+    return _Side(np.concatenate(kept), np.concatenate(index), positives, 0, power_sum, 0.0, 0.0)
+
+
 def _ratio_power(ratio: np.ndarray, lp: np.ndarray, scale: float, exponent: float, out: np.ndarray,
                  smallest=None) -> None:
     """``out = ratio ** exponent`` for ``ratio = min(lp, scale) / scale``; ratios that underflow (tiny
@@ -265,8 +297,6 @@ def _select_p1(pool: _Pool, gamma: float, tau: float, out: np.ndarray, value_wan
     m = float(p1_cap_count(gamma, tau))
     cut = math.floor(m)
     sample = pool.sample()
-    if sample.size and not (np.isfinite(sample[0]) and np.isfinite(sample[-1])):  # inf sorts first, NaN last
-        pool.require_finite()  # and raises
     t_lo, t_hi = _bracket(sample, cut + 0.5, pool.size)
     upper = _upper_side(sample, t_lo, t_hi)
     if t_lo > 0:
@@ -275,7 +305,6 @@ def _select_p1(pool: _Pool, gamma: float, tau: float, out: np.ndarray, value_wan
         solved = _p1_inside(pool, t_lo, inside_hi, gamma, tau, cut, out, value_wanted)
         if solved is not None:
             return solved
-    pool.require_finite()
     side = _collect(pool, t_lo, t_hi, upper)
     if side.positives <= m:
         return _all_capped(pool, tau, out)
