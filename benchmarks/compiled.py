@@ -5,7 +5,8 @@ sum below the bracket, the powers the weights are a multiple of, the counts, the
 NumPy runs it as about ten ufunc passes per block. Here the same pass is timed against one fused
 loop: ``torch.compile`` (inductor, which generates C++ on CPU) of the pass without the gather, and
 numba (``fastmath``) where it is installed (the ``fast`` extra). Neither was faster on the machines
-measured, so the solvers compile only the loops of p = 1 and p = inf (``solvers._numba_loops``).
+measured (their powers are scalar), so the solvers' compiled pass (``solvers._numba_loops.upper_pass``)
+keeps NumPy's power and compiles only what is around it.
 """
 
 from __future__ import annotations

@@ -142,10 +142,12 @@ def _numba_section(res) -> list[str]:
     if not rows:
         return ["## The fast extra's compiled loops", "",
                 "numba is not installed (or `LMP_THEORY_NUMBA=0`) in this run: every figure is plain NumPy.", ""]
-    return ["## The fast extra's compiled loops (p = 1 and p = inf, median ms)", "",
-            "With numba installed (`pip install \"lmp-theory[fast]\"`), three loops of the NumPy solvers are compiled:",
-            "p = inf's weights with the finiteness check, p = 1's bracket pass and p = 1's weights (`solvers._numba_loops`).",
-            "Each row times the same call with them and with `LMP_THEORY_NUMBA=0`'s plain NumPy, in the same rounds.", "",
+    return ["## The fast extra's compiled loops (median ms)", "",
+            "With numba installed (`pip install \"lmp-theory[fast]\"`), these passes of the NumPy solvers are compiled",
+            "(`solvers._numba_loops`): p = inf's weights; p = 1's bracket pass and weights; and at 1 < p < inf the",
+            "selection path's first pass around NumPy's power (ratios, kept losses, power sum). Each checks the losses",
+            "finite as it reads them. Each row times the same call with them and with plain NumPy",
+            "(`LMP_THEORY_NUMBA=0`), in the same rounds.", "",
             "| case | p | method | with the loops | plain NumPy | speed-up |", "|---|---:|---|---:|---:|---:|"] + rows + [""]
 
 
@@ -158,7 +160,8 @@ def _compiled_section(res) -> list[str]:
              "losses: about ten NumPy passes per block). Here it is timed against the same pass fused into one",
              "loop, by `torch.compile` (inductor: C++ on CPU, with Torch, nothing to install) and by numba",
              "(`fastmath`; the fast extra, about 210 MB with llvmlite, when it is installed). Neither fused pass",
-             "is faster here, so the solvers keep NumPy's pass at 1 < p < inf.", "",
+             "is faster here: their powers are scalar. The solvers' compiled pass (above) therefore keeps NumPy's",
+             "power and compiles what is around it.", "",
              "| pass | ms | / NumPy's pass | compile s |", "|---|---:|---:|---:|"]
     lines += [f"| {r['contender']} | {r['ms']:.3g} | {r['over_numpy']:.2f} | "
               f"{'' if math.isnan(r['compile_s']) else format(r['compile_s'], '.2g')} |" for r in rows]
@@ -200,8 +203,9 @@ def write_report(res, out: Path) -> None:
               "power pass `np.power(l, 0.7)`, the least a `p > 1` solver reads and computes; `p = 1.001` needs",
               "float64 work for float32 input, and there the passes compute powers only for the losses whose",
               "powers count (the rest are below the sum's rounding or round to a zero weight). Where the machine",
-              "line names numba, p = 1 and p = inf run the fast extra's compiled loops (plain NumPy against them",
-              "below); everything else is plain NumPy (and Torch). Ratios to",
+              "line names numba, a few passes run as the fast extra's compiled loops (p = 1 and p = inf, and the",
+              "selection path's first pass at 1 < p < inf; plain NumPy against them below); the rest is NumPy",
+              "(and Torch). Ratios to",
               "`np.sort` depend on the CPU: with AVX-512 (see",
               "the machine line) NumPy sorts floats with vectorised kernels (x86-simd-sort).", ""]
     if has_plot:

@@ -108,7 +108,7 @@ def _solvers(x, p, gamma, tau, forced: bool) -> dict:
     for method in ("sort", "select") if forced else ():
         out[f"numpy {method}"] = lambda m=method: lmp_np.lmp_weights(x, p, gamma, tau, method=m)
         out[f"torch {method}"] = lambda m=method: lmp_torch.lmp_weights(tx, p, gamma, tau, method=m, check_finite=False)
-    if numba_loops.ENABLED and p in (1.0, math.inf):  # what the fast extra's loops buy, in the same rounds
+    if numba_loops.ENABLED and p in (1.0, 1.7, math.inf):  # what the fast extra's loops buy, in the same rounds
         for method in ("auto", "sort") if forced and p == 1.0 else ("auto",):
             out[f"numpy {method}, {NUMBA_OFF}"] = lambda m=method: _numba_off(lmp_np.lmp_weights, x, p, gamma, tau,
                                                                               method=m)

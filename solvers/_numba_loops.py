@@ -1,8 +1,9 @@
 """Fused loops compiled with numba (the optional ``fast`` extra): passes NumPy needs several ufuncs for.
 
 Each loop replaces a few whole-array NumPy operations in the solvers with one pass that reads every
-loss once and writes its weight, and each gives exactly what those operations give (the same
-comparisons on the same values; ``tests/test_numba_loops.py`` runs every loop against its NumPy twin):
+loss once, and gives what those operations give: the same comparisons and roundings on the same
+values, except ``product_sum``, which adds the same terms in another order
+(``tests/test_numba_loops.py`` runs every loop against its NumPy twin):
 
 * ``positive_fill``: ``p = inf``'s weights, ``cap`` on every positive loss, and whether every loss is
   finite, in the one pass where NumPy takes a finiteness check, a minimum and a write;

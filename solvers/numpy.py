@@ -23,8 +23,8 @@ Two paths find ``k`` and $t^*$ (``method``): sorting, vectorised over chunks of 
 (``solvers._numpy_sort``, $O(n \log n)$), and selection from a sampled bracket, pool
 by pool (``solvers._numpy_select``, expected $O(n)$: two passes over blocks of the pool). Both compute
 their powers in float32 where ``p`` allows (``solvers._policy``). Where numba is installed (the ``fast``
-extra), a few passes at ``p = 1`` and ``p = inf`` run as compiled loops (``solvers._numba_loops``) that
-give the same weights. ``p`` may be as close to 1 as
+extra), a few passes run as compiled loops (``solvers._numba_loops``): the same weights at ``p = 1``
+and ``p = inf``, the same to a sum's rounding at ``1 < p < inf``. ``p`` may be as close to 1 as
 ``1 + 1e-15`` and as large as ``1e6``, the losses may span ``1e-300`` to ``1e300``; weights come back in
 the input's floating dtype.
 """
