@@ -68,6 +68,11 @@ def _positive_fill(flat, bits, abs_mask, cap, out):
 _CHUNK = 64  # losses per chunk of _p1_split: one bit each in a 64-bit word (measured fastest of 8 to 256 at 2^21)
 
 
+def _lowest_bit(word):
+    """The position of the lowest set bit of a non-zero 64-bit ``word``: the exponent of that bit's value."""
+    return math.frexp(np.float64(word & (~word + np.uint64(1))))[1] - 1
+
+
 def _p1_split(row, bits, abs_mask, lo, hi, kept, want_sum):
     over, size, over_sum, largest = 0, 0, 0.0, bits.dtype.type(0)
     whole = row.size - row.size % _CHUNK
@@ -79,8 +84,8 @@ def _p1_split(row, bits, abs_mask, lo, hi, kept, want_sum):
             chunk_over += np.int32(v > hi)
             inside |= np.uint64((v >= lo) & (v <= hi)) << np.uint64(j)
         over += chunk_over
-        while inside:  # one step per loss inside: its bit's position is the exponent of the lowest set bit
-            kept[size] = row[start + math.frexp(np.float64(inside & (~inside + np.uint64(1))))[1] - 1]
+        while inside:  # one step per loss inside
+            kept[size] = row[start + _lowest_bit(inside)]
             size += 1
             inside &= inside - np.uint64(1)
     for i in range(whole, row.size):
@@ -112,8 +117,8 @@ def _upper_pass(row, bits, abs_mask, lo, ratio, kept, index, start):
             ratio[first + j] = min(max(v, zero), lo) / lo
             above |= np.uint64(v > lo) << np.uint64(j)
         positives += chunk_positives
-        while above:  # as in _p1_split
-            j = math.frexp(np.float64(above & (~above + np.uint64(1))))[1] - 1
+        while above:  # one step per loss above
+            j = _lowest_bit(above)
             kept[size], index[size] = row[first + j], start + first + j
             size += 1
             above &= above - np.uint64(1)
@@ -145,6 +150,7 @@ def _p1_write(flat, t, tau, share, out):
             out[row, i] = above if v > cut else (at if v == cut else zero)
 
 
+_lowest_bit = _compile(_lowest_bit)  # called by the loops below, so compiled first
 _positive_fill_loop, _p1_split_loop, _p1_write_loop, _upper_pass_loop = (
     _compile(f) for f in (_positive_fill, _p1_split, _p1_write, _upper_pass))
 # reassociation lets the sum run in several lanes: the same terms, summed in another order than np.sum's
