@@ -75,7 +75,8 @@ def pinf_pools(flat: np.ndarray, mask, gamma, tau, value_wanted: bool = True, ch
 
 def p1_cap_count(gamma, tau):
     """p = 1: the cap count $m = \\gamma / \\tau$ exactly (one division; 0 for ``tau = inf``)."""
-    return np.where(np.isinf(tau), 0.0, np.divide(gamma, tau))
+    with np.errstate(over="ignore"):  # gamma / tau beyond float64: inf, room for every loss at the cap
+        return np.where(np.isinf(tau), 0.0, np.divide(gamma, tau))
 
 
 def p1_share(gamma, tau, above, tied):
@@ -142,6 +143,20 @@ def power(r: np.ndarray, exponent: float, out: np.ndarray, floor: float | None =
         return np.exp(out, out=out)
 
 
+def scale_weights(w: np.ndarray, coef) -> None:
+    """``w *= coef`` for ``w >= 0`` and ``coef >= 0`` (float64, scalar or broadcastable), rounded once to ``w``'s
+    dtype. A ``coef`` beyond that dtype's range (gamma above float32's largest, say) is applied in float64,
+    so that only products beyond the range become inf, and a ``coef`` of inf keeps 0 at 0 (not NaN)."""
+    coef = np.asarray(coef, dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if w.dtype != np.float64 and (coef > np.finfo(w.dtype).max).any():
+            np.multiply(w, coef, out=w, dtype=np.float64, casting="unsafe")
+        else:
+            np.multiply(w, coef.astype(w.dtype), out=w)
+    if np.isinf(coef).any():
+        np.nan_to_num(w, copy=False, nan=0.0, posinf=np.inf)
+
+
 def negligible_log(coef, dtype) -> float:
     """A ``floor`` for ``power`` whose results are multiplied by ``coef`` (>= 0) and stored in ``dtype``:
     a result below ``exp(floor)`` gives a product under half the smallest subnormal, which rounds to 0."""
@@ -166,7 +181,9 @@ def capped_power_weights(x: np.ndarray, ref, coef, q: float, tau, out: np.ndarra
     a maximum with ``tau`` times ``x > ref`` (pools without a cap have nothing above ``ref``).
     """
     dtype = x.dtype
-    ref, coef, tau = (np.asarray(v, dtype=np.float64).astype(dtype) for v in (ref, coef, tau))
+    coef_wide = np.asarray(coef, dtype=np.float64)  # may exceed dtype's range (scale_weights)
+    with np.errstate(over="ignore"):
+        ref, coef, tau = (np.asarray(v, dtype=np.float64).astype(dtype) for v in (ref, coef, tau))
     w = np.empty_like(x) if out is None else out
     with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
         np.divide(x, ref, out=w)
@@ -174,7 +191,7 @@ def capped_power_weights(x: np.ndarray, ref, coef, q: float, tau, out: np.ndarra
         if w.size and w.min() < np.finfo(dtype).tiny:  # zeros, or ratios that underflow
             tiny = (w < np.finfo(dtype).tiny) & (x > 0)
         power(w, q - 1.0, out=w, floor=negligible_log(coef, dtype if stored is None else stored))
-        np.multiply(w, coef, out=w)
+        scale_weights(w, coef_wide)
         if tiny is not None and tiny.any():  # only the tiny ratios go through logs
             x_tiny, ref_tiny = x[tiny], np.broadcast_to(ref, x.shape)[tiny]
             w[tiny] = np.broadcast_to(coef, x.shape)[tiny] * np.exp((q - 1.0) * log_ratio(x_tiny, ref_tiny)).astype(dtype)

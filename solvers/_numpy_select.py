@@ -37,6 +37,7 @@ from ._numpy_closed_form import (
     p1_cap_count,
     p1_share,
     power,
+    scale_weights,
 )
 from . import _numba_loops as numba_loops
 from ._numpy_capped import capped_count, prefix_log_sums
@@ -295,6 +296,9 @@ def _select_p1(pool: _Pool, gamma: float, tau: float, out: np.ndarray, value_wan
     """p = 1: the floor(m)-th largest positive loss (0-based), from the losses inside a sampled bracket
     or, when the bracket missed, from a side of it."""
     m = float(p1_cap_count(gamma, tau))
+    if m >= pool.size:  # room for every loss at the cap (m may be inf: no bracket to take)
+        pool.require_finite()
+        return _all_capped(pool, tau, out)
     cut = math.floor(m)
     sample = pool.sample()
     t_lo, t_hi = _bracket(sample, cut + 0.5, pool.size)
@@ -409,6 +413,9 @@ def _select_holder(pool: _Pool, p: float, gamma: float, tau: float, out: np.ndar
     """1 < p < inf: k and t* from the kept side of a sampled bracket, verified; ``None`` on a miss."""
     q = conjugate(p)
     m = float(cap_count(p, gamma, tau))
+    if m >= pool.size:  # room for every loss at the cap (m may be inf: no bracket to take)
+        pool.require_finite()
+        return _all_capped(pool, tau, out)
     sample, t_lo, t_hi = holder_bracket(pool, q, m)
     upper = _upper_side(sample, t_lo, t_hi)
     fused = upper and t_lo > 0 and out.dtype == pool.work  # the weights below t_lo from pass one's powers
@@ -425,7 +432,7 @@ def _select_holder(pool: _Pool, p: float, gamma: float, tau: float, out: np.ndar
     k, ref, tail, capped_sum = solved
     coef = float(holder_coef(gamma, p, m, k, tail))
     if fused:  # below t_lo: coef (l / ref)^(q-1) = coef (t_lo / ref)^(q-1) (l / t_lo)^(q-1)
-        np.multiply(out, out.dtype.type(coef * _exp((q - 1.0) * float(log_ratio(t_lo, ref)))), out=out)
+        scale_weights(out, coef * _exp((q - 1.0) * float(log_ratio(t_lo, ref))))
     elif upper:  # the kept losses (above t_lo) get their weights below
         _write_power_weights(pool, ref, coef, q, tau, out, upto=t_lo)
     else:  # every loss outside the kept ones is capped

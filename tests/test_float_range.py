@@ -138,3 +138,30 @@ def test_certify_near_the_ends_of_the_range_is_finite():
     for exponent in (-1990, 20):
         cert = certify(np.ldexp([1e300, 2e300], exponent), w, 2, 1.0, math.inf)
         assert cert.proves_optimal(1e-12) and math.isfinite(cert.gap), cert
+
+
+@pytest.mark.parametrize("p", [1.0, 1.7])
+@pytest.mark.parametrize("tau", [1e-6, 1e-30])  # gamma / tau = 1e306 and beyond float64 (inf)
+def test_a_cap_count_beyond_any_pool_caps_every_loss_on_every_path(p, tau):
+    x = np.random.default_rng(0).exponential(size=16385) - 0.1
+    solved = {method: lmp_np.lmp_solve(x, p, 1e300, tau, method=method) for method in ("sort", "select", "auto")}
+    for result in solved.values():
+        np.testing.assert_array_equal(result.weights, np.where(x > 0, tau, 0.0))
+        assert result.threshold == 0.0
+        assert result.value == pytest.approx(tau * x[x > 0].sum(), rel=1e-12)
+
+
+@pytest.mark.parametrize("method", ["sort", "select"])
+def test_float32_weights_beyond_its_range_are_inf_and_zeros_stay_zero(method):
+    """gamma above float32's largest: the uncapped weights' coefficient is inf in float32, and 0 * inf must
+    not turn the zero losses' weights into NaN."""
+    x = np.random.default_rng(1).exponential(size=40_000).astype(np.float32)
+    x[::3], x[1::7] = 0.0, -1.0
+    w = lmp_np.lmp_weights(x, 1.7, 1e45, np.inf, method=method)
+    assert not np.isnan(w).any()
+    assert (w[x <= 0] == 0).all() and (w[x > 0] > 0).all()
+    wide = lmp_np.lmp_weights(x.astype(np.float64), 1.7, 1e45, np.inf, method=method)
+    largest = float(np.finfo(np.float32).max)
+    representable = wide < largest / 2
+    np.testing.assert_allclose(w[representable], wide[representable], rtol=1e-5)
+    assert np.isinf(w[wide > 2 * largest]).all()
