@@ -181,9 +181,8 @@ def capped_power_weights(x: np.ndarray, ref, coef, q: float, tau, out: np.ndarra
     a maximum with ``tau`` times ``x > ref`` (pools without a cap have nothing above ``ref``).
     """
     dtype = x.dtype
-    coef_wide = np.asarray(coef, dtype=np.float64)  # may exceed dtype's range (scale_weights)
-    with np.errstate(over="ignore"):
-        ref, coef, tau = (np.asarray(v, dtype=np.float64).astype(dtype) for v in (ref, coef, tau))
+    coef = np.asarray(coef, dtype=np.float64)  # float64, as it may exceed dtype's range (scale_weights)
+    ref, tau = (np.asarray(v, dtype=np.float64).astype(dtype) for v in (ref, tau))
     w = np.empty_like(x) if out is None else out
     with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
         np.divide(x, ref, out=w)
@@ -191,10 +190,12 @@ def capped_power_weights(x: np.ndarray, ref, coef, q: float, tau, out: np.ndarra
         if w.size and w.min() < np.finfo(dtype).tiny:  # zeros, or ratios that underflow
             tiny = (w < np.finfo(dtype).tiny) & (x > 0)
         power(w, q - 1.0, out=w, floor=negligible_log(coef, dtype if stored is None else stored))
-        scale_weights(w, coef_wide)
+        scale_weights(w, coef)
         if tiny is not None and tiny.any():  # only the tiny ratios go through logs
             x_tiny, ref_tiny = x[tiny], np.broadcast_to(ref, x.shape)[tiny]
-            w[tiny] = np.broadcast_to(coef, x.shape)[tiny] * np.exp((q - 1.0) * log_ratio(x_tiny, ref_tiny)).astype(dtype)
+            tiny_weights = np.exp((q - 1.0) * log_ratio(x_tiny, ref_tiny)).astype(dtype)
+            scale_weights(tiny_weights, np.broadcast_to(coef, x.shape)[tiny])
+            w[tiny] = tiny_weights
         np.minimum(w, tau, out=w)
         np.maximum(w, np.multiply(x > ref, np.where(np.isinf(tau), 0, tau).astype(dtype)), out=w)
     return w

@@ -144,10 +144,15 @@ def select_pools(flat: np.ndarray, mask: np.ndarray | None, p: float, gamma: np.
     for i in range(pools):
         rows = slice(i, i + 1)
         pool = _Pool(flat[i], None if mask is None else mask[i], work, unchecked=check_finite)
-        if p == 1.0:
-            solved = _select_p1(pool, float(gamma[i]), float(tau[i]), weights[i], value_wanted)
+        g, t = float(gamma[i]), float(tau[i])
+        m = float(p1_cap_count(g, t) if p == 1.0 else cap_count(p, g, t))
+        if m >= pool.size:  # room for every loss at the cap (m may be inf: no bracket to take)
+            pool.require_finite()
+            solved = _all_capped(pool, t, weights[i])
+        elif p == 1.0:
+            solved = _select_p1(pool, m, g, t, weights[i], value_wanted)
         else:
-            solved = _select_holder(pool, p, float(gamma[i]), float(tau[i]), weights[i], value_wanted)
+            solved = _select_holder(pool, p, m, g, t, weights[i], value_wanted)
         if solved is None:  # the sampled bracket missed: the sort path for this pool
             _, value[rows], threshold[rows] = sort_pools(flat[rows], None if mask is None else mask[rows],
                                                          p, gamma[rows], tau[rows], out=weights[rows])
@@ -292,13 +297,9 @@ def _ratio_power(ratio: np.ndarray, lp: np.ndarray, scale: float, exponent: floa
         out[tiny] = np.exp(exponent * log_ratio(lp[tiny], scale)).astype(out.dtype)
 
 
-def _select_p1(pool: _Pool, gamma: float, tau: float, out: np.ndarray, value_wanted: bool):
-    """p = 1: the floor(m)-th largest positive loss (0-based), from the losses inside a sampled bracket
-    or, when the bracket missed, from a side of it."""
-    m = float(p1_cap_count(gamma, tau))
-    if m >= pool.size:  # room for every loss at the cap (m may be inf: no bracket to take)
-        pool.require_finite()
-        return _all_capped(pool, tau, out)
+def _select_p1(pool: _Pool, m: float, gamma: float, tau: float, out: np.ndarray, value_wanted: bool):
+    """p = 1 with the cap count ``m`` (below the pool's size): the floor(m)-th largest positive loss
+    (0-based), from the losses inside a sampled bracket or, when the bracket missed, from a side of it."""
     cut = math.floor(m)
     sample = pool.sample()
     t_lo, t_hi = _bracket(sample, cut + 0.5, pool.size)
@@ -369,13 +370,14 @@ def _p1_bracket_pass(pool: _Pool, lo, hi, value_wanted: bool):
     buffer = np.empty(block, pool.work)
     kept, rest, rest_sum = [], 0, 0.0
     if pool.mask is None and pool.row.dtype == pool.work and numba_loops.fits(pool.row):
-        every_finite = True
         for start in range(0, pool.row.size, BLOCK):  # its buffer is one block
             count, size, block_sum, finite = numba_loops.p1_split(pool.row[start: start + BLOCK], lo, hi, buffer,
                                                                   value_wanted)
-            rest, rest_sum, every_finite = rest + count, rest_sum + block_sum, every_finite and finite
+            if not finite:
+                pool.require_finite(False)  # raises
+            rest, rest_sum = rest + count, rest_sum + block_sum
             kept.append(buffer[:size].copy())
-        pool.require_finite(every_finite)
+        pool.require_finite(True)
         return np.concatenate(kept), rest, rest_sum
     pool.require_finite()
     inside, over = np.empty(block, dtype=bool), np.empty(block, dtype=bool)
@@ -409,13 +411,11 @@ def _all_capped(pool: _Pool, tau: float, out: np.ndarray):
     return 0.0, tau * total if total else 0.0
 
 
-def _select_holder(pool: _Pool, p: float, gamma: float, tau: float, out: np.ndarray, value_wanted: bool):
-    """1 < p < inf: k and t* from the kept side of a sampled bracket, verified; ``None`` on a miss."""
+def _select_holder(pool: _Pool, p: float, m: float, gamma: float, tau: float, out: np.ndarray,
+                   value_wanted: bool):
+    """1 < p < inf with the cap count ``m`` (below the pool's size): k and t* from the kept side of a
+    sampled bracket, verified; ``None`` on a miss."""
     q = conjugate(p)
-    m = float(cap_count(p, gamma, tau))
-    if m >= pool.size:  # room for every loss at the cap (m may be inf: no bracket to take)
-        pool.require_finite()
-        return _all_capped(pool, tau, out)
     sample, t_lo, t_hi = holder_bracket(pool, q, m)
     upper = _upper_side(sample, t_lo, t_hi)
     fused = upper and t_lo > 0 and out.dtype == pool.work  # the weights below t_lo from pass one's powers

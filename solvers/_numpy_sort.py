@@ -140,7 +140,8 @@ def _write_weights(losses, weight_of, scale: np.ndarray, width: int, work: np.dt
         lp = _positive_part(flat[:, cols], None if mask is None else mask[:, cols], work)
         w = weight_of(lp, out[:, cols] if in_place else None)
         if not in_place:
-            out[:, cols] = w
+            with np.errstate(over="ignore"):  # weights beyond out's dtype: inf, as the cast gives
+                out[:, cols] = w
         if not value_wanted:
             return np.full(flat.shape[0], math.nan)
         lp /= safe.astype(work)[:, None]

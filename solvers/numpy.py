@@ -111,7 +111,7 @@ def _solve(losses, p, gamma, tau, mask, method, *, value_wanted: bool) -> LMPRes
     check_method(method)
     gamma = check_gamma(gamma)
     tau = check_tau(tau)
-    arr, mask = check_losses(losses, mask, finite=False)  # each path below checks in a pass it makes anyway
+    arr, mask = check_losses(losses, mask, finite=False)  # each path below checks, where it can while reading
     batch_shape, n = arr.shape[:-1], arr.shape[-1]
     gamma = check_pool_parameter(gamma, "gamma", batch_shape).reshape(-1)
     tau = check_pool_parameter(tau, "tau", batch_shape).reshape(-1)

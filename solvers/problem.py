@@ -277,8 +277,8 @@ def check_losses(losses, mask=None, name: str = "losses", *,
     and the mask as a bool ndarray or ``None``. Entries outside the mask are not inspected.
     A ``np.ma.MaskedArray``'s masked entries are out of the pool (combined with ``mask``);
     with ``masked_arrays=False`` (functions that take one whole pool) it is rejected instead.
-    ``finite=False`` leaves the finiteness check to the caller (``finite_in_pool``), which does it in a
-    pass of its own.
+    ``finite=False`` leaves the finiteness check to the caller: a solver path that checks while it reads
+    the losses, or ``finite_in_pool`` where it cannot.
     """
     if isinstance(losses, (bool, np.bool_)):
         raise TypeError(f"{name} must be a real array, got bool")
