@@ -13,7 +13,8 @@ the sort path's kernels (the dual's $h$ at every kept loss, ties counted exactly
 end on the far side is verified with $h$, and if the sample missed, the caller falls back to the
 sort path, so the answer is always the exact one. A second pass writes the weights. At p = 1 the
 first pass keeps only the losses inside the bracket and counts those above it (``_p1_inside``): the
-answer is the cut-th largest loss, which needs no power sums; a side is collected only on a miss.
+answer is the cut-th largest loss, which needs no power sums; a side is collected only on a miss. The
+p = 1 weights of all pools are written after the loop, in one call where each pool had its cut inside.
 
 Passes run over blocks of ``BLOCK`` losses converted to the work dtype (``solvers._policy``), so
 no pool-sized copy is made in float64 or float32. Memory: the weights, the kept side (at most
@@ -50,6 +51,8 @@ SAMPLE_MIN, SAMPLE_MAX = 4096, 16384  # the sample grows as n / 128 between thes
 # method="select" on pools below the smallest sample would sort each whole pool in a Python loop:
 # such pools take the vectorised sort path instead (same answer).
 SELECT_MIN_N = SAMPLE_MIN
+# a compiled p = 1 pass keeps room for FACTOR times the losses the sample expects inside, plus MARGIN
+_CAPACITY_FACTOR, _CAPACITY_MARGIN = 2, 1024
 MARGIN = 4.0  # bracket half-width in standard deviations of the sample rank
 BLOCK = 2**16  # losses per block of a pass: its temporaries stay in cache
 # Above this fraction of the scale, the losses whose powers matter are few enough (p near 1) to be
@@ -63,7 +66,7 @@ class _Pool:
     def __init__(self, row: np.ndarray, mask: np.ndarray | None, work: np.dtype, unchecked: bool = False):
         self.row, self.mask, self.work = row, mask, work
         self.size = row.size if mask is None else int(np.count_nonzero(mask))
-        self._buffer = np.empty(min(BLOCK, row.size), dtype=work)
+        self._buffer = None  # for the blocks' positive parts, made by the first ``blocks`` that needs it
         self.unchecked = unchecked  # whether the pool's losses are still to be checked finite
 
     def require_finite(self, finite: bool | None = None) -> None:
@@ -88,6 +91,8 @@ class _Pool:
             if as_is and smallest >= 0:
                 yield cols, block, smallest
                 continue
+            if self._buffer is None:
+                self._buffer = np.empty(min(BLOCK, self.row.size), dtype=self.work)
             lp = self._buffer[: cols.stop - lo]
             np.maximum(block, self.work.type(0), out=lp, dtype=self.work)
             if self.mask is not None:
@@ -101,7 +106,7 @@ class _Pool:
         index = _sample_index(n)
         if self.mask is not None:
             index = index[self.mask[index]]
-        sample = -np.sort(-np.maximum(self.row[index].astype(np.float64), 0.0))
+        sample = np.sort(np.maximum(self.row[index], self.row.dtype.type(0)))[::-1].astype(np.float64)
         if self.unchecked and sample.size and not (np.isfinite(sample[0]) and np.isfinite(sample[-1])):
             self.require_finite()  # inf sorts first, NaN last: raises before the sample is used
         return sample
@@ -141,16 +146,21 @@ def select_pools(flat: np.ndarray, mask: np.ndarray | None, p: float, gamma: np.
     work = np.dtype(np.float64 if computes_in_float64(flat.dtype == np.float64, p) else np.float32)
     weights = np.empty((pools, n), dtype=flat.dtype)
     value, threshold = np.zeros(pools), np.zeros(pools)
+    caps = p1_cap_count(gamma, tau) if p == 1.0 else cap_count(p, gamma, tau)
+    cuts = []  # p = 1: (pool, threshold, weight above, weight at it), written together after the loop
     for i in range(pools):
         rows = slice(i, i + 1)
         pool = _Pool(flat[i], None if mask is None else mask[i], work, unchecked=check_finite)
-        g, t = float(gamma[i]), float(tau[i])
-        m = float(p1_cap_count(g, t) if p == 1.0 else cap_count(p, g, t))
+        g, t, m = float(gamma[i]), float(tau[i]), float(caps[i])
         if m >= pool.size:  # room for every loss at the cap (m may be inf: no bracket to take)
             pool.require_finite()
             solved = _all_capped(pool, t, weights[i])
         elif p == 1.0:
             solved = _select_p1(pool, m, g, t, weights[i], value_wanted)
+            if solved is not None:
+                solved, cut = solved[:2], solved[2]
+                if cut is not None:
+                    cuts.append((i, *cut))
         else:
             solved = _select_holder(pool, p, m, g, t, weights[i], value_wanted)
         if solved is None:  # the sampled bracket missed: the sort path for this pool
@@ -158,6 +168,7 @@ def select_pools(flat: np.ndarray, mask: np.ndarray | None, p: float, gamma: np.
                                                          p, gamma[rows], tau[rows], out=weights[rows])
         else:
             threshold[i], value[i] = solved
+    _write_p1_cuts(flat, mask, cuts, weights)
     return weights, value, threshold
 
 
@@ -299,20 +310,28 @@ def _ratio_power(ratio: np.ndarray, lp: np.ndarray, scale: float, exponent: floa
 
 def _select_p1(pool: _Pool, m: float, gamma: float, tau: float, out: np.ndarray, value_wanted: bool):
     """p = 1 with the cap count ``m`` (below the pool's size): the floor(m)-th largest positive loss
-    (0-based), from the losses inside a sampled bracket or, when the bracket missed, from a side of it."""
+    (0-based), from the losses inside a sampled bracket or, when the bracket missed, from a side of it.
+    The threshold, the value and the weights' cut ``(t, above, share)`` for ``_write_p1_cuts`` (None
+    where the weights are in ``out`` already), or ``None`` on a miss."""
     cut = math.floor(m)
     sample = pool.sample()
     t_lo, t_hi = _bracket(sample, cut + 0.5, pool.size)
-    upper = _upper_side(sample, t_lo, t_hi)
+    upper = None  # which side of the bracket to collect if the cut is not inside: decided once needed
     if t_lo > 0:
         # the value needs the sum above t_hi: summing from the kept losses is cheaper where few are above
-        inside_hi = math.inf if value_wanted and upper else t_hi
-        solved = _p1_inside(pool, t_lo, inside_hi, gamma, tau, cut, out, value_wanted)
+        if value_wanted:
+            upper = _upper_side(sample, t_lo, t_hi)
+        inside_hi = math.inf if upper else t_hi
+        in_sample = np.count_nonzero((sample >= t_lo) & (sample <= inside_hi))
+        solved = _p1_inside(pool, t_lo, inside_hi, gamma, tau, cut, value_wanted,
+                            expected=-(-in_sample * pool.size // sample.size))
         if solved is not None:
             return solved
+    if upper is None:
+        upper = _upper_side(sample, t_lo, t_hi)
     side = _collect(pool, t_lo, t_hi, upper)
     if side.positives <= m:
-        return _all_capped(pool, tau, out)
+        return *_all_capped(pool, tau, out), None
     kept, at_end = side.kept, side.at_end
     size = kept.size
     # descending order: the kept losses then the ones at t_lo (upper side), or the `rest` above
@@ -335,17 +354,18 @@ def _select_p1(pool: _Pool, m: float, gamma: float, tau: float, out: np.ndarray,
     else:
         sum_above = side.total - float(np.sum(kept, where=~above, dtype=np.float64)) - t * at_t
     share = float(p1_share(gamma, tau, n_above, tied))
-    _write_p1(pool, t, tau if n_above else 0.0, share, out)  # nothing above: tau may be inf
-    return t, (tau * sum_above if n_above else 0.0) + share * (t * tied)  # t * tied first: no subnormal product
+    value = (tau * sum_above if n_above else 0.0) + share * (t * tied)  # t * tied first: no subnormal product
+    return t, value, (t, tau if n_above else 0.0, share)  # nothing above: tau may be inf
 
 
-def _p1_inside(pool: _Pool, t_lo: float, t_hi: float, gamma: float, tau: float, cut: int, out: np.ndarray,
-               value_wanted: bool):
-    """p = 1 when the cut-th largest loss (0-based) lies in ``[t_lo, t_hi]`` (``t_lo > 0``): one pass keeps the losses
-    inside and counts (and, for the value, sums) those above ``t_hi``; a second writes the weights.
-    The threshold and the value (NaN unless wanted), or ``None`` if the cut is not inside (nothing
-    written: the caller then collects a side of the bracket)."""
-    kept, rest, rest_sum = _p1_bracket_pass(pool, pool.work.type(t_lo), pool.work.type(t_hi), value_wanted)
+def _p1_inside(pool: _Pool, t_lo: float, t_hi: float, gamma: float, tau: float, cut: int, value_wanted: bool,
+               expected: int):
+    """p = 1 when the cut-th largest loss (0-based) lies in ``[t_lo, t_hi]`` (``t_lo > 0``; about ``expected``
+    losses inside, from the sample): one pass keeps the losses inside and counts (and, for the value,
+    sums) those above ``t_hi``. The threshold, the value (NaN unless wanted) and the weights' cut, as
+    ``_select_p1`` returns them, or ``None`` if the cut is not inside (the caller then collects a side of
+    the bracket)."""
+    kept, rest, rest_sum = _p1_bracket_pass(pool, pool.work.type(t_lo), pool.work.type(t_hi), value_wanted, expected)
     if not rest <= cut < rest + kept.size:
         return None
     j = kept.size - 1 - (cut - rest)
@@ -355,31 +375,30 @@ def _p1_inside(pool: _Pool, t_lo: float, t_hi: float, gamma: float, tau: float, 
     ties_after = after.size - above_inside
     n_above, n_tied = rest + above_inside, 1 + ties_after + int(np.count_nonzero(kept[:j] == t))
     share = float(p1_share(gamma, tau, n_above, n_tied))
-    _write_p1(pool, t, tau if n_above else 0.0, share, out)  # nothing above: tau may be inf
+    cut_weights = (t, tau if n_above else 0.0, share)  # nothing above: tau may be inf
     if not value_wanted:
-        return t, math.nan
+        return t, math.nan, cut_weights
     sum_above = rest_sum + max(0.0, float(np.sum(after, dtype=np.float64)) - t * ties_after)
-    return t, (tau * sum_above if n_above else 0.0) + share * (t * n_tied)  # t * tied first: no subnormal product
+    # t * tied first: no subnormal product
+    return t, (tau * sum_above if n_above else 0.0) + share * (t * n_tied), cut_weights
 
 
-def _p1_bracket_pass(pool: _Pool, lo, hi, value_wanted: bool):
+def _p1_bracket_pass(pool: _Pool, lo, hi, value_wanted: bool, expected: int):
     """The losses in ``[lo, hi]`` (``lo > 0``; in pool order, input dtype), the number of those above ``hi``
-    and their sum (0.0 unless ``value_wanted``): one pass, compiled where ``numba_loops.fits`` (the pool's
-    finiteness check, ``require_finite``, then comes from the same pass)."""
+    and their sum (0.0 unless ``value_wanted``): one pass, compiled where ``numba_loops.fits`` (into a
+    buffer for a few times the ``expected`` number inside, passed again only if more were inside; the
+    pool's finiteness check, ``require_finite``, then comes from the same pass)."""
     block = min(BLOCK, pool.row.size)
-    buffer = np.empty(block, pool.work)
-    kept, rest, rest_sum = [], 0, 0.0
     if pool.mask is None and pool.row.dtype == pool.work and numba_loops.fits(pool.row):
-        for start in range(0, pool.row.size, BLOCK):  # its buffer is one block
-            count, size, block_sum, finite = numba_loops.p1_split(pool.row[start: start + BLOCK], lo, hi, buffer,
-                                                                  value_wanted)
-            if not finite:
-                pool.require_finite(False)  # raises
-            rest, rest_sum = rest + count, rest_sum + block_sum
-            kept.append(buffer[:size].copy())
-        pool.require_finite(True)
-        return np.concatenate(kept), rest, rest_sum
+        kept = np.empty(min(pool.row.size, _CAPACITY_FACTOR * expected + _CAPACITY_MARGIN), pool.work)
+        rest, size, rest_sum, finite = numba_loops.p1_split(pool.row, lo, hi, kept, value_wanted)
+        pool.require_finite(finite)
+        if size > kept.size:
+            kept = np.empty(size, pool.work)
+            numba_loops.p1_split(pool.row, lo, hi, kept, False)
+        return kept[:size], rest, rest_sum
     pool.require_finite()
+    kept, rest, rest_sum, buffer = [], 0, 0.0, np.empty(block, pool.work)
     inside, over = np.empty(block, dtype=bool), np.empty(block, dtype=bool)
     for cols, lp, _ in pool.blocks():
         size = lp.size
@@ -394,11 +413,19 @@ def _p1_bracket_pass(pool: _Pool, lo, hi, value_wanted: bool):
     return np.concatenate(kept), rest, rest_sum
 
 
-def _write_p1(pool: _Pool, t: float, tau: float, share: float, out: np.ndarray) -> None:
-    """p = 1 weights: ``tau`` above ``t`` (> 0), ``share`` at it, 0 below and outside the mask
-    (``write_p1_rows`` on this one pool)."""
-    mask = None if pool.mask is None else pool.mask[None, :]
-    write_p1_rows((pool.row[None, :], mask), np.array([t]), np.array([tau]), np.array([share]), BLOCK, out[None, :])
+def _write_p1_cuts(flat: np.ndarray, mask: np.ndarray | None, cuts: list, out: np.ndarray) -> None:
+    """p = 1 weights of the pools in ``cuts``, ``(pool, t, above, share)`` in pool order: ``above`` for
+    the losses above ``t`` (> 0), ``share`` at it, 0 below and outside the mask (``write_p1_rows``: in
+    one call when every pool is there, which saves its fixed cost per pool)."""
+    if not cuts:
+        return
+    rows, t, above, share = (np.array(column) for column in zip(*cuts))
+    if rows.size == flat.shape[0]:
+        return write_p1_rows((flat, mask), t, above, share, BLOCK, out)
+    for i, row in enumerate(rows):
+        one = slice(row, row + 1)
+        write_p1_rows((flat[one], None if mask is None else mask[one]), t[i:i + 1], above[i:i + 1], share[i:i + 1],
+                      BLOCK, out[one])
 
 
 def _all_capped(pool: _Pool, tau: float, out: np.ndarray):

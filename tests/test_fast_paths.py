@@ -103,6 +103,23 @@ def test_select_p1_collects_a_side_when_the_cut_is_above_the_bracket(monkeypatch
     np.testing.assert_allclose(got.value, want.value, rtol=1e-12)
 
 
+def test_select_p1_writes_each_pool_by_its_own_route():
+    """Pools answered from a bracket (their weights written together after the loop) next to one whose
+    few positive losses are all capped, and one every loss of which is capped (each written on its own
+    route): each row the sort path's."""
+    n = 2**13
+    rng = np.random.default_rng(6)
+    x = rng.exponential(size=(4, n))
+    x[1, 500:] = -x[1, 500:]  # 500 positive losses, fewer than the cap count 819
+    gamma, tau = paper_parameters(n, 1.0, 0.1)
+    gamma = np.array([gamma, gamma, gamma, 2.0 * n * tau])  # pool 3: room for every loss at the cap
+    for solve in (lmp_np.lmp_solve, lmp_np.lmp_weights):
+        got = solve(x, 1.0, gamma, tau, method="select")
+        want = solve(x, 1.0, gamma, tau, method="sort")
+        np.testing.assert_array_equal(getattr(got, "weights", got), getattr(want, "weights", want))
+    assert np.all(got[1][:500] == tau) and np.all(got[1][500:] == 0) and np.all(got[3] == tau)
+
+
 def test_the_sample_grows_with_the_pool():
     sizes = (2**12, 2**19, 2**20, 2**21, 2**24)
     assert [_numpy_select.sample_size(n) for n in sizes] == [4096, 4096, 8192, 16384, 16384]

@@ -92,6 +92,43 @@ def test_p1_split_gathers_the_bracket_and_counts_above(dtype, n, want_sum):
         assert over_sum == pytest.approx(expected_sum, rel=1e-12, abs=0.0)
 
 
+@pytest.mark.parametrize("capacity", [0, 1, 700, 2**16 + 7])
+def test_p1_split_keeps_what_fits_and_counts_the_rest(capacity):
+    """A row across the loop's blocks of 2^16 and a buffer shorter than the losses inside: the first
+    ``capacity`` of them kept, in order, all of them counted, the sum above the same in every block."""
+    row = _hostile(np.float32, 3 * 2**16 + 65, np.random.default_rng(capacity))
+    lo, hi = np.float32(1 / 3), np.float32(2.0)
+    kept = np.full(capacity, np.nan, dtype=np.float32)
+    over, size, over_sum, finite = loops.p1_split(row, lo, hi, kept, True)
+    inside = row[(row >= lo) & (row <= hi)]
+    assert finite and size == inside.size and over == np.count_nonzero(row > hi)
+    np.testing.assert_array_equal(kept[:size], inside[:capacity])
+    assert over_sum == pytest.approx(float(np.sum(row[row > hi], dtype=np.float64)), rel=1e-12, abs=0.0)
+
+
+def test_select_p1_passes_again_when_more_losses_were_inside_than_the_sample_said(monkeypatch):
+    """A buffer of one loss: each pool's compiled pass runs again into a buffer of the right size, and
+    the answer is the sort path's."""
+    monkeypatch.setattr(_numpy_select, "_CAPACITY_FACTOR", 0)
+    monkeypatch.setattr(_numpy_select, "_CAPACITY_MARGIN", 1)
+    calls = []
+    original = loops.p1_split
+
+    def spy(row, lo, hi, kept, want_sum):
+        calls.append(kept.size)
+        return original(row, lo, hi, kept, want_sum)
+
+    monkeypatch.setattr(loops, "p1_split", spy)
+    x = _hostile(np.float32, 3 * 2**15, np.random.default_rng(5)).reshape(3, 2**15)
+    gamma, tau = paper_parameters(2**15, 1.0, 0.1)
+    got = lmp_np.lmp_solve(x, 1.0, gamma, tau, method="select")
+    assert calls[::2] == [1, 1, 1] and min(calls[1::2]) > 1
+    want = lmp_np.lmp_solve(x, 1.0, gamma, tau, method="sort")
+    np.testing.assert_array_equal(got.weights, want.weights)
+    np.testing.assert_array_equal(got.threshold, want.threshold)
+    np.testing.assert_allclose(got.value, want.value, rtol=1e-6)
+
+
 @settings(max_examples=80, deadline=None)
 @given(hnp.arrays(np.float32, st.integers(0, 200), elements=st.floats(-2, 4, width=32, allow_subnormal=True)
                   | st.sampled_from([np.nan, np.inf, -np.inf, -0.0])),
