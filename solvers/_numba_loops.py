@@ -2,8 +2,8 @@
 
 Each loop replaces a few whole-array NumPy operations in the solvers with one pass that reads every
 loss once, and gives what those operations give: the same comparisons and roundings on the same
-values, except ``product_sum``, which adds the same terms in another order
-(``tests/test_numba_loops.py`` runs every loop against its NumPy twin):
+values, except the float64 sums (``product_sum``, and ``p1_split``'s sum above the bracket), which add
+the same terms in another order (``tests/test_numba_loops.py`` runs every loop against its NumPy twin):
 
 * ``positive_fill``: ``p = inf``'s weights, ``cap`` on every positive loss, and whether every loss is
   finite, in the one pass where NumPy takes a finiteness check, a minimum and a write;
