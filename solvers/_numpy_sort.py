@@ -41,6 +41,7 @@ BLOCK_LOSSES = 2**16
 # NumPy's pairwise summation adds runs of up to 128 elements without splitting them: blocks of at
 # least this many columns give the sums one np.sum over the whole row gives.
 PAIRWISE_BLOCK = 128
+PREFIX_MIN_N = 4096  # sorted rows at least this long get their negative prefix cleared row by row
 SEARCH_ROWS = 8  # sorted_rank searches up to this many rows one by one
 
 
@@ -63,7 +64,12 @@ def _sorted_positive_part(flat: np.ndarray, mask: np.ndarray | None, check_finit
     y = np.sort(flat, axis=1)
     if not (np.isfinite(y[:, 0]).all() and np.isfinite(y[:, -1]).all()):
         raise not_finite()
-    for row in np.flatnonzero(y[:, 0] < 0):  # rows with negative losses: their prefix below 0
+    negative = np.flatnonzero(y[:, 0] < 0)  # rows with negative losses
+    if y.shape[1] < PREFIX_MIN_N:  # short rows: one vectorised pass (a Python step per row cost 0.7 s at 2^18 x 4)
+        if negative.size:
+            np.maximum(y, y.dtype.type(0), out=y)  # -0.0 becomes 0 too, as in _positive_part
+        return y
+    for row in negative:  # long rows: only the prefix below 0 is written
         y[row, : np.searchsorted(y[row], y.dtype.type(0), side="right")] = 0  # -0.0 too, as np.maximum gives
     return y
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from lmp_theory import paper_parameters
-from solvers import _numpy_closed_form, _numpy_select
+from solvers import _numpy_closed_form, _numpy_select, _numpy_sort
 from solvers import numpy as lmp_np
 from solvers._numpy_closed_form import EXP_FAST, capped_power_weights, power
 
@@ -118,6 +118,19 @@ def test_select_p1_writes_each_pool_by_its_own_route():
         want = solve(x, 1.0, gamma, tau, method="sort")
         np.testing.assert_array_equal(getattr(got, "weights", got), getattr(want, "weights", want))
     assert np.all(got[1][:500] == tau) and np.all(got[1][500:] == 0) and np.all(got[3] == tau)
+
+
+@pytest.mark.parametrize("shape", [(3000, 5), (2, _numpy_sort.PREFIX_MIN_N - 1), (3, _numpy_sort.PREFIX_MIN_N + 3)])
+def test_sorted_rows_with_the_finiteness_check_are_the_sorted_positive_parts(shape):
+    """The sort path's check sorts the losses as they are and clears the negatives after: short rows in
+    one pass, long rows prefix by prefix; both give the sorted positive parts, -0.0 as +0.0 included."""
+    x = np.random.default_rng(shape[1]).normal(size=shape).astype(np.float32)
+    x[:, ::7] = -0.0
+    x[0] = np.abs(x[0])  # a row without negatives
+    got = _numpy_sort._sorted_positive_part(x, None, check_finite=True)
+    want = np.sort(np.maximum(x, np.float32(0)), axis=1)
+    np.testing.assert_array_equal(got, want)
+    assert not np.signbit(got).any()
 
 
 def test_the_sample_grows_with_the_pool():
