@@ -77,6 +77,11 @@ class _Pool:
                 raise not_finite()
             self.unchecked = False
 
+    def compiled(self, *arrays: np.ndarray) -> bool:
+        """Whether the compiled loops can read this pool (with ``arrays``): no mask, the losses in the work
+        dtype, and ``numba_loops.fits``."""
+        return self.mask is None and self.row.dtype == self.work and numba_loops.fits(self.row, *arrays)
+
     def blocks(self):
         """``(columns, l+, smallest)`` per block: the positive parts in the work dtype, 0 outside the
         mask (read-only, valid until the next block), and their smallest value where it was computed
@@ -210,7 +215,7 @@ def _collect(pool: _Pool, t_lo: float, t_hi: float, upper: bool, q: float | None
     $(\min(l^+, t_{lo}) / t_{lo})^{q-1}$, which the weights of the losses below ``t_lo`` are a multiple
     of: then the power sum is its product with the ratio, and no second power pass is needed.
     """
-    if powers is not None and pool.mask is None and pool.row.dtype == pool.work and numba_loops.fits(pool.row, powers):
+    if powers is not None and pool.compiled(powers):
         return _collect_upper_compiled(pool, t_lo, q, powers)
     pool.require_finite()
     kept, index, positives, at_end, power_sum, top, total = [], [], 0, 0, 0.0, 0.0, 0.0
@@ -385,11 +390,11 @@ def _p1_inside(pool: _Pool, t_lo: float, t_hi: float, gamma: float, tau: float, 
 
 def _p1_bracket_pass(pool: _Pool, lo, hi, value_wanted: bool, expected: int):
     """The losses in ``[lo, hi]`` (``lo > 0``; in pool order, input dtype), the number of those above ``hi``
-    and their sum (0.0 unless ``value_wanted``): one pass, compiled where ``numba_loops.fits`` (into a
+    and their sum (0.0 unless ``value_wanted``): one pass, compiled where ``pool.compiled()`` (into a
     buffer for a few times the ``expected`` number inside, passed again only if more were inside; the
     pool's finiteness check, ``require_finite``, then comes from the same pass)."""
     block = min(BLOCK, pool.row.size)
-    if pool.mask is None and pool.row.dtype == pool.work and numba_loops.fits(pool.row):
+    if pool.compiled():
         kept = np.empty(min(pool.row.size, _CAPACITY_FACTOR * expected + _CAPACITY_MARGIN), pool.work)
         rest, size, rest_sum, finite = numba_loops.p1_split(pool.row, lo, hi, kept, value_wanted)
         pool.require_finite(finite)
