@@ -11,7 +11,10 @@ the same terms in another order (``tests/test_numba_loops.py`` runs every loop a
   counted, with the finiteness check;
 * ``p1_write``: ``p = 1``'s weights, ``tau`` above the threshold and ``share`` at it;
 * ``upper_pass`` and ``product_sum``: the selection path's first pass at ``1 < p < inf`` around NumPy's
-  power (the ratios to the bracket's end, the kept losses and the finiteness check; then the power sum).
+  power (the ratios to the bracket's end, the kept losses and the finiteness check; then the power sum);
+* ``capped_sweep``: ``1 < p < inf``'s count of capped losses and tail sum on one sorted row, the dual's
+  $h$ at each tie group carried from the previous group by one factor. This is the one loop with other
+  roundings than its twin (the sort path's ``capped_count`` and ``tail_sum``): see its docstring.
 
 They are used where ``fits`` says so: numba importable, ``LMP_THEORY_NUMBA`` not ``"0"``, and C-contiguous
 float32 or float64 arrays. Everything else (and every call without numba) takes the NumPy code, which
@@ -24,6 +27,8 @@ import math
 import os
 
 import numpy as np
+
+from .problem import exp_or_inf, log_ratio
 
 numba = None
 if os.environ.get("LMP_THEORY_NUMBA", "1") != "0":  # "0": not even imported
@@ -160,6 +165,21 @@ def _product_sum(a, b):
     return total
 
 
+def _capped_sweep(y, factors, m, above, start):
+    n, k, tail = y.size, y.size, math.nan  # every loss capped until a group with h >= m
+    r = start  # sum of (l / y[i])^q over the losses before y[i]
+    i = 0
+    while i < n:
+        j = i + 1
+        while j < n and y[j] == y[i]:
+            j += 1
+        if (n - i + above) + r >= m:  # h(y[i]) >= m: y[i] and every loss before it uncapped
+            k, tail = n - j, r + (j - i)
+        r = (r + (j - i)) * factors[j - 1]
+        i = j
+    return k, tail, r + above
+
+
 def _p1_write(flat, t, tau, share, out):
     zero = out.dtype.type(0)
     for row in range(flat.shape[0]):
@@ -173,8 +193,8 @@ _lowest_bit, _p1_split_block = _compile(_lowest_bit), _compile(_p1_split_block) 
 # reassociation lets the sums run in several lanes: the same terms, summed in another order than np.sum's
 _product_sum_loop, _sum_above = (numba.njit(nogil=True, cache=True, fastmath={"reassoc"})(f) if numba else None
                                  for f in (_product_sum, _sum_above))
-_positive_fill_loop, _p1_split_loop, _p1_write_loop, _upper_pass_loop = (
-    _compile(f) for f in (_positive_fill, _p1_split, _p1_write, _upper_pass))
+_positive_fill_loop, _p1_split_loop, _p1_write_loop, _upper_pass_loop, _capped_sweep_loop = (
+    _compile(f) for f in (_positive_fill, _p1_split, _p1_write, _upper_pass, _capped_sweep))
 
 
 def positive_fill(flat: np.ndarray, cap: np.ndarray, out: np.ndarray) -> bool:
@@ -220,3 +240,42 @@ def product_sum(a: np.ndarray, b: np.ndarray) -> float:
     """``sum(a * b)``, each product rounded in the arrays' dtype and summed in float64 (in another order
     than ``np.sum``: the last bits may differ)."""
     return float(_product_sum_loop(a, b))
+
+
+def capped_sweep(y: np.ndarray, q: float, m: float, above: int = 0, below: float = 0.0, below_ref: float = 1.0,
+                 end: float | None = None) -> tuple[int, int, float, float]:
+    r"""On one ascending row ``y`` of losses, with ``above`` more losses above it and ``below`` the sum of
+    $(l / \mathrm{below\_ref})^q$ over those under it (``below_ref`` at most ``y``'s least positive loss):
+    ``(k, positives, tail, h_end)``.
+
+    ``k`` counts ``y``'s capped losses: those above the last tie group with $h \ge m$, where
+    $h(v) = \#\{l \ge v\} + \sum_{l < v} (l / v)^q$ over all the losses. ``tail`` is
+    $\sum_{l \le \mathrm{ref}} (l / \mathrm{ref})^q$ at ``ref = y[-1 - k]`` (``below`` included; NaN where every
+    positive loss is capped), ``h_end`` is $h$ at ``end`` (at least ``y``'s largest; NaN without it).
+
+    The sum in $h$ is carried from each tie group to the next by the factor $(v / v')^q$ (float64,
+    from NumPy's log and exp of the ratio), so every $h$ is within about $(n + 750)$ float64 ulps of
+    the exact one (a term's factors multiply to its own power; those below $e^{-750}$ are 0 and $h \ge 1$).
+    ``capped_count`` rounds differently: the two ``k`` can differ only where some $h$ is that close to
+    $m$, where the weights with either ``k`` agree to that rounding (the loss at the crossing gets
+    ``tau`` either way). As there, ``k + above < m``.
+    """
+    first = int(np.searchsorted(y, 0, side="right"))
+    positive = y[first:]
+    if positive.size == 0:
+        return 0, 0, math.nan, math.nan if end is None else float(above + below * _power_ratio(below_ref, end, q))
+    ratios = np.empty(positive.size)
+    np.divide(positive[:-1], positive[1:], out=ratios[:-1], dtype=np.float64)
+    ratios[-1] = 1.0 if end is None else float(positive[-1]) / end
+    with np.errstate(divide="ignore", under="ignore"):  # a ratio under 1e-308 (float64 losses) gives 0
+        np.log(ratios, out=ratios)
+        ratios *= q
+        np.exp(ratios, out=ratios)
+    start = below * _power_ratio(below_ref, float(positive[0]), q) if below > 0 else 0.0
+    k, tail, h_end = _capped_sweep_loop(positive, ratios, float(m), int(above), start)
+    return int(k), int(positive.size), float(tail), math.nan if end is None else float(h_end)
+
+
+def _power_ratio(a: float, b: float, q: float) -> float:
+    """(a / b)^q for positive a and b (0 where it underflows, inf where it overflows)."""
+    return exp_or_inf(q * log_ratio(a, b))

@@ -41,8 +41,7 @@ from ._numpy_closed_form import (
     scale_weights,
 )
 from . import _numba_loops as numba_loops
-from ._numpy_capped import capped_count, prefix_log_sums
-from ._numpy_sort import sort_pools, tail_sum, write_p1_rows
+from ._numpy_sort import capped_and_tail, sort_pools, write_p1_rows
 from ._policy import computes_in_float64
 from .problem import cap_count, conjugate, finite_in_pool, log_ratio, not_finite
 from .problem import exp_or_inf as _exp
@@ -458,7 +457,7 @@ def _select_holder(pool: _Pool, p: float, m: float, gamma: float, tau: float, ou
         solved = _holder_upper_split(side, t_lo, t_hi, q, m, value_wanted)
     else:
         side.kept.sort()  # ascending, in place
-        solved = _holder_lower(side, side.kept[None, :], t_lo, t_hi, q, m)
+        solved = _holder_lower(side, side.kept, t_lo, t_hi, q, m)
     if solved is None:
         return None
     k, ref, tail, capped_sum = solved
@@ -543,11 +542,11 @@ def _holder_upper_split(side: _Side, t_lo: float, t_hi: float, q: float, m: floa
         inside = np.compress(~above, kept)  # np.compress: boolean indexing measured 4x slower
         inside.sort()  # ascending
         above_sum = float(np.sum(np.compress(above, kept), dtype=np.float64)) if value_wanted else math.nan
-        solved = _holder_upper(side, inside[None, :], t_lo, t_hi, q, m, above=int(np.count_nonzero(above)),
+        solved = _holder_upper(side, inside, t_lo, t_hi, q, m, above=int(np.count_nonzero(above)),
                                above_sum=above_sum)
         if solved is not _REACHES_ABOVE:
             return solved
-    return _holder_upper(side, np.sort(kept)[None, :], t_lo, math.inf, q, m)  # a copy: kept stays in pool order
+    return _holder_upper(side, np.sort(kept), t_lo, math.inf, q, m)  # a copy: kept stays in pool order
 
 
 _REACHES_ABOVE = object()  # _holder_upper: the capped set may not hold every loss above t_hi
@@ -559,59 +558,40 @@ def _holder_upper(side: _Side, y: np.ndarray, t_lo: float, t_hi: float, q: float
     t_lo and at most t_hi, and ``above`` more above t_hi (summing to ``above_sum``). The losses <= t_lo
     (t_lo is one) follow the power law unless h(t_lo) < m, a miss. The losses above t_hi are capped
     when h(t_hi) < m; otherwise ``_REACHES_ABOVE`` (they are needed in order)."""
-    size = y.shape[1]
+    size = y.size
     below = side.power_sum - size - above if t_lo > 0 else 0.0  # sum over l+ <= t_lo of (l / t_lo)^q, >= 1
     if t_lo > 0 and size + above + below < m:
         return None
-    if above:
-        h_hi = above + float(tail_sum(y, np.array([0]), np.array([t_hi]), q, BLOCK)[0])
-        if t_lo > 0:
-            h_hi += below * _exp(q * float(log_ratio(t_lo, t_hi)))
-        if h_hi >= m:
-            return _REACHES_ABOVE
-    k_inside = 0
-    if size:
-        log_below = math.log(below) + q * log_ratio(t_lo, float(y[0, size - 1])) if t_lo > 0 else -math.inf
-        k_inside = int(capped_count(y, q, np.array([m]), BLOCK, above=above, below=np.array([log_below]))[0][0])
-    k = above + k_inside
+    k_inside, _, tail, h_hi = capped_and_tail(y, q, m, above, below, t_lo, t_hi if above else None)
+    if above and h_hi >= m:
+        return _REACHES_ABOVE
     if k_inside == size:  # every loss at most t_hi capped: t_lo is the largest uncapped loss
         if t_lo <= 0:
             return None
         ref, tail = t_lo, below
     else:
-        ref = float(y[0, size - 1 - k_inside])
-        tail = float(tail_sum(y, np.array([k_inside]), np.array([ref]), q, BLOCK)[0])
-        if t_lo > 0:
-            tail += below * _exp(q * float(log_ratio(t_lo, ref)))
-    return k, ref, tail, above_sum + float(np.sum(y[0, size - k_inside:], dtype=np.float64))
+        ref = float(y[size - 1 - k_inside])
+    return above + k_inside, ref, tail, above_sum + float(np.sum(y[size - k_inside:], dtype=np.float64))
 
 
 def _holder_lower(side: _Side, y: np.ndarray, t_lo: float, t_hi: float, q: float, m: float):
     """k, ref, tail_sum and the capped losses' sum from the losses below t_hi (ascending ``y``):
     the losses >= t_hi are capped unless h(t_hi) >= m, which is a miss unless t_hi is the largest loss."""
-    size = y.shape[1]
+    size = y.size
     at_or_above = side.positives - size
-    h_hi = at_or_above + float(tail_sum(y, np.array([0]), np.array([t_hi]), q, BLOCK)[0])
+    k_kept, _, tail, h_hi = capped_and_tail(y, q, m, at_or_above, end=t_hi)
     if h_hi >= m:
         if side.top > t_hi:
             return None
         return 0, t_hi, h_hi, 0.0  # nothing capped
-    k_kept = int(capped_count(y, q, np.array([m]), BLOCK, above=at_or_above)[0][0])
-    ref = float(y[0, size - 1 - k_kept])
-    tail = float(tail_sum(y, np.array([k_kept]), np.array([ref]), q, BLOCK)[0])
-    uncapped_sum = float(np.sum(y[0, : size - k_kept], dtype=np.float64))
+    ref = float(y[size - 1 - k_kept])
+    uncapped_sum = float(np.sum(y[: size - k_kept], dtype=np.float64))
     return at_or_above + k_kept, ref, tail, side.total - uncapped_sum
 
 
 def _sample_threshold(sample: np.ndarray, q: float, m_sample: float) -> float:
-    """The threshold of the sample's own LMP problem with the cap count scaled to the sample."""
-    if sample.size == 0 or sample[0] <= 0:
+    """The threshold of the sample's own LMP problem (descending ``sample``) with the cap count scaled to it."""
+    k, positives, tail, _ = capped_and_tail(np.ascontiguousarray(sample[::-1]), q, m_sample)
+    if k >= positives:
         return 0.0
-    z = q * log_ratio(sample, float(sample[0]))
-    with np.errstate(invalid="ignore", over="ignore"):  # beyond float range: nothing is capped
-        tail = prefix_log_sums(np.full((1, 1), -np.inf), z[None, ::-1])[0, :0:-1]  # log-sums from each entry on
-        h = np.arange(sample.size) + np.exp(np.where(sample > 0, tail - z, np.inf))
-        k = int(np.count_nonzero(h < m_sample))
-        if k >= sample.size or sample[k] <= 0:
-            return 0.0
-        return float(sample[k] * _exp((tail[k] - z[k] - math.log(max(m_sample - k, 1e-300))) / q))
+    return float(holder_threshold(float(sample[k]), tail, m_sample, k, q))

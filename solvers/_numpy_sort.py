@@ -34,7 +34,7 @@ from ._numpy_closed_form import (
 from . import _numba_loops as numba_loops
 from ._numpy_capped import LOCATE_MIN_N, capped_count, locate_capped
 from ._policy import chunk_rows, computes_in_float64
-from .problem import cap_count, conjugate, finite_in_pool, not_finite
+from .problem import cap_count, conjugate, exp_or_inf, finite_in_pool, log_ratio, not_finite
 
 # Losses per block of columns: small enough to stay in cache.
 BLOCK_LOSSES = 2**16
@@ -322,3 +322,27 @@ def tail_sum(y: np.ndarray, k: np.ndarray, ref: np.ndarray, q: float, width: int
             return np.where(beyond & (block > 0), (block / ref[:, None]) ** q, 0.0).sum(axis=1)
 
     return _pairwise(leaf, 0, n, width)
+
+
+def capped_and_tail(y: np.ndarray, q: float, m: float, above: int = 0, below: float = 0.0, below_ref: float = 1.0,
+                    end: float | None = None) -> tuple[int, int, float, float]:
+    """``numba_loops.capped_sweep`` on one ascending row ``y`` (the same arguments and results): compiled where
+    the loops fit ``y``, else from ``capped_count`` (every positive loss with h < m) and ``tail_sum``."""
+    if numba_loops.fits(y):
+        return numba_loops.capped_sweep(y, q, m, above, below, below_ref, end)
+    n, row = y.size, y[None, :]
+    positives = n - int(np.searchsorted(y, 0, side="right"))
+
+    def below_at(v):  # the sum of (l / v)^q over the losses under the row
+        return below * exp_or_inf(q * log_ratio(below_ref, v)) if below > 0 else 0.0
+
+    h_end = math.nan if end is None else above + below_at(end) + (
+        float(tail_sum(row, np.array([0]), np.array([end]), q, BLOCK_LOSSES)[0]) if positives else 0.0)
+    if not positives:
+        return 0, 0, math.nan, h_end
+    log_below = math.log(below) + q * log_ratio(below_ref, float(y[-1])) if below > 0 else -math.inf
+    k = int(capped_count(row, q, np.array([m]), BLOCK_LOSSES, above=above, below=np.array([log_below]))[0][0])
+    if k == positives:
+        return k, positives, math.nan, h_end
+    ref = float(y[n - 1 - k])
+    return k, positives, float(tail_sum(row, np.array([k]), np.array([ref]), q, BLOCK_LOSSES)[0]) + below_at(ref), h_end

@@ -155,7 +155,8 @@ def test_select_near_p1_computes_only_the_powers_that_count(monkeypatch, dtype, 
     """p near 1: the power sum gathers the losses near t_lo and the weights those near ref (the others'
     round to 0). The weights are those with every power computed (SPARSE_LEVEL = inf), and the sort
     path's to 4 float32 ulps (float64: the error of a power with exponent near 1000, some hundred
-    ulps), with and without a mask; float32 pools took the sparse write."""
+    ulps; subnormal weights to their last place), with and without a mask; float32 pools took the sparse
+    write."""
     taken = {"weights": 0}
     original = _numpy_select._write_sparse_power_weights
 
@@ -172,7 +173,8 @@ def test_select_near_p1_computes_only_the_powers_that_count(monkeypatch, dtype, 
     for m in (None, mask):
         got = lmp_np.lmp_weights(x, p, gamma, tau, mask=m, method="select")
         want = lmp_np.lmp_weights(x, p, gamma, tau, mask=m, method="sort")
-        np.testing.assert_allclose(got, want, rtol=4 * np.finfo(np.float32).eps if dtype == np.float32 else 1e-11)
+        np.testing.assert_allclose(got, want, rtol=4 * np.finfo(np.float32).eps if dtype == np.float32 else 1e-11,
+                                   atol=2 * np.finfo(dtype).smallest_subnormal)
         with monkeypatch.context() as dense:  # every power computed: the same weights
             dense.setattr(_numpy_select, "SPARSE_LEVEL", math.inf)
             np.testing.assert_array_equal(lmp_np.lmp_weights(x, p, gamma, tau, mask=m, method="select"), got)

@@ -1,13 +1,15 @@
 """The compiled loops of ``solvers._numba_loops`` (the ``fast`` extra) give exactly what their NumPy twins
 give: each loop on hostile rows (ties, zeros, -0.0, negatives, subnormals, NaN and infinities, lengths
 around its chunk), and the solvers with and without the loops (same weights and thresholds, values to a
-sum's rounding, same errors)."""
+sum's rounding, same errors). ``capped_sweep``, which rounds its sums differently from its twin, and that
+twin are both held to the dual's h computed in mpmath."""
 
 import math
 import os
 import subprocess
 import sys
 
+import mpmath as mp
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -16,7 +18,7 @@ from hypothesis.extra import numpy as hnp
 
 from lmp_theory import paper_parameters
 from solvers import _numba_loops as loops
-from solvers import _numpy_select
+from solvers import _numpy_select, _numpy_sort
 from solvers import numpy as lmp_np
 
 pytest.importorskip("numba")
@@ -199,12 +201,13 @@ def _problems(dtype):
 @pytest.mark.parametrize("method", ["sort", "select"])
 def test_solvers_with_and_without_the_loops_agree(dtype, method, numpy_only, monkeypatch):
     calls = {}
-    for name in ("positive_fill", "p1_split", "p1_write", "upper_pass"):
+    for name in ("positive_fill", "p1_split", "p1_write", "upper_pass", "capped_sweep"):
         loop = getattr(loops, name)
         monkeypatch.setattr(loops, name, lambda *a, _loop=loop, _name=name: calls.update({_name: True}) or _loop(*a))
     compiled = [(lmp_np.lmp_weights(x, p, g, t, method=method), lmp_np.lmp_solve(x, p, g, t, method=method))
                 for x, p, g, t in _problems(dtype)]
-    assert set(calls) == {"positive_fill", "p1_write"} | ({"p1_split", "upper_pass"} if method == "select" else set())
+    selection = {"p1_split", "upper_pass", "capped_sweep"}
+    assert set(calls) == {"positive_fill", "p1_write"} | (selection if method == "select" else set())
     numpy_only()
     rtol = 1e-6 if dtype == np.float32 else 1e-12
     for (x, p, g, t), (weights, solved) in zip(_problems(dtype), compiled):
@@ -213,7 +216,7 @@ def test_solvers_with_and_without_the_loops_agree(dtype, method, numpy_only, mon
             np.testing.assert_array_equal(weights, lmp_np.lmp_weights(x, p, g, t, method=method))
             np.testing.assert_array_equal(solved.weights, reference.weights)
             np.testing.assert_array_equal(solved.threshold, reference.threshold)
-        else:  # the first pass's power sum is summed in another order
+        else:  # the first pass's power sum is summed in another order, the count's h carried group to group
             np.testing.assert_allclose(weights, reference.weights, rtol=rtol, atol=0)
             np.testing.assert_allclose(solved.weights, reference.weights, rtol=rtol, atol=0)
             np.testing.assert_allclose(solved.threshold, reference.threshold, rtol=rtol)
@@ -244,3 +247,66 @@ def test_the_compiled_bracket_pass_checks_every_block(start):
     x[next(i for i in range(start, x.size) if i not in sampled)] = np.nan
     with pytest.raises(ValueError, match="losses must be finite"):
         lmp_np.lmp_weights(x, 1.0, 300.0, 0.01, method="select")
+
+
+def _exact_sweep(y: np.ndarray, q: float, m: float, above: int, below: float, below_ref: float, end: float):
+    """``capped_sweep``'s results from the definition, in mpmath at 60 digits, and the least relative
+    distance of an h at a positive loss from m (where the count may round either way)."""
+    with mp.workdps(60):
+        q_, values = mp.mpf(q), [mp.mpf(float(v)) for v in y if v > 0]
+
+        def h(t):  # #{l >= t} + sum_{l < t} (l / t)^q over the row, the losses above it and those below
+            return (above + sum(1 for v in values if v >= t) + sum((v / t) ** q_ for v in values if v < t)
+                    + mp.mpf(below) * (mp.mpf(below_ref) / t) ** q_)
+
+        at = [h(v) for v in values]
+        uncapped = [i for i, value in enumerate(at) if value >= m]  # ties share h: a group's last is its own
+        k = len(values) - (max(uncapped) + 1 if uncapped else 0)
+        ref = values[len(values) - 1 - k] if k < len(values) else None
+        tail = None if ref is None else h(ref) - (above + sum(1 for v in values if v >= ref)) + sum(
+            1 for v in values if v == ref)
+        closest = min((abs(value - m) / m for value in at), default=mp.inf)
+        return k, len(values), tail, h(mp.mpf(end)), float(closest)
+
+
+@st.composite
+def _sweep_rows(draw):
+    """An ascending row (ties, zeros, a wide range), q from near 2 to p within 1e-9 of 1, m, and the
+    counts and sum around the row."""
+    dtype = draw(st.sampled_from(DTYPES))
+    levels = draw(st.lists(st.floats(1e-3, 1e3), min_size=1, max_size=8))
+    size = draw(st.integers(0, 40))
+    row = np.sort(np.array([draw(st.sampled_from([0.0, *levels])) for _ in range(size)], dtype=dtype))
+    q = draw(st.sampled_from([1.5, 2.0, 17 / 7, 11.0, 1001.0, 1e9]))
+    above = draw(st.integers(0, 5))
+    positive = row[row > 0]
+    least = float(positive[0]) if positive.size else 1.0
+    below = draw(st.sampled_from([0.0, 1.0, 37.5]))
+    below_ref = least * draw(st.sampled_from([1.0, 0.999, 0.5]))
+    m = draw(st.floats(0.5, above + size + below + 2.0))
+    end = float(positive[-1]) * draw(st.sampled_from([1.0, 1.25])) if positive.size else 2.0
+    return row, q, m, above, below, below_ref, end
+
+
+@settings(max_examples=150, deadline=None)
+@given(_sweep_rows(), st.sampled_from(["compiled", "numpy"]))
+def test_capped_sweep_and_its_numpy_twin_are_the_dual_h_to_rounding(problem, route):
+    """k, the positive count, the tail sum at ref and h at the row's end: as their definitions give in
+    mpmath, k exactly unless some h is within 1e-9 of m (either count is then right to rounding)."""
+    row, q, m, above, below, below_ref, end = problem
+    if route == "compiled":
+        got = loops.capped_sweep(row, q, m, above, below, below_ref, end)
+    else:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(loops, "ENABLED", False)
+            got = _numpy_sort.capped_and_tail(row, q, m, above, below, below_ref, end)
+    k, positives, tail, h_end, closest = _exact_sweep(row, q, m, above, below, below_ref, end)
+    assert got[1] == positives
+    assert got[3] == pytest.approx(float(h_end), rel=1e-11)
+    if closest > 1e-9:
+        assert got[0] == k
+        if k < positives:
+            assert got[2] == pytest.approx(float(tail), rel=1e-11)
+        else:
+            assert math.isnan(got[2])
+    assert got[0] + above < m or got[0] == 0
