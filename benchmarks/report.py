@@ -76,6 +76,26 @@ def _growth(res) -> list[str]:
     return lines + [""]
 
 
+def _shapes_section(res) -> list[str]:
+    """``auto`` on the memory cases' shapes (zeros and negative losses), against np.sort along the same axis."""
+    rows = res.get("shapes") or []
+    if not rows:
+        return []
+    total = max(r["pools"] * r["n"] for r in rows)  # the one pool's size
+    lines = ["", f"## Shapes: 2^{int(math.log2(total))} float32 losses, an eighth zero and an eighth negative "
+             "(median ms; ratio to np.sort along the same axis)", "",
+             "From many tiny pools to one pool: the per-pool costs show where the pools are small.", "",
+             "| pools x n | p | np.sum | np.sort | numpy auto | / np.sort | torch auto | / np.sort |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for key in dict.fromkeys((r["pools"], r["n"], r["p"]) for r in rows):
+        pools, n, p = key
+        cell = {r["contender"]: r for r in rows if (r["pools"], r["n"], r["p"]) == key}
+        lines.append(f"| {pools} x {n} | {p:g} | {cell['np.sum']['ms']:.3g} | {cell['np.sort']['ms']:.3g} | "
+                     f"{cell['numpy auto']['ms']:.3g} | {cell['numpy auto']['over_np_sort']:.2f} | "
+                     f"{cell['torch auto']['ms']:.3g} | {cell['torch auto']['over_np_sort']:.2f} |")
+    return lines
+
+
 def _memory_section(res) -> list[str]:
     rows = res["memory"]
     lines = ["## Peak extra memory", "",
@@ -145,8 +165,9 @@ def _numba_section(res) -> list[str]:
     return ["## The fast extra's compiled loops (median ms)", "",
             "With numba installed (`pip install \"lmp-theory[fast]\"`), these passes of the NumPy solvers are compiled",
             "(`solvers._numba_loops`): p = inf's weights; p = 1's bracket pass and weights; and at 1 < p < inf the",
-            "selection path's first pass around NumPy's power (ratios, kept losses, power sum). Each checks the losses",
-            "finite as it reads them. Each row times the same call with them and with plain NumPy",
+            "selection path's first pass around NumPy's power (ratios, kept losses, power sum) and its count of the",
+            "capped losses among those kept (one sweep over them, sorted). The passes check the losses finite as they",
+            "read them. Each row times the same call with them and with plain NumPy",
             "(`LMP_THEORY_NUMBA=0`), in the same rounds.", "",
             "| case | p | method | with the loops | plain NumPy | speed-up |", "|---|---:|---|---:|---:|---:|"] + rows + [""]
 
@@ -204,7 +225,7 @@ def write_report(res, out: Path) -> None:
               "float64 work for float32 input, and there the passes compute powers only for the losses whose",
               "powers count (the rest are below the sum's rounding or round to a zero weight). Where the machine",
               "line names numba, a few passes run as the fast extra's compiled loops (p = 1 and p = inf, and the",
-              "selection path's first pass at 1 < p < inf; plain NumPy against them below); the rest is NumPy",
+              "selection path's first pass and count at 1 < p < inf; plain NumPy against them below); the rest is NumPy",
               "(and Torch). Ratios to",
               "`np.sort` depend on the CPU: with AVX-512 (see",
               "the machine line) NumPy sorts floats with vectorised kernels (x86-simd-sort).", ""]
@@ -219,6 +240,7 @@ def write_report(res, out: Path) -> None:
     lines += ["", f"## Batched: {batch[0]['pools']} pools of 2^{int(math.log2(batch[0]['n']))} (float32, median ms)",
               "", "| p | contender | ms |", "|---:|---|---:|"]
     lines += [f"| {r['p']:g} | {r['contender']} | {r['ms']:.3g} |" for r in batch]
+    lines += _shapes_section(res)
     lines += ["", "## What a user would otherwise write (one float32 pool, ratio 0.1, median ms)", "",
               "| contender | ms |", "|---|---:|"]
     lines += [f"| {r['contender']} | {r['ms']:.3g} |" for r in res["alternatives"]]

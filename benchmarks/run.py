@@ -8,6 +8,7 @@ back to back (interleaved), so a noisy, shared machine slows them alike; the rep
 ratios measured in the same run, never absolute targets. Floors: ``np.sum`` (one pass), a power pass
 ``np.power(l, 0.7)``, ``np.partition``, ``np.sort``. Alternatives a user would otherwise write: a top-k
 mean (``torch.topk``), mmseg-style OHEM (sort and threshold), a 30-step bisection, and ``cvxpy``.
+The memory suite's shapes (zero and negative losses, from tiny pools to one pool) are timed as well.
 Peak extra memory (output included) is measured per case and method, as a multiple of the input's
 size: NumPy with ``tracemalloc``, Torch CPU as the peak resident set size in a child process (glibc
 told to return freed blocks, peak reset before each call).
@@ -150,6 +151,23 @@ def batched_suite(n: int, pools: int, repeats: int) -> list[dict]:
         gamma, tau = paper_parameters(n, p, RATIO)
         medians = interleaved({**_floors(x), **_solvers(x, p, gamma, tau, True)}, repeats)
         rows += [dict(pools=pools, n=n, p=p, contender=name, ms=1e3 * sec) for name, sec in medians.items()]
+    return rows
+
+
+def shapes_suite(total: int, repeats: int) -> list[dict]:
+    """``total`` float32 losses with zeros and negative ones (the memory suite's four shapes, from 2^18 pools of 4
+    to one pool) at p = 1, 1.7 and inf: ``auto`` against np.sort and np.sum along the same axis."""
+    rows = []
+    for name, x, p, gamma, tau, method in _memory_cases(total):
+        if method != "auto" or name.startswith("one pool, "):  # the four shapes only, not the hard single pools
+            continue
+        tx = torch.from_numpy(x)
+        contenders = {"np.sum": lambda: np.sum(x, axis=-1), "np.sort": lambda: np.sort(x, axis=-1),
+                      "numpy auto": lambda: lmp_np.lmp_weights(x, p, gamma, tau),
+                      "torch auto": lambda: lmp_torch.lmp_weights(tx, p, gamma, tau, check_finite=False)}
+        medians = interleaved(contenders, repeats)
+        rows += [dict(shape=name, pools=x.shape[0], n=x.shape[1], p=p, contender=c, ms=1e3 * sec,
+                      over_np_sort=sec / medians["np.sort"]) for c, sec in medians.items()]
     return rows
 
 
@@ -371,6 +389,7 @@ if __name__ == "__main__":
         "machine": machine(),
         "cpu": cpu_suite(sizes, repeats),
         "batched": batched_suite(2**12 if args.quick else 2**17, 16, repeats),
+        "shapes": shapes_suite(2**14 if args.quick else 2**22, repeats),
         "alternatives": alternatives_suite(2**14 if args.quick else TARGET_N, repeats),
         "layer": layer_suite((1, 19, 32, 64) if args.quick else (2, 19, 512, 1024), 3 if args.quick else 5),
         "memory": memory_suite(2**16 if args.quick else 2**24),

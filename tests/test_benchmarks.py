@@ -22,6 +22,9 @@ def test_quick_benchmark_suite_writes_a_report(tmp_path):
                  "compiled loops"):
         assert word in text
     assert (tmp_path / "benchmarks.png").exists()
+    shapes = text.split("## Shapes")[1].split("\n## ")[0]  # four shapes, tiny pools of 4 included, at three p
+    rows = [line for line in shapes.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert len(rows) == 12 and any(line.startswith(f"| {2**14 // 4} x 4 | 1.7 |") for line in rows)
     headings = [line.lower() for line in text.splitlines() if line.startswith("#")]
     assert not [h for h in headings if "before" in h or "after" in h or "commit" in h]  # current figures, no history
 
