@@ -310,3 +310,11 @@ def test_capped_sweep_and_its_numpy_twin_are_the_dual_h_to_rounding(problem, rou
         else:
             assert math.isnan(got[2])
     assert got[0] + above < m or got[0] == 0
+
+
+def test_lowest_bit_is_the_position_of_the_lowest_set_bit():
+    rng = np.random.default_rng(3)
+    for position in range(64):
+        for higher in (0, *rng.integers(0, 2**63, size=5, dtype=np.uint64)):
+            word = (np.uint64(higher) << np.uint64(1) | np.uint64(1)) << np.uint64(position)
+            assert loops._lowest_bit(np.uint64(word)) == position
