@@ -8,8 +8,9 @@ $t^*$ and a bracket ``[t_lo, t_hi]`` of sample values around it. One pass over t
 above ``t_lo`` (*upper* side, when few are capped) or those below ``t_hi`` (*lower* side, when
 most are). Of the rest it needs only counts and, on the upper side, one power sum
 $\sum_{l \le t_{lo}} (l / t_{lo})^q$ (``t_lo`` is itself a loss, so this sum is at least 1 and
-nothing in it overflows or cancels). The kept losses are sorted in place and solved exactly with
-the sort path's kernels (the dual's $h$ at every kept loss, ties counted exactly); the bracket
+nothing in it overflows or cancels). The kept losses are sorted in place and solved exactly by
+``capped_and_tail`` (the dual's $h$ at every kept loss, ties counted exactly: the fast extra's sweep or
+the sort path's kernels); the bracket
 end on the far side is verified with $h$, and if the sample missed, the caller falls back to the
 sort path, so the answer is always the exact one. A second pass writes the weights. At p = 1 the
 first pass keeps only the losses inside the bracket and counts those above it (``_p1_inside``): the
