@@ -148,12 +148,13 @@ def scale_weights(w: np.ndarray, coef) -> None:
     dtype. A ``coef`` beyond that dtype's range (gamma above float32's largest, say) is applied in float64,
     so that only products beyond the range become inf, and a ``coef`` of inf keeps 0 at 0 (not NaN)."""
     coef = np.asarray(coef, dtype=np.float64)
+    largest = float(coef) if coef.ndim == 0 else float(coef.max(initial=0.0))  # a scalar: no reductions
     with np.errstate(over="ignore", invalid="ignore"):
-        if w.dtype != np.float64 and (coef > np.finfo(w.dtype).max).any():
+        if w.dtype != np.float64 and largest > np.finfo(w.dtype).max:
             np.multiply(w, coef, out=w, dtype=np.float64, casting="unsafe")
         else:
             np.multiply(w, coef.astype(w.dtype), out=w)
-    if np.isinf(coef).any():
+    if largest == math.inf:
         np.nan_to_num(w, copy=False, nan=0.0, posinf=np.inf)
 
 
