@@ -12,9 +12,10 @@ the same terms in another order (``tests/test_numba_loops.py`` runs every loop a
 * ``p1_write``: ``p = 1``'s weights, ``tau`` above the threshold and ``share`` at it;
 * ``upper_pass`` and ``product_sum``: the selection path's first pass at ``1 < p < inf`` around NumPy's
   power (the ratios to the bracket's end, the kept losses and the finiteness check; then the power sum);
-* ``capped_sweep``: ``1 < p < inf``'s count of capped losses and tail sum on one sorted row, the dual's
-  $h$ at each tie group carried from the previous group by one factor. This is the one loop with other
-  roundings than its twin (the sort path's ``capped_count`` and ``tail_sum``): see its docstring.
+* ``capped_sweep`` (one sorted row) and ``capped_sweep_rows`` (each row of a sorted chunk): ``1 < p < inf``'s
+  count of capped losses and tail sum, the dual's $h$ at each tie group carried from the previous group
+  by one factor. This is the one loop with other roundings than its twin (the sort path's
+  ``capped_count`` and ``tail_sum``): see its docstring.
 
 They are used where ``fits`` says so: numba importable, ``LMP_THEORY_NUMBA`` not ``"0"``, and C-contiguous
 float32 or float64 arrays. Everything else (and every call without numba) takes the NumPy code, which
@@ -28,7 +29,7 @@ import os
 
 import numpy as np
 
-from .problem import exp_or_inf, log_ratio
+from .problem import rescaled_power_sum
 
 numba = None
 if os.environ.get("LMP_THEORY_NUMBA", "1") != "0":  # "0": not even imported
@@ -189,6 +190,15 @@ def _capped_sweep(y, factors, m, above, start):
     return k, tail, r + above
 
 
+def _capped_sweep_rows(y, factors, m, k, positives, tail):
+    for row in range(y.shape[0]):
+        first = 0
+        while first < y.shape[1] and not y[row, first] > 0:
+            first += 1
+        positives[row] = y.shape[1] - first
+        k[row], tail[row], _ = _capped_sweep(y[row, first:], factors[row, first:], m[row], 0, 0.0)
+
+
 def _p1_write(flat, t, tau, share, out):
     zero = out.dtype.type(0)
     for row in range(flat.shape[0]):
@@ -202,8 +212,9 @@ _lowest_bit, _p1_split_block = _compile(_lowest_bit), _compile(_p1_split_block) 
 # reassociation lets the sums run in several lanes: the same terms, summed in another order than np.sum's
 _product_sum_loop, _sum_above = (numba.njit(nogil=True, cache=True, fastmath={"reassoc"})(f) if numba else None
                                  for f in (_product_sum, _sum_above))
-_positive_fill_loop, _p1_split_loop, _p1_write_loop, _upper_pass_loop, _capped_sweep_loop = (
-    _compile(f) for f in (_positive_fill, _p1_split, _p1_write, _upper_pass, _capped_sweep))
+_capped_sweep = _compile(_capped_sweep)  # called by _capped_sweep_rows too
+_positive_fill_loop, _p1_split_loop, _p1_write_loop, _upper_pass_loop, _capped_sweep_rows_loop = (
+    _compile(f) for f in (_positive_fill, _p1_split, _p1_write, _upper_pass, _capped_sweep_rows))
 
 
 def positive_fill(flat: np.ndarray, cap: np.ndarray, out: np.ndarray) -> bool:
@@ -254,8 +265,7 @@ def product_sum(a: np.ndarray, b: np.ndarray) -> float:
 def capped_sweep(y: np.ndarray, q: float, m: float, above: int = 0, below: float = 0.0, below_ref: float = 1.0,
                  end: float | None = None) -> tuple[int, int, float, float]:
     r"""On one ascending row ``y`` of losses, with ``above`` more losses above it and ``below`` the sum of
-    $(l / \mathrm{below\_ref})^q$ over those under it (``below_ref`` at most ``y``'s least positive loss):
-    ``(k, positives, tail, h_end)``.
+    $(l / \mathrm{below\_ref})^q$ over those under it (``below_ref > 0``): ``(k, positives, tail, h_end)``.
 
     ``k`` counts ``y``'s capped losses: those above the last tie group with $h \ge m$, where
     $h(v) = \#\{l \ge v\} + \sum_{l < v} (l / v)^q$ over all the losses. ``tail`` is
@@ -272,19 +282,41 @@ def capped_sweep(y: np.ndarray, q: float, m: float, above: int = 0, below: float
     first = int(np.searchsorted(y, 0, side="right"))
     positive = y[first:]
     if positive.size == 0:
-        return 0, 0, math.nan, math.nan if end is None else float(above + below * _power_ratio(below_ref, end, q))
+        return 0, 0, math.nan, math.nan if end is None else above + rescaled_power_sum(below, below_ref, end, q)
     ratios = np.empty(positive.size)
-    np.divide(positive[:-1], positive[1:], out=ratios[:-1], dtype=np.float64)
-    ratios[-1] = 1.0 if end is None else float(positive[-1]) / end
-    with np.errstate(divide="ignore", under="ignore"):  # a ratio under 1e-308 (float64 losses) gives 0
-        np.log(ratios, out=ratios)
-        ratios *= q
-        np.exp(ratios, out=ratios)
-    start = below * _power_ratio(below_ref, float(positive[0]), q) if below > 0 else 0.0
-    k, tail, h_end = _capped_sweep_loop(positive, ratios, float(m), int(above), start)
+    _step_factors(positive, q, ratios)
+    ratios[-1] = 1.0 if end is None else rescaled_power_sum(1.0, float(positive[-1]), end, q)
+    start = rescaled_power_sum(below, below_ref, float(positive[0]), q)
+    k, tail, h_end = _capped_sweep(positive, ratios, float(m), int(above), start)
     return int(k), int(positive.size), float(tail), math.nan if end is None else float(h_end)
 
 
-def _power_ratio(a: float, b: float, q: float) -> float:
-    """(a / b)^q for positive a and b (0 where it underflows, inf where it overflows)."""
-    return exp_or_inf(q * log_ratio(a, b))
+def capped_sweep_rows(y: np.ndarray, q: float, m: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``capped_sweep`` on every ascending row of ``y`` (2-D; no losses above or below the rows, no end),
+    with ``m`` per row: int64 ``k`` and ``positives``, float64 ``tail`` (NaN where every positive loss is
+    capped). The factors are computed for rows of about ``block`` losses at a time (one float64 buffer)."""
+    rows, n = y.shape
+    k, positives, tail = np.empty(rows, dtype=np.int64), np.empty(rows, dtype=np.int64), np.empty(rows)
+    m = np.ascontiguousarray(np.broadcast_to(m, (rows,)), dtype=np.float64)
+    step = max(1, block // max(n, 1))
+    factors = np.empty((min(step, rows), n))
+    for lo in range(0, rows, step):
+        part = slice(lo, min(lo + step, rows))
+        y_part, f = y[part], factors[: part.stop - lo]
+        _step_factors(y_part, q, f)
+        f[:, -1] = 1.0  # unused: no end
+        _capped_sweep_rows_loop(y_part, f, m[part], k[part], positives[part], tail[part])
+    return k, positives, tail
+
+
+def _step_factors(y: np.ndarray, q: float, out: np.ndarray) -> None:
+    """``out[..., i] = (y[..., i] / y[..., i + 1])^q`` along the last axis of C-contiguous ``y`` and ``out``, in
+    float64, as one pass over the flattened arrays (a row's last column gets the quotient by the next row's
+    first loss: the caller sets it). A ratio of 0 or below 1e-308 (float64 losses) gives 0; two zeros give
+    NaN, which the sweep never reads."""
+    flat, factors = y.reshape(-1), out.reshape(-1)[:-1]
+    with np.errstate(divide="ignore", invalid="ignore", under="ignore", over="ignore"):  # over: rows' ends only
+        np.divide(flat[:-1], flat[1:], out=factors, dtype=np.float64)
+        np.log(factors, out=factors)
+        factors *= q
+        np.exp(factors, out=factors)

@@ -29,6 +29,7 @@ import math
 
 import numpy as np
 
+from . import _numba_loops as numba_loops
 from ._numpy_closed_form import EXP_FAST, power
 from .problem import log_ratio
 
@@ -172,10 +173,13 @@ def locate_capped(y: np.ndarray, q: float, m: np.ndarray, work: np.dtype, width:
 
 def _count_in_window(window: np.ndarray, above: int, q: float, m: float, before: float, top: float,
                      width: int) -> int:
-    """``capped_count`` on one row's window, ``above`` losses after it, and ``before`` the sum of
-    (y / top)^q over the losses before it (carried as the log-sum over the window's largest loss)."""
+    """The capped losses in one row's window, ``above`` losses after it, and ``before`` the sum of
+    (y / top)^q over the losses before it: compiled (``numba_loops.capped_sweep``) where the loops fit,
+    else ``capped_count`` (``before`` carried as the log-sum over the window's largest loss)."""
     if window.size == 0 or not window[-1] > 0:
         return 0
+    if numba_loops.fits(window):
+        return numba_loops.capped_sweep(window, q, m, above, before, top)[0]
     log_before = math.log(before) + q * log_ratio(top, float(window[-1])) if before > 0 else -math.inf
     return int(capped_count(window[None, :], q, np.array([m]), width, above, np.array([log_before]))[0][0])
 

@@ -34,7 +34,7 @@ from ._numpy_closed_form import (
 from . import _numba_loops as numba_loops
 from ._numpy_capped import LOCATE_MIN_N, capped_count, locate_capped
 from ._policy import chunk_rows, computes_in_float64
-from .problem import cap_count, conjugate, exp_or_inf, finite_in_pool, log_ratio, not_finite
+from .problem import cap_count, conjugate, finite_in_pool, log_ratio, not_finite, rescaled_power_sum
 
 # Losses per block of columns: small enough to stay in cache.
 BLOCK_LOSSES = 2**16
@@ -268,7 +268,11 @@ def _holder_weights(y: np.ndarray, gamma, tau, width: int, p: float, work: np.dt
                                        np.ones(pools), np.zeros(pools, dtype=bool))
     full = slice(None) if not located.any() else np.flatnonzero(~located)  # a slice: no copy of y
     y_full = y[full]
-    if y_full.size:
+    swept = y_full.size and n < LOCATE_MIN_N and numba_loops.fits(y_full)
+    if swept:  # short rows, compiled: the tail sums come with the counts
+        k[full], positives[full], swept_tail = numba_loops.capped_sweep_rows(y_full, q, m[full], BLOCK_LOSSES)
+        tail[full] = np.where(np.isnan(swept_tail), 1.0, swept_tail)  # NaN: every positive loss capped
+    elif y_full.size:
         positives[full] = n - sorted_rank(y_full, np.zeros(y_full.shape[0]), strict=False)
         y_full = y_full[:, _negligible_columns(y_full, q, m[full]):]  # a view
         k[full] = capped_count(y_full, q, m[full], width)[0]
@@ -276,7 +280,7 @@ def _holder_weights(y: np.ndarray, gamma, tau, width: int, p: float, work: np.dt
     ref = y[np.arange(pools), n - 1 - np.minimum(k, n - 1)].astype(np.float64)  # largest uncapped loss
     ref = np.where(some_uncapped, ref, 1.0)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
-        if y_full.size:  # >= 1 where some_uncapped: sum_{i>=k} (y_i / y_k)^q, descending
+        if y_full.size and not swept:  # >= 1 where some_uncapped: sum_{i>=k} (y_i / y_k)^q, descending
             tail[full] = tail_sum(y_full, k[full], ref[full], q, width)
         coef = holder_coef(gamma, p, m, k, tail)
     threshold = np.where(some_uncapped, holder_threshold(ref, tail, m, k, q), 0.0)
@@ -334,7 +338,7 @@ def capped_and_tail(y: np.ndarray, q: float, m: float, above: int = 0, below: fl
     positives = n - int(np.searchsorted(y, 0, side="right"))
 
     def below_at(v):  # the sum of (l / v)^q over the losses under the row
-        return below * exp_or_inf(q * log_ratio(below_ref, v)) if below > 0 else 0.0
+        return rescaled_power_sum(below, below_ref, v, q)
 
     h_end = math.nan if end is None else above + below_at(end) + (
         float(tail_sum(row, np.array([0]), np.array([end]), q, BLOCK_LOSSES)[0]) if positives else 0.0)

@@ -403,3 +403,9 @@ def exp_or_inf(v: float) -> float:
     """``math.exp`` that overflows to ``inf`` instead of raising (a threshold beyond float range
     means: nothing is capped)."""
     return math.exp(v) if v < 709.0 else math.inf
+
+
+def rescaled_power_sum(total: float, ref: float, v: float, q: float) -> float:
+    """A sum ``total`` of (l / ref)^q as the sum of (l / v)^q: ``total (ref / v)^q`` through logs, so that
+    neither factor over- or underflows alone (0 stays 0; inf where the result is beyond float range)."""
+    return exp_or_inf(math.log(total) + q * log_ratio(ref, v)) if total > 0 else 0.0

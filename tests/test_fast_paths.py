@@ -211,10 +211,12 @@ def test_weights_without_the_value_are_the_weights_with_it(method, p, kind):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("p", [1 + 1e-12, 1.001, 1.05, 1.7])
 def test_the_full_count_skips_only_negligible_losses(monkeypatch, dtype, p):
-    """The sort path's full count skips the leading losses whose terms are below exp(-750): the same
-    weights, thresholds and values as counting every loss (rows of ties, zeros and 8 decades, masks)."""
-    from solvers import _numpy_sort
+    """The sort path's NumPy full count skips the leading losses whose terms are below exp(-750): the same
+    weights, thresholds and values as counting every loss (rows of ties, zeros and 8 decades, masks). The
+    compiled sweep, which reads every loss, is switched off."""
+    from solvers import _numba_loops, _numpy_sort
 
+    monkeypatch.setattr(_numba_loops, "ENABLED", False)
     rng = np.random.default_rng(4)
     x = rng.exponential(size=(4, 5000))
     x[1] = np.round(x[1] * 3) / 3

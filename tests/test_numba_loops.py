@@ -180,7 +180,8 @@ def test_p1_write_is_tau_above_share_at_zero_below(dtype):
 
 
 def _problems(dtype):
-    """Pools where the loops run (no mask, n at the select path's sizes) for p = 1 and inf, with ties at the cut."""
+    """Pools where the loops run (no mask, n at the select path's sizes and below) for every kind of p, with ties
+    at the cut."""
     rng = np.random.default_rng(11)
     x = np.abs(_hostile(dtype, 3 * 20_000, rng)).reshape(3, 20_000)
     x[1] = np.round(x[1])  # long tie runs: the cut falls inside one
@@ -195,19 +196,21 @@ def _problems(dtype):
     y[0, :7] = -1.0  # negative losses, and ratios that underflow
     y[1, 3::5] = np.finfo(dtype).smallest_subnormal
     yield y, 1.7, *paper_parameters(x.shape[1], 1.7, 0.3)
+    short = np.ascontiguousarray(y[:, :3000])  # the sort path's full count, compiled (both methods)
+    yield short, 1.7, *paper_parameters(short.shape[1], 1.7, 0.3)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("method", ["sort", "select"])
 def test_solvers_with_and_without_the_loops_agree(dtype, method, numpy_only, monkeypatch):
     calls = {}
-    for name in ("positive_fill", "p1_split", "p1_write", "upper_pass", "capped_sweep"):
+    for name in ("positive_fill", "p1_split", "p1_write", "upper_pass", "capped_sweep", "capped_sweep_rows"):
         loop = getattr(loops, name)
         monkeypatch.setattr(loops, name, lambda *a, _loop=loop, _name=name: calls.update({_name: True}) or _loop(*a))
     compiled = [(lmp_np.lmp_weights(x, p, g, t, method=method), lmp_np.lmp_solve(x, p, g, t, method=method))
                 for x, p, g, t in _problems(dtype)]
-    selection = {"p1_split", "upper_pass", "capped_sweep"}
-    assert set(calls) == {"positive_fill", "p1_write"} | (selection if method == "select" else set())
+    both = {"positive_fill", "p1_write", "capped_sweep", "capped_sweep_rows"}  # sort path: located and short rows
+    assert set(calls) == both | ({"p1_split", "upper_pass"} if method == "select" else set())
     numpy_only()
     rtol = 1e-6 if dtype == np.float32 else 1e-12
     for (x, p, g, t), (weights, solved) in zip(_problems(dtype), compiled):
@@ -318,3 +321,20 @@ def test_lowest_bit_is_the_position_of_the_lowest_set_bit():
         for higher in (0, *rng.integers(0, 2**63, size=5, dtype=np.uint64)):
             word = (np.uint64(higher) << np.uint64(1) | np.uint64(1)) << np.uint64(position)
             assert loops._lowest_bit(np.uint64(word)) == position
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_sweep_rows(), min_size=1, max_size=6), st.integers(1, 90))
+def test_capped_sweep_rows_is_capped_sweep_on_each_row(problems, block):
+    """The sort path's chunk at once (rows of one length and dtype, factors computed ``block`` losses at a
+    time, zeros leading): each row's k, positive count and tail sum as ``capped_sweep`` gives them alone."""
+    row, q = problems[0][0], problems[0][1]
+    rows = [np.sort(np.resize(r, row.size).astype(row.dtype)) for r, *_ in problems] if row.size else []
+    if not rows:
+        return
+    y, m = np.stack(rows), np.array([max(problem[2], 0.5) for problem in problems])
+    k, positives, tail = loops.capped_sweep_rows(y, q, m, block)
+    for i in range(y.shape[0]):
+        alone = loops.capped_sweep(y[i], q, float(m[i]))
+        assert (k[i], positives[i]) == alone[:2]
+        assert tail[i] == alone[2] or math.isnan(tail[i]) and math.isnan(alone[2])
