@@ -285,12 +285,15 @@ def _collect_upper_compiled(pool: _Pool, t_lo: float, q: float, powers: np.ndarr
         for start in range(0, n, BLOCK):
             row = pool.row[start: start + BLOCK]
             r = ratio[: row.size]
-            count, size, smallest, finite = numba_loops.upper_pass(row, lo, r, kept_buffer, index_buffer, start)
+            count, size, least, finite = numba_loops.upper_pass(row, lo, r, kept_buffer, index_buffer, start)
             if not finite:
                 pool.require_finite(False)  # raises
             u = powers[start: start + row.size]
-            _ratio_power(r, row, t_lo, q - 1.0, out=u, smallest=smallest)  # row > 0 where l+ > 0
-            power_sum += numba_loops.product_sum(r, u)
+            _ratio_power(r, row, t_lo, q - 1.0, out=u, smallest=least)  # the ratio is 1 where l <= 0
+            if count == row.size:
+                power_sum += numba_loops.product_sum(r, u)
+            else:  # the powers of l <= 0 back to 0 (their weights)
+                power_sum += numba_loops.positive_product_sum(row, r, u)
             positives += count
             kept.append(kept_buffer[:size].copy())
             index.append(index_buffer[:size].copy())
@@ -302,7 +305,8 @@ def _ratio_power(ratio: np.ndarray, lp: np.ndarray, scale: float, exponent: floa
                  smallest=None) -> None:
     """``out = ratio ** exponent`` for ``ratio = min(lp, scale) / scale``; ratios that underflow (tiny
     positive losses) through logs, as in ``capped_power_weights``. ``smallest``: ``lp``'s minimum if
-    known (the smallest ratio is then its quotient: rounding keeps the order)."""
+    known, or its least positive value where the other ratios are 1 (the smallest ratio is then its
+    quotient: rounding keeps the order)."""
     tiny = None
     scale_work = ratio.dtype.type(scale)
     least = ratio.min() if smallest is None else min(smallest, scale_work) / scale_work

@@ -156,14 +156,18 @@ def test_upper_pass_is_the_numpy_first_pass(dtype, n, bad):
     positives, size, least, finite = loops.upper_pass(row, lo, ratio, kept, index, 1000)
     lp = np.maximum(row, dtype(0))
     assert finite == bool(np.isfinite(row).all())
-    if finite:
-        np.testing.assert_array_equal(ratio, np.minimum(lp, lo) / lo)
-        assert least == lp.min() and not np.signbit(least)
+    if finite:  # 1 (a fast power) where l <= 0
+        np.testing.assert_array_equal(ratio, np.where(row > 0, np.minimum(lp, lo) / lo, dtype(1)))
+        assert least == (row[row > 0].min() if (row > 0).any() else np.inf)
     assert positives == np.count_nonzero(row > 0)
     np.testing.assert_array_equal(index[:size], 1000 + np.flatnonzero(row > lo))
     np.testing.assert_array_equal(kept[:size], row[row > lo])
     a, b = np.abs(_hostile(dtype, n, rng)), rng.random(n).astype(dtype)
     assert loops.product_sum(a, b) == pytest.approx(float(np.sum(a * b, dtype=np.float64)), rel=1e-13)
+    cleared = b.copy()
+    total = loops.positive_product_sum(row, a, cleared)
+    np.testing.assert_array_equal(cleared, np.where(row > 0, b, dtype(0)))
+    assert total == pytest.approx(float(np.sum(a * cleared, dtype=np.float64)), rel=1e-13)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
