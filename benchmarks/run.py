@@ -45,7 +45,7 @@ TARGET_N = 2**21
 FORCED_MAX_N = 2**21  # forced method="sort"/"select" rows up to this size (beyond, "auto" only)
 
 
-SAMPLE_SECONDS = 2e-3  # a sample of a fast call repeats it back to back for at least this long
+SAMPLE_SECONDS = 6e-3  # a sample of a fast call repeats it back to back for at least this long
 
 
 def _time(fn, number: int = 1) -> float:
@@ -70,7 +70,9 @@ def interleaved(contenders: dict, repeats: int) -> dict:
     allocator's state after a large array is freed: up to 50 % for the same code), and a fixed order
     would charge that to the same contenders every round. A call under ``SAMPLE_SECONDS`` is repeated
     back to back within its sample, as ``timeit`` does: one call of 0.1 ms measured up to 4x slower
-    alone, just after another contender, than in a loop."""
+    alone, just after another contender, than in a loop, and the first call after another contender
+    can pay for fresh pages of its output (the same 0.8 ms call measured 30 % apart in two orders with
+    samples of 2 ms; 6 ms samples put Torch's p = inf over NumPy's at 1.06-1.09 in three runs)."""
     for fn in contenders.values():  # the warm-up
         fn()
     number = {name: max(1, min(1000, math.ceil(SAMPLE_SECONDS / max(_time(fn), 1e-7))))
