@@ -295,7 +295,7 @@ def capped_sweep(y: np.ndarray, q: float, m: float, above: int = 0, below: float
     the exact one (a term's factors multiply to its own power; those below $e^{-750}$ are 0 and $h \ge 1$).
     ``capped_count`` rounds differently: the two ``k`` can differ only where some $h$ is that close to
     $m$, where the weights with either ``k`` agree to that rounding (the loss at the crossing gets
-    ``tau`` either way). As there, ``k + above < m``.
+    ``tau`` either way). As there, ``k + above < m`` wherever ``k > 0``.
     """
     first = int(np.searchsorted(y, 0, side="right"))
     positive = y[first:]

@@ -7,7 +7,8 @@ locates the number ``k`` of capped losses to a window, where it is counted exact
 (``p`` near 1 over a wide range of losses), are counted in full from the first loss whose power can
 matter (``_negligible_columns``): passes block by block of columns take suffix log-sum-exps of
 $q \log(l / \max l)$ (the dual's $h$ at every loss; ties counted exactly by where their group starts,
-so ``p`` as close to 1 as ``1 + 1e-15`` is handled). Then come the
+so ``p`` as close to 1 as ``1 + 1e-15`` is handled); with the fast extra, short rows are counted by one
+compiled sweep each instead (``numba_loops.capped_sweep_rows``). Then come the
 threshold and the kernels of ``solvers._numpy_closed_form``. At p = 1 the cut, the counts above and at
 it come from binary searches in the sorted rows, and the value from their sorted suffixes. One last
 pass over the original losses writes the weights, with powers in the work dtype
@@ -254,7 +255,7 @@ def write_p1_rows(losses, threshold: np.ndarray, tau: np.ndarray, share: np.ndar
 def _holder_weights(y: np.ndarray, gamma, tau, width: int, p: float, work: np.dtype, stored: np.dtype):
     """1 < p < inf on ascending rows ``y``: the number k of capped losses, then the threshold. Rows of at
     least ``LOCATE_MIN_N`` losses are located first (``locate_capped``); the others, and those it does
-    not reach, are counted in full.
+    not reach, are counted in full (shorter rows compiled where the loops fit).
 
     Returns ``weight_of(lp, out=None)``, the weights of positive losses in the work dtype (into ``out``
     if given; ``stored``: the dtype they are kept in, as in ``capped_power_weights``), and the thresholds."""
